@@ -1,0 +1,173 @@
+"""``python -m dsg_core`` / ``dsg``: the engine from a terminal, for scripts and benchmarks.
+
+Every subcommand is a thin layer over the library functions the dashboard calls. ``--json`` prints
+one JSON document on stdout (progress goes to stderr). Errors the user can fix exit with status 2
+and a one-line message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import DSGError
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _progress_bar(enabled: bool):
+    """A tqdm bar on stderr when it is a terminal (or forced); returns (callback, close)."""
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+    bar = {"bar": None}
+
+    def callback(p):
+        if bar["bar"] is None or bar["bar"].total != p.total or bar["bar"].desc != p.stage:
+            if bar["bar"] is not None:
+                bar["bar"].close()
+            bar["bar"] = tqdm(total=p.total, desc=p.stage, file=sys.stderr, leave=False, dynamic_ncols=True)
+        bar["bar"].n = p.step
+        bar["bar"].set_postfix(loss=f"{p.loss:.4g}", refresh=False)
+        bar["bar"].refresh()
+
+    return callback, lambda: bar["bar"] and bar["bar"].close()
+
+
+def _emit(obj, as_json: bool, text: str) -> None:
+    print(json.dumps(obj, indent=2, default=float) if as_json else text)
+
+
+# ---------------------------------------------------------------------------------------- models
+def cmd_models(args) -> None:
+    from .models import bn_layer_names, list_models
+    rows = [{"name": s.name, "default": s.default, "input_shape": list(s.input_shape),
+             "num_classes": s.num_classes, "bn_layers": bn_layer_names(s.build()), "fp32_top1": s.fp32_top1,
+             "dataset": s.dataset, "description": s.description} for s in list_models()]
+    text = "\n".join(f"{'*' if r['default'] else ' '} {r['name']:<20} {str(tuple(r['input_shape'])):<15} "
+                     f"{len(r['bn_layers']):>3} BN  top-1 {r['fp32_top1'] or '-'}  {r['description']}" for r in rows)
+    _emit(rows, args.json, text)
+
+
+# ---------------------------------------------------------------------------------------- generate
+def add_generation_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generation")
+    g.add_argument("--method", choices=["gaussian", "zeroq", "dsg"], default="dsg")
+    g.add_argument("--preset", choices=["paper", "reference"], default="paper",
+                   help="paper: the formulas only; reference: + the reference code's priors, init and lr")
+    g.add_argument("--epsilon", type=float, help="SDA slack quantile in (0, 1] (default 0.9)")
+    g.add_argument("--lse-weight", type=float, help="LSE enhancement weight (default 2)")
+    g.add_argument("--sci-weight", type=float, help="SCI weight (default 1)")
+    for part in ("sda", "lse", "sci"):
+        g.add_argument(f"--no-{part}", action="store_true", help=f"switch {part.upper()} off")
+    g.add_argument("--samples", type=int, help="number of images (default 64)")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--iterations", type=int, help="Adam iterations per batch (default 500)")
+    g.add_argument("--lr", type=float)
+    g.add_argument("--init", choices=["gaussian", "uniform"])
+    g.add_argument("--seed", type=int, default=0)
+    for prior in ("ce", "tv", "l2"):
+        g.add_argument(f"--{prior}-weight", type=float)
+    g.add_argument("--jitter", type=int, help="max random translation in pixels")
+
+
+def generation_config(args, image_size: int):
+    from .generation import preset
+    over = {"method": args.method, "seed": args.seed}
+    names = {"epsilon": "epsilon", "lse_weight": "lse_weight", "sci_weight": "sci_weight", "samples": "samples",
+             "batch_size": "batch_size", "iterations": "iterations", "lr": "lr", "init": "init",
+             "ce_weight": "ce_weight", "tv_weight": "tv_weight", "l2_weight": "l2_weight", "jitter": "jitter"}
+    over.update({field: getattr(args, a) for a, field in names.items() if getattr(args, a) is not None})
+    over.update({part: False for part in ("sda", "lse", "sci") if getattr(args, f"no_{part}")})
+    if "samples" in over and "batch_size" not in over:
+        over["batch_size"] = min(over["samples"], 64)
+    return preset(args.preset, image_size=image_size, **over).validate()
+
+
+def cmd_generate(args) -> None:
+    from .generation import generate_named
+    from .models import get_spec
+    spec = get_spec(args.model)
+    cfg = generation_config(args, spec.input_shape[-1])
+    callback, close = _progress_bar(not args.quiet and (sys.stderr.isatty() or args.progress))
+    try:
+        synthetic = generate_named(args.model, cfg, weights=args.weights, device=args.device, progress=callback)
+    finally:
+        close()
+    synthetic.save(args.out)
+    last = synthetic.history[-1] if synthetic.history else {}
+    summary = {"out": str(args.out), "model": args.model, "label": cfg.label, "samples": len(synthetic),
+               "seconds": synthetic.seconds, "final_loss": last.get("loss"), "first_loss":
+               synthetic.history[0]["loss"] if synthetic.history else None, "config": cfg.to_dict()}
+    _emit(summary, args.json, f"{cfg.label}: {len(synthetic)} images in {synthetic.seconds:.1f} s -> {args.out}")
+
+
+# ---------------------------------------------------------------------------------------- diagnose
+def cmd_diagnose(args) -> None:
+    from .data import real_split
+    from .data.folder import load_image_folder
+    from .diagnostics import diagnose
+    from .generation import SyntheticSet
+    from .models import get_spec, load_model
+    spec = get_spec(args.model)
+    synthetic = SyntheticSet.load(args.samples)
+    check_set_fits(synthetic, spec)
+    model = load_model(args.model, weights=args.weights, device=args.device)
+    real = (load_image_folder(args.real_folder, spec, limit=args.real_samples)[0] if args.real_folder
+            else real_split(args.model, "train")[0][:args.real_samples])
+    report = diagnose(model, {"synthetic": synthetic.images}, real, spec.input_shape).metrics()
+    row = report.loc["synthetic"].to_dict()
+    _emit(row, args.json, report.T.to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+def check_set_fits(synthetic, spec) -> None:
+    """A synthetic set made for another input shape cannot be used with this model."""
+    from .errors import DataError
+    if tuple(synthetic.images.shape[1:]) != tuple(spec.input_shape):
+        raise DataError(f"the synthetic set has images of shape {tuple(synthetic.images.shape[1:])} but "
+                        f"{spec.name} takes {tuple(spec.input_shape)} (it was made for {synthetic.model or 'another model'})")
+
+
+# ---------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dsg", description="DSG Lab: diverse sample generation for data-free quantization")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, model=True):
+        sp.add_argument("--json", action="store_true", help="print JSON on stdout")
+        if model:
+            from .models import default_model_name
+            sp.add_argument("--model", default=default_model_name())
+            sp.add_argument("--weights", help="local weights file (safetensors or weights-only .pt)")
+            sp.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+
+    common(sub.add_parser("models", help="list the registry"), model=False)
+    sp = sub.add_parser("generate", help="generate a synthetic set")
+    common(sp)
+    add_generation_args(sp)
+    sp.add_argument("--out", required=True, type=Path, help="output file (.safetensors)")
+    sp.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    sp.add_argument("--quiet", action="store_true")
+    sp = sub.add_parser("diagnose", help="diversity metrics of a synthetic set against real data")
+    common(sp)
+    sp.add_argument("--samples", required=True, type=Path, help="a synthetic set saved by `generate`")
+    sp.add_argument("--real-folder", help="real labelled images (ImageFolder layout) for non-embedded models")
+    sp.add_argument("--real-samples", type=int, default=512)
+    return p
+
+
+COMMANDS = {"models": cmd_models, "generate": cmd_generate, "diagnose": cmd_diagnose}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except DSGError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,9 @@
+"""Diagnostics: how homogenized is a synthetic set, and how does it compare with real data?"""
+
+from .embedding import embed, embedding_frame
+from .metrics import diversity_metrics, effective_rank, mean_offdiag_cosine, similarity_spectrum
+from .probe import Probe, probe
+from .report import BETTER, REAL, Diagnosis, diagnose
+
+__all__ = ["embed", "embedding_frame", "diversity_metrics", "effective_rank", "mean_offdiag_cosine",
+           "similarity_spectrum", "Probe", "probe", "BETTER", "REAL", "Diagnosis", "diagnose"]

@@ -1,0 +1,191 @@
+"""The sample generator: optimize a batch of images so the frozen model's BN statistics fit.
+
+One loop serves every method; the config switches the parts on and off (see ``config.py``).
+Everything that does not change between iterations (BN targets, margins, the LSE matrix, the
+Gaussian reference spectrum) is computed once in :class:`Objective`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import ConfigError, NumericalError
+from ..progress import CancelFn, Progress, ProgressFn, check_cancel
+from . import losses
+from .config import GenerationConfig
+from .margins import Margins, compute_margins, fixed_margins
+from .stats import BNStats, BNTargets, bn_targets
+from .synthetic_set import SyntheticSet
+
+
+@dataclass
+class Objective:
+    """The loss of one config on one model, with its constant parts precomputed."""
+    cfg: GenerationConfig
+    targets: BNTargets
+    margins: Margins | None
+    num_classes: int | None
+
+    @classmethod
+    def build(cls, model: nn.Module, shape: tuple[int, ...], cfg: GenerationConfig, device,
+              num_classes: int | None = None) -> "Objective":
+        example = torch.zeros((2, *shape), device=device)
+        targets = bn_targets(model, example)
+        margins = None
+        if cfg.components[0]:
+            margins = (fixed_margins(targets, cfg.delta, cfg.gamma) if cfg.delta is not None else
+                       compute_margins(model, targets, shape, cfg.epsilon, cfg.margin_samples, cfg.seed, device))
+        if cfg.ce_weight and not num_classes:
+            raise ConfigError("the CE prior needs the number of classes of the model")
+        return cls(cfg, targets, margins, num_classes)
+
+    def __post_init__(self):
+        self._margin_c = self.margins.per_channel(self.targets) if self.margins else None
+        self._lse: dict[int, torch.Tensor] = {}
+        self._spectrum: dict[tuple, torch.Tensor] = {}
+
+    def lse_matrix(self, batch: int) -> torch.Tensor | None:
+        if not self.cfg.components[1]:
+            return None
+        if batch not in self._lse:
+            self._lse[batch] = losses.lse_weights(batch, self.targets.num_layers, self.cfg.lse_weight,
+                                                  self.targets.mu.device)
+        return self._lse[batch]
+
+    def spectrum(self, shape: tuple[int, ...]) -> torch.Tensor:
+        if shape not in self._spectrum:
+            self._spectrum[shape] = losses.reference_spectrum(shape, device=self.targets.mu.device)
+        return self._spectrum[shape]
+
+    def layer_loss(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """L[j, i]: SDA hinge when SDA is on, else ZeroQ's L2 -> (B, N)."""
+        if self._margin_c is not None:
+            return losses.sda(mean, std, self.targets, *self._margin_c)
+        return losses.bn_l2(mean, std, self.targets)
+
+    def __call__(self, images: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                 labels: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """(total loss, named parts, per-layer loss (N,) averaged over samples)."""
+        cfg, b = self.cfg, images.shape[0]
+        layer = self.layer_loss(mean, std)
+        parts = {"bn": losses.weighted_mean(layer, self.lse_matrix(b))}
+        if cfg.input_prior:
+            parts["input"] = losses.input_prior(images)
+        if cfg.components[2] and cfg.sci_weight and b > 1:
+            parts["sci"] = cfg.sci_weight * losses.sci(images, self.spectrum(tuple(images.shape)),
+                                                      self.targets.num_layers)
+        if cfg.ce_weight and labels is not None:
+            parts["ce"] = cfg.ce_weight * F.cross_entropy(logits, labels)
+        if cfg.tv_weight:
+            parts["tv"] = cfg.tv_weight * losses.total_variation(images)
+        if cfg.l2_weight:
+            parts["l2"] = cfg.l2_weight * losses.l2_prior(images)
+        return sum(parts.values()), parts, layer.detach().mean(0)
+
+
+def initial_images(n: int, shape: tuple[int, ...], cfg: GenerationConfig, batch_index: int) -> torch.Tensor:
+    """Seeded per batch, so batch k is the same whichever process or run generates it."""
+    gen = torch.Generator().manual_seed(batch_seed(cfg.seed, batch_index))
+    if cfg.init == "uniform":
+        return torch.rand((n, *shape), generator=gen)
+    return torch.randn((n, *shape), generator=gen)
+
+
+def batch_seed(seed: int, batch_index: int) -> int:
+    return (seed * 1_000_003 + batch_index * 7919) % (2**63 - 1)
+
+
+def batch_labels(n: int, cfg: GenerationConfig, num_classes: int | None, batch_index: int) -> torch.Tensor | None:
+    """Target labels: the chosen ones cycled, else a balanced, shuffled draw of every class."""
+    if not num_classes:
+        return None
+    if cfg.targets:
+        bad = [t for t in cfg.targets if not 0 <= t < num_classes]
+        if bad:
+            raise ConfigError(f"target labels {bad} are outside 0..{num_classes - 1}")
+        return torch.tensor(cfg.targets).repeat(math.ceil(n / len(cfg.targets)))[:n]
+    gen = torch.Generator().manual_seed(batch_seed(cfg.seed, batch_index) + 1)
+    return (torch.arange(n) % num_classes)[torch.randperm(n, generator=gen)]
+
+
+def batches(samples: int, batch_size: int) -> list[tuple[int, int]]:
+    """(batch index, size) of every batch; the last one may be smaller."""
+    return [(k, min(batch_size, samples - s)) for k, s in enumerate(range(0, samples, batch_size))]
+
+
+def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConfig, *, model_name: str = "",
+             num_classes: int | None = None, progress: ProgressFn = None, cancel: CancelFn = None,
+             device: str | torch.device = "cpu", batch_indices: list[int] | None = None) -> SyntheticSet:
+    """Generate ``cfg.samples`` images for ``model`` (eval mode, frozen).
+
+    ``batch_indices`` selects a subset of the batches (used to split work across processes).
+    Raises NumericalError (with the last finite images) on NaN/Inf and Cancelled on ``cancel()``.
+    """
+    cfg = cfg.validate()
+    model = model.eval()
+    t0 = time.perf_counter()
+    shape = tuple(input_shape)
+    plan = batches(cfg.samples, cfg.batch_size)
+    if batch_indices is not None:
+        plan = [plan[k] for k in batch_indices]
+    want_labels = bool(cfg.ce_weight or cfg.targets)
+    if not cfg.uses_bn:
+        imgs = [initial_images(n, shape, cfg, k) for k, n in plan]
+        labels = [batch_labels(n, cfg, num_classes, k) for k, n in plan] if want_labels else []
+        return _result(imgs, labels, cfg, model_name, None, [], t0)
+    objective = Objective.build(model, shape, cfg, device, num_classes)
+    done, history, labels_out = [], [], []
+    total = len(plan) * cfg.iterations
+    with BNStats(model, objective.targets.names) as stats:
+        for b, (k, n) in enumerate(plan):
+            labels = batch_labels(n, cfg, num_classes, k) if want_labels else None
+            x = _optimize(model, stats, objective, initial_images(n, shape, cfg, k).to(device),
+                          labels.to(device) if labels is not None else None, cfg, history,
+                          b * cfg.iterations, total, progress, cancel, done)
+            done.append(x)
+            if labels is not None:
+                labels_out.append(labels)
+    return _result(done, labels_out, cfg, model_name, objective.margins, history, t0)
+
+
+def _optimize(model, stats: BNStats, objective: Objective, x: torch.Tensor, labels, cfg: GenerationConfig,
+              history: list, offset: int, total: int, progress: ProgressFn, cancel: CancelFn,
+              done: list) -> torch.Tensor:
+    x.requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.plateau_patience)
+    gen = torch.Generator().manual_seed(cfg.seed + 17 * offset)
+    for t in range(cfg.iterations):
+        check_cancel(cancel, partial=done + [x.detach().clone()])
+        logits = model(losses.jitter(x, cfg.jitter, gen))
+        mean, std = stats.collect()
+        loss, parts, layer = objective(x, logits, mean, std, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=[x])
+        if not (torch.isfinite(loss) and torch.isfinite(x.grad).all()):
+            raise NumericalError(f"the loss became {loss.item()} at iteration {offset + t + 1}: stopped, "
+                                 "the images before that step are kept (lower the learning rate or a weight)",
+                                 iteration=offset + t + 1, last_good=torch.cat(done + [x.detach().clone()]))
+        opt.step()
+        value = loss.item()
+        sched.step(value)
+        record = {"iteration": offset + t + 1, "loss": value, **{k: v.item() for k, v in parts.items()}}
+        history.append(record)
+        if progress is not None:
+            progress(Progress("generate", offset + t + 1, total, value, {k: record[k] for k in parts},
+                              {"layer_loss": layer.tolist(), "lr": opt.param_groups[0]["lr"]}))
+    return x.detach()
+
+
+def _result(imgs, labels, cfg: GenerationConfig, model_name: str, margins: Margins | None, history, t0) -> SyntheticSet:
+    return SyntheticSet(
+        images=torch.cat(imgs).cpu(), model=model_name, config=cfg.to_dict(),
+        targets=torch.cat(labels).cpu() if labels else None,
+        delta=margins.delta.cpu() if margins else None, gamma=margins.gamma.cpu() if margins else None,
+        history=history, seconds=round(time.perf_counter() - t0, 3))

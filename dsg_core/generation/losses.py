@@ -1,0 +1,98 @@
+"""The loss terms of ZeroQ and DSG, each a small pure function of tensors.
+
+Conventions: per-sample statistics are (B, C_total) tensors (all BN layers concatenated, see
+``stats.py``); per-layer losses are (B, N) matrices L[j, i] = loss of sample j at layer i; every
+scalar loss is a sum over samples divided by the batch size B.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .stats import BNTargets
+
+
+def bn_l2(mean: torch.Tensor, std: torch.Tensor, t: BNTargets) -> torch.Tensor:
+    """ZeroQ: (mu~ - mu)^2 + (sigma~ - sigma)^2 per sample and layer -> (B, N).  [ZeroQ eq. 4]"""
+    return t.per_layer((mean - t.mu).pow(2) + (std - t.sigma).pow(2))
+
+
+def sda(mean: torch.Tensor, std: torch.Tensor, t: BNTargets, delta: torch.Tensor,
+        gamma: torch.Tensor) -> torch.Tensor:
+    """SDA hinge: max(|mu~-mu| - delta, 0)^2 + max(|sigma~-sigma| - gamma, 0)^2 -> (B, N).  [DSG eq. 6]
+
+    ``delta``/``gamma`` are per channel (C_total,), i.e. each layer's margin broadcast to its channels.
+    """
+    excess_mu = F.relu((mean - t.mu).abs() - delta)
+    excess_sigma = F.relu((std - t.sigma).abs() - gamma)
+    return t.per_layer(excess_mu.pow(2) + excess_sigma.pow(2))
+
+
+def lse_weights(batch: int, layers: int, weight: float, device=None) -> torch.Tensor:
+    """LSE enhancement matrix X (B, N): 1 everywhere, ``weight`` at (j, j mod N).  [DSG eq. 8]
+
+    The paper's X = 1 1^T + I is weight 2; weight 1 switches the enhancement off.
+    """
+    x = torch.ones(batch, layers, device=device)
+    j = torch.arange(batch, device=device)
+    x[j, j % layers] = weight
+    return x
+
+
+def weighted_mean(layer_loss: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+    """(1/B) sum_{i,j} X[j,i] L[j,i]; X=None is all ones (no LSE)."""
+    total = layer_loss if x is None else layer_loss * x
+    return total.sum() / layer_loss.shape[0]
+
+
+def input_prior(images: torch.Tensor) -> torch.Tensor:
+    """ZeroQ's input term: each image's per-channel mean -> 0 and std -> 1, summed / B."""
+    var, mean = torch.var_mean(images, dim=(2, 3), correction=0)
+    return (mean.pow(2) + ((var + 1e-5).sqrt() - 1).pow(2)).sum() / images.shape[0]
+
+
+def cosine_similarity_matrix(x: torch.Tensor) -> torch.Tensor:
+    """B x B cosine similarities of the flattened samples."""
+    flat = F.normalize(x.flatten(1), dim=1)
+    return flat @ flat.T
+
+
+def reference_spectrum(shape: tuple[int, ...], seed: int = 1234, device=None) -> torch.Tensor:
+    """Ascending eigenvalues of an i.i.d. N(0,1) batch's cosine-similarity matrix (computed once)."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(shape, generator=gen)
+    return torch.linalg.eigvalsh(cosine_similarity_matrix(noise)).to(device)
+
+
+def sci(images: torch.Tensor, ref_eigvals: torch.Tensor, num_layers: int) -> torch.Tensor:
+    """SCI, eigenvalue form: MSE between the batch's and a Gaussian batch's similarity spectra / N.
+
+    [DSG journal, sec. 3.4; GDPP] The full GDPP loss also aligns eigenvectors, whose gradient has
+    1/(lambda_i - lambda_j) terms that explode for near-equal eigenvalues (the brief's probe saw loss
+    spikes under Adam). Eigenvalue gradients are v_k v_k^T: bounded, so this form is stable. Since
+    sum(lambda) = B always, the loss can only move mass between eigenvalues: it penalizes a batch
+    whose similarity is concentrated in a few directions (homogenized samples).
+    """
+    eig = torch.linalg.eigvalsh(cosine_similarity_matrix(images))
+    return F.mse_loss(eig, ref_eigvals) / num_layers
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """TV-L2 prior: squared differences of neighbouring pixels, summed per image, / B."""
+    dx = images[..., :, 1:] - images[..., :, :-1]
+    dy = images[..., 1:, :] - images[..., :-1, :]
+    return (dx.pow(2).sum() + dy.pow(2).sum()) / images.shape[0]
+
+
+def l2_prior(images: torch.Tensor) -> torch.Tensor:
+    """L2 prior: squared pixel norm per image, / B (keeps pixels from drifting far)."""
+    return images.pow(2).sum() / images.shape[0]
+
+
+def jitter(images: torch.Tensor, max_px: int, gen: torch.Generator) -> torch.Tensor:
+    """Random translation of the whole batch by up to max_px pixels (DeepInversion's jitter)."""
+    if max_px <= 0:
+        return images
+    dx, dy = torch.randint(-max_px, max_px + 1, (2,), generator=gen).tolist()
+    return torch.roll(images, shifts=(dy, dx), dims=(2, 3))

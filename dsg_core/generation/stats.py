@@ -1,0 +1,126 @@
+"""Per-sample BatchNorm-input statistics of every BN layer, from one forward pass.
+
+Forward pre-hooks on each BN layer reduce its input to per-sample, per-channel mean and std over
+(H, W) as the forward pass runs (so no activation is kept); :meth:`BNStats.collect` concatenates
+the layers along channels into (B, C_total) tensors so that every loss is one vectorized expression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class BNTargets:
+    """What the statistics are compared to: the running statistics, flattened over all layers."""
+    names: list[str]
+    mu: torch.Tensor          # (C_total,) running mean
+    sigma: torch.Tensor       # (C_total,) sqrt(running_var + eps)
+    layer_of: torch.Tensor    # (C_total,) index of the layer each channel belongs to
+    channels: list[int]       # channels per layer
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.names)
+
+    def split(self, t: torch.Tensor) -> list[torch.Tensor]:
+        """Split a (..., C_total) tensor back into one tensor per layer."""
+        return list(t.split(self.channels, dim=-1))
+
+    def per_layer(self, per_channel: torch.Tensor) -> torch.Tensor:
+        """Sum a (B, C_total) per-channel loss into a (B, N) per-layer loss matrix."""
+        out = per_channel.new_zeros(per_channel.shape[0], self.num_layers)
+        return out.index_add_(1, self.layer_of, per_channel)
+
+
+def bn_layers(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        raise ModelError("the model has no BatchNorm layers: DSG and ZeroQ synthesize data by matching the "
+                         "running mean/variance stored in BN layers, so a model without BN gives them nothing "
+                         "to match (use Gaussian noise or real data for such a model)")
+    return layers
+
+
+def active_bn_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Module]]:
+    """BN layers that run in an eval-mode forward pass (e.g. Inception's aux head does not)."""
+    layers, fired = bn_layers(model), set()
+    handles = [m.register_forward_pre_hook(lambda mod, _a, n=n: fired.add(n)) for n, m in layers]
+    try:
+        with torch.no_grad():
+            model(example[:2])
+    finally:
+        for h in handles:
+            h.remove()
+    return [(n, m) for n, m in layers if n in fired]
+
+
+def bn_targets(model: nn.Module, example: torch.Tensor | None = None) -> BNTargets:
+    """Running statistics of the BN layers; with ``example``, only of those that actually run."""
+    layers = bn_layers(model) if example is None else active_bn_layers(model, example)
+    for name, m in layers:
+        if m.running_mean is None or m.running_var is None:
+            raise ModelError(f"BN layer {name} tracks no running statistics (track_running_stats=False)")
+    mu = torch.cat([m.running_mean.detach() for _, m in layers])
+    sigma = torch.cat([(m.running_var.detach() + m.eps).sqrt() for _, m in layers])
+    channels = [m.num_features for _, m in layers]
+    layer_of = torch.repeat_interleave(torch.arange(len(layers), device=mu.device),
+                                       torch.tensor(channels, device=mu.device))
+    return BNTargets([n for n, _ in layers], mu, sigma, layer_of, channels)
+
+
+def sample_stats(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample, per-channel (mean, std) over all but the first two dims."""
+    dims = tuple(range(2, x.dim()))
+    if not dims:  # BatchNorm1d on (B, C): a sample's statistic is its value
+        return x, torch.zeros_like(x).add_(eps).sqrt_()
+    var, mean = torch.var_mean(x, dim=dims, correction=0)
+    return mean, (var + eps).sqrt()
+
+
+class BNStats:
+    """Context manager: hooks every BN layer; after a forward pass, ``collect()`` gives (mean, std).
+
+    >>> with BNStats(model) as st:
+    ...     logits = model(x)
+    ...     mean, std = st.collect()        # each (B, C_total)
+    """
+
+    def __init__(self, model: nn.Module, names: list[str] | None = None, keep_inputs: bool = False):
+        self.layers = bn_layers(model)
+        if names is not None:
+            modules = dict(self.layers)
+            self.layers = [(n, modules[n]) for n in names]
+        self.keep_inputs = keep_inputs
+        self._means: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._stds: list[torch.Tensor | None] = [None] * len(self.layers)
+        self.inputs: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._handles: list = []
+
+    def _hook(self, i: int):
+        def hook(_module, args):
+            x = args[0]
+            self._means[i], self._stds[i] = sample_stats(x)
+            if self.keep_inputs:
+                self.inputs[i] = x.detach()
+        return hook
+
+    def __enter__(self) -> "BNStats":
+        self._handles = [m.register_forward_pre_hook(self._hook(i)) for i, (_, m) in enumerate(self.layers)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def collect(self) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = [self.layers[i][0] for i, m in enumerate(self._means) if m is None]
+        if missing:
+            raise ModelError(f"BN layers never ran in the forward pass: {', '.join(missing[:5])}")
+        return torch.cat(self._means, dim=1), torch.cat(self._stds, dim=1)

@@ -1,0 +1,119 @@
+"""One registry for every model the project knows, the way timm does it: a name -> a spec.
+
+A :class:`ModelSpec` says how to build the network and what it expects (input shape,
+normalization, classes); :func:`load_model` turns a name into an eval-mode network with its weights,
+or raises a :class:`~dsg_core.errors.ModelError` that says how to get them. Nothing here downloads.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ..errors import ModelError
+
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, int, int]          # (C, H, W) the network takes
+    mean: tuple[float, ...]                    # per-channel normalization of model inputs
+    std: tuple[float, ...]
+    class_names: tuple[str, ...]
+    dataset: str                               # "mnist" (embedded, offline) or "imagenet"
+    load_weights: Callable[["ModelSpec", str | None], dict] = field(repr=False, default=None)
+    default: bool = False
+    description: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def meta(self) -> dict:
+        """Facts stored beside an embedded checkpoint (FP32 accuracy, training recipe)."""
+        path = CHECKPOINT_DIR / f"{self.name}.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    @property
+    def fp32_top1(self) -> float | None:
+        return self.meta.get("fp32_top1")
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_models() -> list[ModelSpec]:
+    return list(_REGISTRY.values())
+
+
+def default_model_name() -> str:
+    return next(s.name for s in _REGISTRY.values() if s.default)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelError(f"unknown model {name!r}.{hint} Known models: {', '.join(_REGISTRY)}.") from None
+
+
+def bn_layer_names(model: nn.Module) -> list[str]:
+    """Names of every BatchNorm layer, in forward-registration order."""
+    return [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def load_model(name: str, weights: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """Build ``name`` with its weights, in eval mode.
+
+    ``weights`` is a local file (safetensors or a weights-only .pt/.pth state dict) that replaces the
+    default weights, or ``"random"`` to build an untrained network on purpose (timing only).
+    """
+    spec = get_spec(name)
+    model = spec.build()
+    if weights != "random":
+        state = read_state_dict(weights) if weights else spec.load_weights(spec, None)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelError(f"the weights do not fit {name}: {str(exc).splitlines()[0]}") from None
+    return model.eval().to(device)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict without executing anything the file contains."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle payloads, truncated files, foreign formats
+        raise ModelError(f"cannot read weights from {path.name}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'} "
+                         "(only safetensors or weights-only torch state dicts are accepted)") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path.name} is not a state dict (a mapping of names to tensors)")
+    return state

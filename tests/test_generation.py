@@ -1,0 +1,185 @@
+"""Generator behaviour on a tiny BN net: hooks, margins, determinism, errors, save/load."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from dsg_core.errors import Cancelled, ConfigError, DataError, ModelError, NumericalError
+from dsg_core.generation import BNStats, GenerationConfig, SyntheticSet, bn_targets, compute_margins, generate, preset
+from dsg_core.generation.stats import sample_stats
+
+SHAPE = (1, 8, 8)
+
+
+def run(net, **kw):
+    cfg = GenerationConfig(**{"samples": 8, "batch_size": 8, "iterations": 5, **kw})
+    return generate(net, SHAPE, cfg, model_name="tiny", num_classes=10)
+
+
+def test_hooks_give_per_sample_stats_of_every_bn_layer(tiny_net):
+    x = torch.randn(5, *SHAPE)
+    with BNStats(tiny_net) as st:
+        tiny_net(x)
+        mean, std = st.collect()
+    assert mean.shape == std.shape == (5, 4 + 6)
+    pre_bn1 = tiny_net.conv1(x)
+    assert torch.allclose(mean[:, :4], pre_bn1.mean((2, 3)), atol=1e-6)
+    assert torch.allclose(std[:, :4], (pre_bn1.var((2, 3), correction=0) + 1e-5).sqrt(), atol=1e-6)
+
+
+def test_hooks_removed_after_context(tiny_net):
+    with BNStats(tiny_net):
+        pass
+    assert all(not m._forward_pre_hooks for m in tiny_net.modules())
+
+
+def test_sample_stats_vectorized_matches_loop():
+    x = torch.randn(3, 2, 5, 5)
+    m, s = sample_stats(x)
+    for b in range(3):
+        for c in range(2):
+            assert torch.isclose(m[b, c], x[b, c].mean(), atol=1e-6)
+            assert torch.isclose(s[b, c], (x[b, c].var(correction=0) + 1e-5).sqrt(), atol=1e-6)
+
+
+def test_margins_are_the_epsilon_quantile_of_gaussian_gaps(tiny_net):
+    t = bn_targets(tiny_net)
+    m = compute_margins(tiny_net, t, SHAPE, 0.9, n=64, seed=3)
+    gen = torch.Generator().manual_seed(3)
+    noise = torch.randn((64, *SHAPE), generator=gen)
+    with torch.no_grad(), BNStats(tiny_net) as st:
+        tiny_net(noise)
+        mean, _ = st.collect()
+    gaps = (mean[:, :4] - t.mu[:4]).abs()
+    assert torch.isclose(m.delta[0], torch.quantile(gaps.flatten(), 0.9))
+    assert (m.delta > 0).all() and (m.gamma > 0).all()
+    # larger epsilon -> wider margins
+    wide = compute_margins(tiny_net, t, SHAPE, 1.0, n=64, seed=3)
+    assert (wide.delta >= m.delta).all()
+
+
+def test_model_without_bn_is_refused_with_reason():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(72, 10))
+    with pytest.raises(ModelError, match="no BatchNorm"):
+        generate(net, SHAPE, GenerationConfig(samples=2, iterations=1))
+
+
+@pytest.mark.parametrize("kw, msg", [({"epsilon": 0.0}, "epsilon"), ({"epsilon": 1.5}, "epsilon"),
+                                     ({"iterations": 0}, "iterations"), ({"samples": -1}, "samples"),
+                                     ({"method": "magic"}, "method"), ({"lse_weight": 0.5}, "LSE"),
+                                     ({"sci_weight": float("nan")}, "sci_weight")])
+def test_bad_configs_get_clear_errors(kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        GenerationConfig(**kw).validate()
+
+
+def test_deterministic_for_a_seed(tiny_net):
+    a, b = run(tiny_net, seed=4), run(tiny_net, seed=4)
+    c = run(tiny_net, seed=5)
+    assert torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, c.images)
+
+
+def test_batches_cover_samples_and_last_batch_smaller(tiny_net):
+    s = run(tiny_net, samples=11, batch_size=4, iterations=2)
+    assert s.images.shape == (11, *SHAPE)
+    assert len(s.history) == 3 * 2
+
+
+def test_history_and_progress_report_components(tiny_net):
+    seen = []
+    cfg = GenerationConfig(samples=4, batch_size=4, iterations=3, ce_weight=1.0, tv_weight=0.1, l2_weight=0.1)
+    s = generate(tiny_net, SHAPE, cfg, num_classes=10, progress=seen.append)
+    assert [p.step for p in seen] == [1, 2, 3] and seen[-1].total == 3
+    assert set(seen[0].parts) == {"bn", "input", "sci", "ce", "tv", "l2"}
+    assert len(seen[0].extra["layer_loss"]) == 2
+    assert s.targets is not None and s.targets.shape == (4,)
+    assert math.isclose(s.history[0]["loss"], sum(s.history[0][k] for k in seen[0].parts), rel_tol=1e-5)
+
+
+def test_zeroq_has_no_dsg_parts(tiny_net):
+    s = run(tiny_net, method="zeroq")
+    assert set(s.history[0]) == {"iteration", "loss", "bn", "input"}
+    assert s.delta is None
+
+
+def test_gaussian_is_plain_noise(tiny_net):
+    s = run(tiny_net, method="gaussian")
+    assert s.history == [] and s.images.shape == (8, *SHAPE)
+
+
+def test_cancel_stops_with_partial_result(tiny_net):
+    calls = {"n": 0}
+
+    def cancel():
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    with pytest.raises(Cancelled) as err:
+        generate(tiny_net, SHAPE, GenerationConfig(samples=4, batch_size=4, iterations=50), cancel=cancel)
+    assert err.value.partial is not None
+
+
+class NaNAfter(nn.Module):
+    """Returns NaN once called more than ``n`` times (a model that blows up mid-run)."""
+
+    def __init__(self, net, n):
+        super().__init__()
+        self.net, self.n, self.calls = net, n, 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.net(x)
+        return out * float("nan") if self.calls > self.n else out
+
+
+def test_nan_stops_and_keeps_last_good_images(tiny_net):
+    net = NaNAfter(tiny_net, n=3)
+    cfg = GenerationConfig(samples=4, batch_size=4, iterations=10, ce_weight=1.0)
+    with pytest.raises(NumericalError, match="iteration") as err:
+        generate(net, SHAPE, cfg, num_classes=10)
+    assert err.value.iteration == 2  # 2 set-up forwards (active BN layers, margins) + 1 good iteration
+    assert err.value.last_good.shape == (4, *SHAPE) and torch.isfinite(err.value.last_good).all()
+
+
+def test_save_load_round_trip(tmp_path, tiny_net):
+    s = run(tiny_net, ce_weight=1.0)
+    path = s.save(tmp_path / "set.safetensors")
+    back = SyntheticSet.load(path)
+    assert torch.equal(back.images, s.images) and torch.equal(back.targets, s.targets)
+    assert torch.equal(back.delta, s.delta) and back.config == s.config and back.history == s.history
+    assert back.label == "DSG (SDA+LSE+SCI) + priors"
+
+
+def test_foreign_and_corrupt_files_are_refused(tmp_path):
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"not a tensor file at all")
+    with pytest.raises(DataError, match="not a DSG synthetic set"):
+        SyntheticSet.load(bad)
+    from safetensors.torch import save_file
+    save_file({"weight": torch.zeros(2)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(DataError, match="not a DSG synthetic set"):
+        SyntheticSet.load(tmp_path / "w.safetensors")
+    with pytest.raises(DataError, match="not found"):
+        SyntheticSet.load(tmp_path / "missing.safetensors")
+
+
+def test_exports_png_grid_zip_and_weights_only_pt(tmp_path, tiny_net):
+    import io
+    import zipfile
+    s = run(tiny_net, ce_weight=1.0)
+    assert s.png_grid((0.5,), (0.5,))[:4] == b"\x89PNG"
+    with zipfile.ZipFile(io.BytesIO(s.png_zip((0.5,), (0.5,)))) as zf:
+        assert len(zf.namelist()) == 8
+    obj = torch.load(io.BytesIO(s.to_pt_bytes()), weights_only=True)
+    assert torch.equal(obj["images"], s.images)
+
+
+def test_presets():
+    assert preset("paper") == GenerationConfig()
+    ref = preset("reference", image_size=224)
+    assert ref.jitter == 30 and ref.init == "uniform" and ref.ce_weight == 1.0
+    with pytest.raises(ConfigError):
+        preset("nope")
