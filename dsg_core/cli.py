@@ -129,6 +129,83 @@ def check_set_fits(synthetic, spec) -> None:
                         f"{spec.name} takes {tuple(spec.input_shape)} (it was made for {synthetic.model or 'another model'})")
 
 
+# ---------------------------------------------------------------------------------------- quantize
+def add_quant_args(p: argparse.ArgumentParser, many: bool = False) -> None:
+    from .quant import QUANTIZERS
+    g = p.add_argument_group("quantization")
+    if many:
+        g.add_argument("--bits", default="4/4,6/6,8/8", help="comma-separated W/A pairs, e.g. 4/4,3/3")
+        g.add_argument("--quantizers", default="dsg-avg", help=f"comma-separated, from {', '.join(QUANTIZERS)}")
+    else:
+        g.add_argument("--wbits", type=int, default=4, help="weight bits, 2-8 or 32 (off)")
+        g.add_argument("--abits", type=int, default=4, help="activation bits, 2-8 or 32 (off)")
+        g.add_argument("--quantizer", choices=QUANTIZERS, default="dsg-avg")
+    g.add_argument("--recon-iters", type=int, help="AdaRound/BRECQ steps per layer or block")
+    g.add_argument("--first-last", choices=["same", "8bit"], default="same")
+    g.add_argument("--fold-bn", action="store_true")
+    g.add_argument("--eval-samples", type=int, help="evaluate on the first N test images only")
+
+
+def quant_config(args, **kw):
+    from .quant import QuantConfig
+    over = {"first_last": args.first_last, "fold_bn": args.fold_bn, **kw}
+    if args.recon_iters:
+        over["recon_iters"] = args.recon_iters
+    return QuantConfig(**over).validate()
+
+
+def cmd_quantize(args) -> None:
+    from .data import real_split
+    from .experiments import quantize_and_evaluate, real_calibration
+    from .models import get_spec, load_model
+    spec = get_spec(args.model)
+    qcfg = quant_config(args, wbits=args.wbits, abits=args.abits, quantizer=args.quantizer, seed=args.seed)
+    model = load_model(args.model, weights=args.weights, device=args.device)
+    if args.calib == "real":
+        calib = real_calibration(args.model, args.samples, args.seed)
+    elif args.calib == "gaussian":
+        import torch
+        calib = torch.randn((args.samples, *spec.input_shape), generator=torch.Generator().manual_seed(args.seed))
+    else:
+        from .generation import SyntheticSet
+        synthetic = SyntheticSet.load(args.calib)
+        check_set_fits(synthetic, spec)
+        calib = synthetic.images
+    test_x, test_y = real_split(args.model, "test")
+    if args.eval_samples:
+        test_x, test_y = test_x[:args.eval_samples], test_y[:args.eval_samples]
+    callback, close = _progress_bar(sys.stderr.isatty())
+    try:
+        res = quantize_and_evaluate(model, calib.to(args.device), qcfg, test_x.to(args.device),
+                                    test_y.to(args.device), callback)
+    finally:
+        close()
+    res = {"model": args.model, "calib": str(args.calib), "wbits": args.wbits, "abits": args.abits,
+           "quantizer": args.quantizer, "seed": args.seed, **res}
+    _emit(res, args.json, f"W{args.wbits}A{args.abits} {args.quantizer} on {args.calib}: top-1 "
+          f"{res['quant_top1']:.2f}% (FP32 {res['fp32_top1']:.2f}%), agreement {res['agreement']:.3f}, KL {res['kl']:.4f}")
+
+
+def cmd_compare(args) -> None:
+    from .experiments import compare, parse_bits
+    from .models import get_spec
+    from .sources import parse_sources
+    spec = get_spec(args.model)
+    base = generation_config(args, spec.input_shape[-1])
+    qbase = quant_config(args)
+    callback, close = _progress_bar(not args.quiet and sys.stderr.isatty())
+    try:
+        result = compare(args.model, parse_sources(args.sources), parse_bits(args.bits),
+                         [q.strip() for q in args.quantizers.split(",")], [int(s) for s in args.seeds.split(",")],
+                         base, qbase, cache_dir=args.cache, weights=args.weights, device=args.device,
+                         progress=callback, eval_limit=args.eval_samples)
+    finally:
+        close()
+    import pandas as pd
+    table = pd.DataFrame(result.rows)
+    _emit(result.rows, args.json, table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dsg", description="DSG Lab: diverse sample generation for data-free quantization")
@@ -154,10 +231,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--samples", required=True, type=Path, help="a synthetic set saved by `generate`")
     sp.add_argument("--real-folder", help="real labelled images (ImageFolder layout) for non-embedded models")
     sp.add_argument("--real-samples", type=int, default=512)
+    sp = sub.add_parser("quantize", help="quantize with one calibration source and evaluate")
+    common(sp)
+    sp.add_argument("--calib", default="real", help="real, gaussian, or a synthetic set file")
+    sp.add_argument("--samples", type=int, default=64, help="calibration images for real/gaussian")
+    sp.add_argument("--seed", type=int, default=0)
+    add_quant_args(sp)
+    sp = sub.add_parser("compare", help="every source x bits x quantizer x seed, as a table")
+    common(sp)
+    sp.add_argument("--sources", default="gaussian,zeroq,dsg,real",
+                    help="comma-separated: real, gaussian, zeroq, zeroq+priors, dsg, sda, lse, sci, "
+                         "sda+lse, sda+lse+sci, dsg-reference")
+    sp.add_argument("--seeds", default="0")
+    sp.add_argument("--cache", default="runs/cache", help="folder for generated sets (reused across runs)")
+    sp.add_argument("--quiet", action="store_true")
+    add_generation_args(sp)
+    add_quant_args(sp, many=True)
     return p
 
 
-COMMANDS = {"models": cmd_models, "generate": cmd_generate, "diagnose": cmd_diagnose}
+COMMANDS = {"models": cmd_models, "generate": cmd_generate, "diagnose": cmd_diagnose,
+            "quantize": cmd_quantize, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,133 @@
+"""Experiments: calibration sets by source, quantize-and-evaluate, and whole comparisons.
+
+The dashboard's "Run" and the CLI's ``compare`` both land here. Generated sets are cached on disk
+by the hash of (model, config), so a comparison reuses what it already has and resumes after a stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .data import real_split
+from .errors import ConfigError
+from .evaluate import evaluate_quantized
+from .generation import GenerationConfig, SyntheticSet, generate
+from .models import ModelSpec, get_spec, load_model
+from .progress import CancelFn, Progress, ProgressFn
+from .quant import QuantConfig, quantize_model
+from .sources import source_config
+
+BITS_DEFAULT = ((8, 8), (6, 6), (4, 4), (3, 3))
+
+
+class SetCache:
+    """Synthetic sets on disk, keyed by a hash of model name and generation config."""
+
+    def __init__(self, root: str | Path | None):
+        self.root = Path(root) if root else None
+
+    def path(self, model: str, cfg: GenerationConfig) -> Path | None:
+        if self.root is None:
+            return None
+        key = hashlib.sha1(json.dumps([model, cfg.to_dict()], sort_keys=True).encode()).hexdigest()[:16]
+        return self.root / model / f"{key}.safetensors"
+
+    def get(self, model: str, cfg: GenerationConfig) -> SyntheticSet | None:
+        p = self.path(model, cfg)
+        return SyntheticSet.load(p) if p is not None and p.exists() else None
+
+    def put(self, model: str, cfg: GenerationConfig, s: SyntheticSet) -> None:
+        p = self.path(model, cfg)
+        if p is not None:
+            s.save(p)
+
+
+def real_calibration(model_name: str, n: int, seed: int) -> torch.Tensor:
+    """n real training-split images, a seeded random subset (different seeds, different images)."""
+    x, _ = real_split(model_name, "train")
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx]
+
+
+def _staged(progress: ProgressFn, stage: str) -> ProgressFn:
+    """Relabel an engine progress stream, e.g. 'generate' -> 'ZeroQ: generate'."""
+    if progress is None:
+        return None
+    return lambda p: progress(Progress(f"{stage}: {p.stage}", p.step, p.total, p.loss, p.parts, p.extra))
+
+
+def calibration_set(model: nn.Module, spec: ModelSpec, source: str, base: GenerationConfig, *,
+                    cache: SetCache | None = None, progress: ProgressFn = None, cancel: CancelFn = None,
+                    device="cpu") -> tuple[torch.Tensor, SyntheticSet | None]:
+    """(images, the synthetic set or None for real data) of one source at the base config's seed."""
+    cfg = source_config(source, base, spec.input_shape[-1])
+    if cfg is None:
+        return real_calibration(spec.name, base.samples, base.seed), None
+    s = cache.get(spec.name, cfg) if cache else None
+    if s is None:
+        s = generate(model, spec.input_shape, cfg, model_name=spec.name, num_classes=spec.num_classes,
+                     progress=_staged(progress, source), cancel=cancel, device=device)
+        if cache:
+            cache.put(spec.name, cfg, s)
+    return s.images, s
+
+
+def quantize_and_evaluate(model: nn.Module, calib: torch.Tensor, qcfg: QuantConfig, test_x: torch.Tensor,
+                          test_y: torch.Tensor, progress: ProgressFn = None, cancel: CancelFn = None) -> dict:
+    q = quantize_model(model, calib, qcfg, progress, cancel)
+    return evaluate_quantized(model, q, test_x, test_y)
+
+
+def parse_bits(text: str) -> list[tuple[int, int]]:
+    """'4/4,6/6,8/8' -> [(4, 4), (6, 6), (8, 8)]."""
+    out = []
+    for part in text.split(","):
+        try:
+            w, a = part.strip().split("/")
+            out.append((int(w), int(a)))
+        except ValueError:
+            raise ConfigError(f"bit-widths look like W/A, e.g. 4/4; got {part.strip()!r}") from None
+    return out
+
+
+@dataclass
+class Comparison:
+    rows: list[dict] = field(default_factory=list)
+    sets: dict[tuple[str, int], SyntheticSet | None] = field(default_factory=dict)
+    calib: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
+
+
+def compare(model_name: str, sources: list[str], bits: list[tuple[int, int]], quantizers: list[str],
+            seeds: list[int], base: GenerationConfig, qbase: QuantConfig | None = None, *,
+            cache_dir: str | Path | None = None, weights: str | None = None, device="cpu",
+            progress: ProgressFn = None, cancel: CancelFn = None, eval_limit: int | None = None) -> Comparison:
+    """Quantize ``model_name`` with every source x bits x quantizer x seed; one row per combination."""
+    spec = get_spec(model_name)
+    model = load_model(model_name, weights=weights, device=device)
+    qbase = qbase or QuantConfig()
+    for (w, a), qz in ((b, q) for b in bits for q in quantizers):  # fail before minutes of generation
+        replace(qbase, wbits=w, abits=a, quantizer=qz).validate()
+    test_x, test_y = real_split(model_name, "test")
+    if eval_limit:
+        test_x, test_y = test_x[:eval_limit], test_y[:eval_limit]
+    cache, out = SetCache(cache_dir), Comparison()
+    for seed in seeds:
+        for source in sources:
+            images, s = calibration_set(model, spec, source, base.replace(seed=seed), cache=cache,
+                                        progress=_staged(progress, f"seed {seed}"), cancel=cancel, device=device)
+            out.sets[(source, seed)], out.calib[(source, seed)] = s, images
+            for qz in quantizers:
+                for w, a in bits:
+                    qcfg = replace(qbase, wbits=w, abits=a, quantizer=qz, seed=seed)
+                    res = quantize_and_evaluate(model, images.to(device), qcfg, test_x.to(device), test_y.to(device),
+                                                _staged(progress, f"{source} W{w}A{a}"), cancel)
+                    out.rows.append({"model": model_name, "source": source, "wbits": w, "abits": a, "quantizer": qz,
+                                     "seed": seed, "top1": res["quant_top1"], "fp32_top1": res["fp32_top1"],
+                                     "agreement": res["agreement"], "kl": res["kl"]})
+    return out

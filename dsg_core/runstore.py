@@ -1,0 +1,107 @@
+"""Run history: every run's config, metrics and synthetic sets, in SQLite plus a folder of files.
+
+Crash-safe by ordering: a run's set files are written atomically into a fresh folder first, and
+only then is its row committed (SQLite in WAL mode), so a process killed mid-save leaves at most an
+orphan folder, never a row pointing at missing or half-written files. Each call opens its own
+connection, so several sessions (threads or processes) can write at once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+import uuid
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DataError
+from .generation import SyntheticSet
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    model TEXT NOT NULL,
+    title TEXT NOT NULL,
+    config TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    results TEXT NOT NULL,
+    folder TEXT NOT NULL
+)"""
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    created: float
+    model: str
+    title: str
+    config: dict
+    metrics: dict        # set name -> {metric: value}
+    results: list[dict]  # quantization rows
+    folder: Path
+
+    def set_names(self) -> list[str]:
+        return sorted(p.stem for p in self.folder.glob("*.safetensors"))
+
+    def load_set(self, name: str) -> SyntheticSet:
+        return SyntheticSet.load(self.folder / f"{name}.safetensors")
+
+
+class RunStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db = self.root / "runs.sqlite"
+        with closing(self._connect()) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(SCHEMA)
+            con.commit()
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.db, timeout=30)
+
+    def add(self, model: str, title: str, config: dict, metrics: dict, results: list[dict],
+            sets: dict[str, SyntheticSet] | None = None) -> int:
+        folder = self.root / "sets" / uuid.uuid4().hex[:12]
+        folder.mkdir(parents=True)
+        for name, s in (sets or {}).items():
+            s.save(folder / f"{_safe(name)}.safetensors")
+        with closing(self._connect()) as con, con:
+            cur = con.execute(
+                "INSERT INTO runs (created, model, title, config, metrics, results, folder) VALUES (?,?,?,?,?,?,?)",
+                (time.time(), model, title, json.dumps(config), json.dumps(metrics, default=float),
+                 json.dumps(results, default=float), str(folder.relative_to(self.root))))
+            return int(cur.lastrowid)
+
+    def list(self, model: str | None = None) -> list[Run]:
+        q, args = "SELECT * FROM runs", ()
+        if model:
+            q, args = q + " WHERE model = ?", (model,)
+        with closing(self._connect()) as con:
+            return [self._run(r) for r in con.execute(q + " ORDER BY id DESC", args)]
+
+    def get(self, run_id: int) -> Run:
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise DataError(f"no saved run with id {run_id}")
+        return self._run(row)
+
+    def delete(self, run_id: int) -> None:
+        run = self.get(run_id)
+        with closing(self._connect()) as con, con:
+            con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(run.folder, ignore_errors=True)
+
+    def _run(self, r) -> Run:
+        return Run(id=r[0], created=r[1], model=r[2], title=r[3], config=json.loads(r[4]),
+                   metrics=json.loads(r[5]), results=json.loads(r[6]), folder=self.root / r[7])
+
+
+def _safe(name: str) -> str:
+    """A set name as a file name ('DSG (SDA+LSE)' -> 'DSG_SDA+LSE')."""
+    return "".join(c if c.isalnum() or c in "+-." else "_" for c in name).strip("_") or "set"

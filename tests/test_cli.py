@@ -1,0 +1,114 @@
+"""The CLI's JSON contract and its error handling (exit 2, one line, no traceback)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dsg_core.cli import main
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_json(capsys):
+    code, out, _ = run_cli(capsys, "models", "--json")
+    rows = json.loads(out)
+    assert code == 0
+    assert sum(r["default"] for r in rows) == 1
+    for r in rows:
+        assert {"name", "default", "input_shape", "num_classes", "bn_layers", "fp32_top1"} <= set(r)
+        assert len(r["bn_layers"]) > 0
+    default = next(r for r in rows if r["default"])
+    assert default["fp32_top1"] >= 97 and default["input_shape"] == [1, 28, 28]
+
+
+@pytest.fixture(scope="module")
+def synthetic_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "set.safetensors"
+    assert main(["generate", "--method", "dsg", "--samples", "16", "--iterations", "5", "--seed", "1",
+                 "--out", str(path), "--json", "--quiet"]) == 0
+    return path
+
+
+def test_generate_json(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "generate", "--method", "zeroq", "--samples", "8", "--iterations", "3",
+                           "--out", str(tmp_path / "z.safetensors"), "--json", "--quiet")
+    summary = json.loads(out)
+    assert code == 0 and summary["samples"] == 8 and summary["label"] == "ZeroQ"
+    assert (tmp_path / "z.safetensors").exists()
+
+
+def test_diagnose_json(capsys, synthetic_file):
+    code, out, _ = run_cli(capsys, "diagnose", "--samples", str(synthetic_file), "--json", "--real-samples", "128")
+    metrics = json.loads(out)
+    assert code == 0
+    for key in ("mean_cosine_similarity", "feature_cosine_similarity", "effective_rank", "stat_spread_ratio",
+                "frechet_distance", "precision", "recall", "class_entropy"):
+        assert isinstance(metrics[key], float), key
+    assert 0 <= metrics["precision"] <= 1 and 0 <= metrics["class_entropy"] <= 1
+
+
+def test_quantize_json(capsys, synthetic_file):
+    code, out, _ = run_cli(capsys, "quantize", "--calib", str(synthetic_file), "--wbits", "4", "--abits", "4",
+                           "--quantizer", "minmax", "--json", "--eval-samples", "200")
+    res = json.loads(out)
+    assert code == 0
+    assert {"fp32_top1", "quant_top1", "agreement", "kl"} <= set(res)
+    assert 0 <= res["quant_top1"] <= 100 and 0 <= res["agreement"] <= 1 and res["kl"] >= 0
+
+
+def test_compare_json_reuses_cached_sets(capsys, tmp_path):
+    args = ["compare", "--sources", "gaussian,zeroq,real", "--bits", "8/8,4/4", "--quantizers", "minmax",
+            "--seeds", "0", "--samples", "8", "--iterations", "3", "--cache", str(tmp_path), "--json",
+            "--eval-samples", "100", "--quiet"]
+    code, out, _ = run_cli(capsys, *args)
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 3 * 2
+    for r in rows:
+        assert {"model", "source", "wbits", "abits", "quantizer", "seed", "top1"} <= set(r)
+    cached = sorted(tmp_path.rglob("*.safetensors"))
+    assert len(cached) == 2  # gaussian and zeroq; real data is not generated
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    code, out2, _ = run_cli(capsys, *args)
+    assert [p.stat().st_mtime_ns for p in cached] == stamps  # reused, not regenerated
+    assert json.loads(out2) == rows
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["generate", "--epsilon", "1.5", "--out", "x.safetensors"], "epsilon"),
+    (["generate", "--iterations", "0", "--out", "x.safetensors"], "iterations"),
+    (["generate", "--model", "resnet20", "--out", "x.safetensors"], "unknown model"),
+    (["quantize", "--wbits", "9"], "wbits"),
+    (["compare", "--bits", "4-4"], "W/A"),
+    (["compare", "--sources", "zeroq,magic"], "magic"),
+])
+def test_bad_input_exits_2_with_message(capsys, args, msg):
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2
+    assert err.startswith("error:") and msg in err and "Traceback" not in err
+
+
+def test_foreign_file_as_synthetic_set(capsys, tmp_path):
+    bad = tmp_path / "photo.safetensors"
+    bad.write_bytes(b"\x89PNG not really")
+    code, _, err = run_cli(capsys, "diagnose", "--samples", str(bad))
+    assert code == 2 and "not a DSG synthetic set" in err
+
+
+def test_set_for_another_input_shape_is_refused(capsys, tmp_path):
+    import torch
+    from dsg_core.generation import SyntheticSet
+    path = SyntheticSet(torch.zeros(4, 3, 32, 32), "other", {}).save(tmp_path / "rgb.safetensors")
+    code, _, err = run_cli(capsys, "quantize", "--calib", str(path))
+    assert code == 2 and "shape" in err
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "dsg_core", "models", "--json"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and json.loads(out.stdout)
