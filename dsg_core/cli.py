@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
             from .models import default_model_name
             sp.add_argument("--model", default=default_model_name())
             sp.add_argument("--weights", help="local weights file (safetensors or weights-only .pt)")
-            sp.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+            sp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (falls back to cpu)")
 
     common(sub.add_parser("models", help="list the registry"), model=False)
     sp = sub.add_parser("generate", help="generate a synthetic set")
@@ -257,6 +257,9 @@ COMMANDS = {"models": cmd_models, "generate": cmd_generate, "diagnose": cmd_diag
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "device"):
+            from .resources import resolve_device
+            args.device = resolve_device(args.device)
         COMMANDS[args.command](args)
     except DSGError as exc:
         print(f"error: {exc}", file=sys.stderr)

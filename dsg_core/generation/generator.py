@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError, NumericalError
+from ..resources import check_generation_fits
 from ..progress import CancelFn, Progress, ProgressFn, check_cancel
 from . import losses
 from .config import GenerationConfig
@@ -139,6 +140,7 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
         imgs = [initial_images(n, shape, cfg, k) for k, n in plan]
         labels = [batch_labels(n, cfg, num_classes, k) for k, n in plan] if want_labels else []
         return _result(imgs, labels, cfg, model_name, None, [], t0)
+    check_generation_fits(model, shape, max(n for _, n in plan), device)
     objective = Objective.build(model, shape, cfg, device, num_classes)
     done, history, labels_out = [], [], []
     total = len(plan) * cfg.iterations

@@ -1,0 +1,204 @@
+"""The reproduction table: every calibration source x bit-width x quantizer x seed, on each
+embedded model, plus the epsilon ablation and which diversity metric predicts accuracy.
+
+    python bench/reproduce.py                          # the full protocol (hours on 2 cores)
+    python bench/reproduce.py --profile quick          # the reduced run recorded in docs/results.md
+    python bench/reproduce.py --render-only            # rebuild docs/results.md from saved rows
+
+Resumable: every finished row is appended to bench/cache/<profile>/rows.jsonl and skipped on the
+next run; generated sets are cached beside it. Stop it any time and start it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from common import header, write_doc
+from dsg_core.data import real_split
+from dsg_core.diagnostics import diagnose
+from dsg_core.experiments import SetCache, calibration_set, quantize_and_evaluate
+from dsg_core.generation import GenerationConfig
+from dsg_core.models import get_spec, load_model
+from dsg_core.quant import QuantConfig
+from dsg_core.sources import SOURCES
+
+PROFILES = {
+    # the protocol of issue 3
+    "full": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=list(SOURCES), seeds=10,
+                 bits=["8/8", "6/6", "4/4", "3/3", "2/4"], quantizers=["minmax", "dsg-avg", "adaround", "brecq"],
+                 samples=64, iterations=500, recon_iters=300, epsilons=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
+    # what fits in about an hour of 2 shared cores: fewer iterations, reconstruction at W3A3 only
+    "quick": dict(models=["resnet20_mnist"], sources=list(SOURCES), seeds=5,
+                  bits=["8/8", "4/4", "3/3", "2/4"], quantizers=["minmax", "dsg-avg"],
+                  recon_bits=["3/3"], recon_quantizers=["adaround"],
+                  samples=64, iterations=200, recon_iters=100, epsilons=[0.5, 0.7, 0.9, 1.0]),
+}
+DEFAULT_BITS = "3/3"
+PAPER_TABLE3 = [("ResNet-18", "4/4", 65.22, 26.04, 39.90, 66.67), ("ResNet-18", "6/6", 71.18, 69.74, 70.46, 71.18),
+                ("ResNet-18", "8/8", 71.48, 71.43, 71.49, 71.46), ("ResNet-50", "4/4", 68.13, 8.20, 56.12, 68.30),
+                ("InceptionV3", "4/4", 73.50, 12.00, 57.17, 74.02), ("ShuffleNet", "6/6", 56.25, 39.92, 60.71, 61.94)]
+
+
+class Rows:
+    """Append-only JSONL of finished results; ``has`` makes the run resumable."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.rows = [json.loads(line) for line in path.open()] if path.exists() else []
+        self.keys = {self.key(r) for r in self.rows}
+
+    @staticmethod
+    def key(r: dict) -> str:
+        return json.dumps({k: r[k] for k in ("kind", "model", "source", "bits", "quantizer", "seed", "epsilon")})
+
+    def has(self, **k) -> bool:
+        return self.key(k) in self.keys
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.keys.add(self.key(row))
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def run(profile: dict, rows: Rows, cache: SetCache) -> None:
+    jobs = []
+    for model_name in profile["models"]:
+        for seed in range(profile["seeds"]):
+            for source in profile["sources"]:
+                jobs.append((model_name, seed, source, None))
+            for eps in profile["epsilons"]:
+                jobs.append((model_name, seed, "dsg", eps))
+    t0 = time.time()
+    for i, (model_name, seed, source, eps) in enumerate(jobs):
+        one_source(model_name, seed, source, eps, profile, rows, cache)
+        print(f"[{i + 1}/{len(jobs)}] {model_name} seed {seed} {source}{'' if eps is None else f' eps={eps}'} "
+              f"({time.time() - t0:.0f} s)", flush=True)
+
+
+_MODELS: dict = {}
+
+
+def one_source(model_name, seed, source, eps, profile, rows: Rows, cache: SetCache) -> None:
+    spec = get_spec(model_name)
+    if model_name not in _MODELS:
+        _MODELS[model_name] = (load_model(model_name), real_split(model_name, "test"), real_split(model_name, "train")[0][:512])
+    model, (test_x, test_y), real = _MODELS[model_name]
+    base = GenerationConfig(samples=profile["samples"], batch_size=profile["samples"],
+                            iterations=profile["iterations"], seed=seed)
+    if eps is not None:
+        base = base.replace(epsilon=eps)
+        combos = [(DEFAULT_BITS, "dsg-avg")]
+    else:
+        combos = [(b, q) for b in profile["bits"] for q in profile["quantizers"]]
+        combos += [(b, q) for b in profile.get("recon_bits", []) for q in profile.get("recon_quantizers", [])]
+    kind = "main" if eps is None else "epsilon"
+    todo = [(b, q) for b, q in combos if not rows.has(kind=kind, model=model_name, source=source, bits=b,
+                                                         quantizer=q, seed=seed, epsilon=eps)]
+    need_metrics = not rows.has(kind="metrics", model=model_name, source=source, bits=None, quantizer=None,
+                                seed=seed, epsilon=eps)
+    if not todo and not need_metrics:
+        return
+    images, s = calibration_set(model, spec, source, base, cache=cache)
+    if need_metrics:
+        m = diagnose(model, {"set": images}, real, spec.input_shape).metrics().loc["set"].to_dict()
+        rows.add({"kind": "metrics", "model": model_name, "source": source, "bits": None, "quantizer": None,
+                  "seed": seed, "epsilon": eps, **m})
+    for bits, qz in todo:
+        w, a = (int(v) for v in bits.split("/"))
+        qcfg = QuantConfig(wbits=w, abits=a, quantizer=qz, recon_iters=profile["recon_iters"], seed=seed)
+        t = time.time()
+        res = quantize_and_evaluate(model, images, qcfg, test_x, test_y)
+        rows.add({"kind": kind, "model": model_name, "source": source, "bits": bits, "quantizer": qz, "seed": seed,
+                  "epsilon": eps, "top1": res["quant_top1"], "fp32_top1": res["fp32_top1"],
+                  "agreement": res["agreement"], "kl": res["kl"], "seconds": round(time.time() - t, 2)})
+
+
+# ------------------------------------------------------------------------------------------ render
+def fmt(v: pd.Series) -> str:
+    if len(v) == 0:
+        return "-"
+    return f"{v.mean():.1f} ± {v.std(ddof=0):.1f} [{v.min():.1f}, {v.max():.1f}]"
+
+
+def render(rows: list[dict], profile_name: str, profile: dict) -> str:
+    df = pd.DataFrame(rows)
+    out = [header(f"Reproduction table ({profile_name} profile)"), "",
+           f"Settings: {json.dumps({k: v for k, v in profile.items() if k != 'sources'})}.", "",
+           "Cells: top-1 % on the 1,000-image MNIST test split, mean ± std [min, max] over seeds "
+           "(n = number of seeds). Sources: see `dsg_core/sources.py`.", ""]
+    main = df[df.kind == "main"] if "kind" in df else df.iloc[:0]
+    for model_name, dm in main.groupby("model"):
+        out += [f"## {model_name} (FP32 {dm.fp32_top1.iloc[0]:.2f}%)", ""]
+        for qz, dq in dm.groupby("quantizer", sort=False):
+            bits = [b for b in profile["bits"] + profile.get("recon_bits", []) if b in set(dq.bits)]
+            bits = list(dict.fromkeys(bits))
+            out += [f"### quantizer `{qz}`", "", "| source | n | " + " | ".join(f"W{b.replace('/', 'A')}" for b in bits) + " |",
+                    "|---|---|" + "---|" * len(bits)]
+            for source in profile["sources"]:
+                ds = dq[dq.source == source]
+                if len(ds):
+                    out.append(f"| {source} | {ds.seed.nunique()} | " +
+                               " | ".join(fmt(ds[ds.bits == b].top1) for b in bits) + " |")
+            out.append("")
+    eps = df[df.kind == "epsilon"] if "kind" in df else df.iloc[:0]
+    if len(eps):
+        out += [f"## Epsilon ablation (dsg, W{DEFAULT_BITS.replace('/', 'A')}, dsg-avg)", "", "| model | epsilon | top-1 |", "|---|---|---|"]
+        for (model_name, e), g in eps.groupby(["model", "epsilon"]):
+            out.append(f"| {model_name} | {e} | {fmt(g.top1)} |")
+        out.append("")
+    met = df[(df.kind == "metrics") & df.epsilon.isna()] if "kind" in df else df.iloc[:0]
+    acc = main[(main.bits == DEFAULT_BITS) & (main.quantizer == "dsg-avg")]
+    if len(met) and len(acc):
+        joined = met.drop(columns=["top1"], errors="ignore").merge(acc[["model", "source", "seed", "top1"]],
+                                                                 on=["model", "source", "seed"])
+        joined = joined[joined.source != "real"]
+        metric_cols = [c for c in ("mean_cosine_similarity", "feature_cosine_similarity", "effective_rank",
+                                   "feature_effective_rank", "stat_spread_ratio", "std_spread_ratio",
+                                   "frechet_distance", "precision", "recall", "class_entropy", "in_band_fraction")
+                       if c in joined]
+        out += [f"## Which diversity metric predicts accuracy? (synthetic sets, W{DEFAULT_BITS.replace('/', 'A')} dsg-avg)", "",
+                f"Spearman rank correlation between each metric of a set and the top-1 it gives, over "
+                f"{len(joined)} sets (sources x seeds).", "", "| metric | Spearman rho |", "|---|---|"]
+        for c in metric_cols:
+            rho = joined[[c, "top1"]].corr(method="spearman").iloc[0, 1]
+            out.append(f"| {c} | {rho:+.2f} |")
+        out += ["", "Mean metrics per source:", "", md_table(joined.groupby("source")[metric_cols + ["top1"]].mean()), ""]
+    out += ["## The paper's numbers, for orientation (ImageNet top-1 %, journal Table 3)", "",
+            "| model | W/A | real | ZeroQ | DSG1 | DSG2 |", "|---|---|---|---|---|---|"]
+    out += [f"| {m} | {b} | {r} | {z} | {d1} | {d2} |" for m, b, r, z, d1, d2 in PAPER_TABLE3]
+    return "\n".join(out) + "\n"
+
+
+def md_table(df: pd.DataFrame) -> str:
+    cols = [df.index.name or ""] + list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join([str(i)] + [f"{v:.3g}" for v in row]) + " |" for i, row in zip(df.index, df.values)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=PROFILES, default="full")
+    p.add_argument("--render-only", action="store_true")
+    p.add_argument("--out", default=None, help="markdown file under docs/ (default results-<profile>.md)")
+    args = p.parse_args()
+    torch.manual_seed(0)
+    profile = PROFILES[args.profile]
+    root = Path(__file__).resolve().parent / "cache" / args.profile
+    rows = Rows(root / "rows.jsonl")
+    if not args.render_only:
+        run(profile, rows, SetCache(root / "sets"))
+    write_doc(args.out or f"results-{args.profile}.md", render(rows.rows, args.profile, profile))
+
+
+if __name__ == "__main__":
+    main()
