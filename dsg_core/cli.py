@@ -86,18 +86,27 @@ def generation_config(args, image_size: int):
 
 
 def cmd_generate(args) -> None:
+    from .distributed import generate_distributed, world
     from .generation import generate_named
-    from .models import get_spec
+    from .models import get_spec, load_model
     spec = get_spec(args.model)
     cfg = generation_config(args, spec.input_shape[-1])
-    callback, close = _progress_bar(not args.quiet and (sys.stderr.isatty() or args.progress))
+    rank, size = world()
+    callback, close = _progress_bar(rank == 0 and not args.quiet and (sys.stderr.isatty() or args.progress))
     try:
-        synthetic = generate_named(args.model, cfg, weights=args.weights, device=args.device, progress=callback)
+        if size > 1:  # launched by torchrun: split the batches over the ranks
+            model = load_model(args.model, weights=args.weights, device=args.device)
+            synthetic = generate_distributed(model, spec, cfg, args.out, args.device, callback)
+            if synthetic is None:
+                return
+        else:
+            synthetic = generate_named(args.model, cfg, weights=args.weights, device=args.device, progress=callback)
+            synthetic.save(args.out)
     finally:
         close()
-    synthetic.save(args.out)
     last = synthetic.history[-1] if synthetic.history else {}
     summary = {"out": str(args.out), "model": args.model, "label": cfg.label, "samples": len(synthetic),
+               "processes": size,
                "seconds": synthetic.seconds, "final_loss": last.get("loss"), "first_loss":
                synthetic.history[0]["loss"] if synthetic.history else None, "config": cfg.to_dict()}
     _emit(summary, args.json, f"{cfg.label}: {len(synthetic)} images in {synthetic.seconds:.1f} s -> {args.out}")

@@ -101,7 +101,7 @@ def test_history_and_progress_report_components(tiny_net):
 
 def test_zeroq_has_no_dsg_parts(tiny_net):
     s = run(tiny_net, method="zeroq")
-    assert set(s.history[0]) == {"iteration", "loss", "bn", "input"}
+    assert set(s.history[0]) == {"batch", "iteration", "loss", "bn", "input"}
     assert s.delta is None
 
 

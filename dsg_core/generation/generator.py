@@ -149,7 +149,7 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
             labels = batch_labels(n, cfg, num_classes, k) if want_labels else None
             x = _optimize(model, stats, objective, initial_images(n, shape, cfg, k).to(device),
                           labels.to(device) if labels is not None else None, cfg, history,
-                          b * cfg.iterations, total, progress, cancel, done)
+                          k, b * cfg.iterations, total, progress, cancel, done)
             done.append(x)
             if labels is not None:
                 labels_out.append(labels)
@@ -157,12 +157,14 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
 
 
 def _optimize(model, stats: BNStats, objective: Objective, x: torch.Tensor, labels, cfg: GenerationConfig,
-              history: list, offset: int, total: int, progress: ProgressFn, cancel: CancelFn,
-              done: list) -> torch.Tensor:
+              history: list, batch_index: int, offset: int, total: int, progress: ProgressFn,
+              cancel: CancelFn, done: list) -> torch.Tensor:
+    """Optimize one batch. ``offset``/``total`` count iterations for progress in this process;
+    the jitter stream is seeded by the global batch index, so results do not depend on the split."""
     x.requires_grad_(True)
     opt = torch.optim.Adam([x], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.plateau_patience)
-    gen = torch.Generator().manual_seed(cfg.seed + 17 * offset)
+    gen = torch.Generator().manual_seed(batch_seed(cfg.seed, batch_index) + 2)
     for t in range(cfg.iterations):
         check_cancel(cancel, partial=done + [x.detach().clone()])
         logits = model(losses.jitter(x, cfg.jitter, gen))
@@ -177,7 +179,7 @@ def _optimize(model, stats: BNStats, objective: Objective, x: torch.Tensor, labe
         opt.step()
         value = loss.item()
         sched.step(value)
-        record = {"iteration": offset + t + 1, "loss": value, **{k: v.item() for k, v in parts.items()}}
+        record = {"batch": batch_index, "iteration": t + 1, "loss": value, **{k: v.item() for k, v in parts.items()}}
         history.append(record)
         if progress is not None:
             progress(Progress("generate", offset + t + 1, total, value, {k: record[k] for k in parts},
