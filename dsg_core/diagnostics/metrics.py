@@ -64,18 +64,21 @@ def class_entropy(p: Probe) -> tuple[float, float]:
     counts = torch.bincount(p.logits.argmax(1), minlength=k).double()
     q = counts / counts.sum()
     h = -(q[q > 0] * q[q > 0].log()).sum()
-    return float(h / math.log(k)), float((counts > 0).double().mean())
+    return float(h / math.log(k)) + 0.0, float((counts > 0).double().mean())  # + 0.0: no "-0.0"
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """||mu_a - mu_b||^2 + Tr(Ca + Cb - 2 (Ca Cb)^1/2) between Gaussian fits [Heusel et al. 2017, FID]."""
-    from scipy import linalg
-    a, b = a.double().numpy(), b.double().numpy()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(ca @ cb, disp=False)
-    covmean = covmean.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca + cb - 2 * covmean))
+    """||mu_a - mu_b||^2 + Tr(Ca + Cb - 2 (Ca Cb)^1/2) between Gaussian fits [Heusel et al. 2017, FID].
+
+    Tr (Ca Cb)^1/2 = sum sqrt(eig(Ca^1/2 Cb Ca^1/2)): symmetric eigen-decompositions only, so it is
+    stable for the rank-deficient covariances of small sets.
+    """
+    a, b = a.double(), b.double()
+    ca, cb = torch.cov(a.T), torch.cov(b.T)
+    w, v = torch.linalg.eigh(ca)
+    root_a = (v * w.clamp_min(0).sqrt()) @ v.T
+    tr_sqrt = torch.linalg.eigvalsh(root_a @ cb @ root_a).clamp_min(0).sqrt().sum()
+    return float((a.mean(0) - b.mean(0)).square().sum() + ca.trace() + cb.trace() - 2 * tr_sqrt)
 
 
 def knn_precision_recall(syn: torch.Tensor, real: torch.Tensor, k: int = 3) -> tuple[float, float]:
