@@ -226,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
             from .models import default_model_name
             sp.add_argument("--model", default=default_model_name())
             sp.add_argument("--weights", help="local weights file (safetensors or weights-only .pt)")
+            sp.add_argument("--model-file", help="your model: a state dict for --model's architecture, or a "
+                                                 "torch.export .pt2 / TorchScript program with --model's interface")
+            sp.add_argument("--trust-model-file", action="store_true",
+                            help="allow --model-file to be a program (it defines the graph that runs)")
             sp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (falls back to cpu)")
 
     common(sub.add_parser("models", help="list the registry"), model=False)
@@ -269,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "device"):
             from .resources import resolve_device
             args.device = resolve_device(args.device)
+        if getattr(args, "model_file", None):
+            from .models.user import load_user_model
+            args.model = load_user_model(args.model_file, args.model, args.trust_model_file).name
         COMMANDS[args.command](args)
     except DSGError as exc:
         print(f"error: {exc}", file=sys.stderr)
