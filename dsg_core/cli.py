@@ -66,6 +66,7 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--iterations", type=int, help="Adam iterations per batch (default 500)")
     g.add_argument("--lr", type=float)
     g.add_argument("--init", choices=["gaussian", "uniform"])
+    g.add_argument("--schedule", choices=["plateau", "cosine", "constant"])
     g.add_argument("--seed", type=int, default=0)
     for prior in ("ce", "tv", "l2"):
         g.add_argument(f"--{prior}-weight", type=float)
@@ -76,7 +77,7 @@ def generation_config(args, image_size: int):
     from .generation import preset
     over = {"method": args.method, "seed": args.seed}
     names = {"epsilon": "epsilon", "lse_weight": "lse_weight", "sci_weight": "sci_weight", "samples": "samples",
-             "batch_size": "batch_size", "iterations": "iterations", "lr": "lr", "init": "init",
+             "batch_size": "batch_size", "iterations": "iterations", "lr": "lr", "init": "init", "schedule": "schedule",
              "ce_weight": "ce_weight", "tv_weight": "tv_weight", "l2_weight": "l2_weight", "jitter": "jitter"}
     over.update({field: getattr(args, a) for a, field in names.items() if getattr(args, a) is not None})
     over.update({part: False for part in ("sda", "lse", "sci") if getattr(args, f"no_{part}")})

@@ -199,3 +199,12 @@ def test_fast_stats_match_reference_values_and_gradients():
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
     x32 = x.detach().float()
     assert torch.allclose(sample_stats(x32)[1], sample_stats_reference(x32)[1], rtol=1e-4)
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "cosine", "constant"])
+def test_schedules(tiny_net, schedule):
+    seen = []
+    cfg = GenerationConfig(samples=4, batch_size=4, iterations=4, schedule=schedule)
+    generate(tiny_net, SHAPE, cfg, progress=seen.append)
+    lrs = [p.extra["lr"] for p in seen]
+    assert (lrs[-1] < lrs[0]) == (schedule == "cosine")

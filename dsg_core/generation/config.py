@@ -20,6 +20,7 @@ from ..errors import ConfigError
 
 METHODS = ("gaussian", "zeroq", "dsg")
 INITS = ("gaussian", "uniform")
+SCHEDULES = ("plateau", "cosine", "constant")
 PRESETS = ("paper", "reference")
 
 
@@ -30,6 +31,7 @@ class GenerationConfig:
     batch_size: int = 64
     iterations: int = 500
     lr: float = 0.5                 # ZeroQ's Adam learning rate
+    schedule: str = "plateau"       # "plateau" (ZeroQ: ReduceLROnPlateau), "cosine" or "constant"
     plateau_patience: int = 100     # ReduceLROnPlateau patience (ZeroQ), in iterations
     seed: int = 0
     init: str = "gaussian"          # N(0,1) or U[0,1) (reference code), in model-input space
@@ -80,6 +82,7 @@ class GenerationConfig:
         checks = [
             (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}"),
             (self.init in INITS, f"init must be one of {', '.join(INITS)}, not {self.init!r}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}"),
             (self.samples >= 1, f"samples must be a positive number, not {self.samples}"),
             (self.batch_size >= 1, f"batch size must be positive, not {self.batch_size}"),
             (self.iterations >= 1 or self.method == "gaussian",

@@ -163,7 +163,7 @@ def _optimize(model, stats: BNStats, objective: Objective, x: torch.Tensor, labe
     the jitter stream is seeded by the global batch index, so results do not depend on the split."""
     x.requires_grad_(True)
     opt = torch.optim.Adam([x], lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.plateau_patience)
+    sched = make_schedule(opt, cfg)
     gen = torch.Generator().manual_seed(batch_seed(cfg.seed, batch_index) + 2)
     for t in range(cfg.iterations):
         check_cancel(cancel, partial=done + [x.detach().clone()])
@@ -178,13 +178,22 @@ def _optimize(model, stats: BNStats, objective: Objective, x: torch.Tensor, labe
                                  iteration=offset + t + 1, last_good=torch.cat(done + [x.detach().clone()]))
         opt.step()
         value = loss.item()
-        sched.step(value)
+        if sched is not None:
+            sched.step(value) if cfg.schedule == "plateau" else sched.step()
         record = {"batch": batch_index, "iteration": t + 1, "loss": value, **{k: v.item() for k, v in parts.items()}}
         history.append(record)
         if progress is not None:
             progress(Progress("generate", offset + t + 1, total, value, {k: record[k] for k in parts},
                               {"layer_loss": layer.tolist(), "lr": opt.param_groups[0]["lr"]}))
     return x.detach()
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: GenerationConfig):
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.plateau_patience)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations)
+    return None
 
 
 def _result(imgs, labels, cfg: GenerationConfig, model_name: str, margins: Margins | None, history, t0) -> SyntheticSet:
