@@ -27,15 +27,17 @@ BITS_DEFAULT = ((8, 8), (6, 6), (4, 4), (3, 3))
 
 
 class SetCache:
-    """Synthetic sets on disk, keyed by a hash of model name and generation config."""
+    """Synthetic sets on disk, keyed by a hash of model name, weights file and generation config."""
 
-    def __init__(self, root: str | Path | None):
+    def __init__(self, root: str | Path | None, weights: str | Path | None = None):
         self.root = Path(root) if root else None
+        self.weights_id = file_digest(weights) if weights and weights != "random" else str(weights)
 
     def path(self, model: str, cfg: GenerationConfig) -> Path | None:
         if self.root is None:
             return None
-        key = hashlib.sha1(json.dumps([model, cfg.to_dict()], sort_keys=True).encode()).hexdigest()[:16]
+        ident = [model, self.weights_id, cfg.to_dict()]
+        key = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
         return self.root / model / f"{key}.safetensors"
 
     def get(self, model: str, cfg: GenerationConfig) -> SyntheticSet | None:
@@ -48,9 +50,14 @@ class SetCache:
             s.save(p)
 
 
-def real_calibration(model_name: str, n: int, seed: int) -> torch.Tensor:
-    """n real training-split images, a seeded random subset (different seeds, different images)."""
-    x, _ = real_split(model_name, "train")
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def real_calibration(model_name: str, n: int, seed: int, pool: torch.Tensor | None = None) -> torch.Tensor:
+    """n real images, a seeded random subset (different seeds, different images) of ``pool``,
+    by default the model's training split."""
+    x = real_split(model_name, "train")[0] if pool is None else pool
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
     return x[idx]
 
@@ -116,7 +123,7 @@ def compare(model_name: str, sources: list[str], bits: list[tuple[int, int]], qu
     test_x, test_y = real_split(model_name, "test")
     if eval_limit:
         test_x, test_y = test_x[:eval_limit], test_y[:eval_limit]
-    cache, out = SetCache(cache_dir), Comparison()
+    cache, out = SetCache(cache_dir, weights), Comparison()
     for seed in seeds:
         for source in sources:
             images, s = calibration_set(model, spec, source, base.replace(seed=seed), cache=cache,

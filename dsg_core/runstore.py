@@ -77,6 +77,16 @@ class RunStore:
                  json.dumps(results, default=float), str(folder.relative_to(self.root))))
             return int(cur.lastrowid)
 
+    def update(self, run_id: int, metrics: dict | None = None, results: list[dict] | None = None) -> Run:
+        """Replace a saved run's metrics and/or results (e.g. after an epsilon ablation on it)."""
+        self.get(run_id)
+        with closing(self._connect()) as con, con:
+            if metrics is not None:
+                con.execute("UPDATE runs SET metrics = ? WHERE id = ?", (json.dumps(metrics, default=float), run_id))
+            if results is not None:
+                con.execute("UPDATE runs SET results = ? WHERE id = ?", (json.dumps(results, default=float), run_id))
+        return self.get(run_id)
+
     def list(self, model: str | None = None) -> list[Run]:
         q, args = "SELECT * FROM runs", ()
         if model:

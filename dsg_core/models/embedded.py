@@ -26,7 +26,7 @@ def _embedded_weights(spec: ModelSpec, _unused) -> dict:
 def _mnist(name: str, build, default: bool, description: str) -> ModelSpec:
     return register_model(ModelSpec(
         name=name, build=build, input_shape=(1, 28, 28), mean=MNIST_MEAN, std=MNIST_STD,
-        class_names=DIGITS, dataset="mnist", load_weights=_embedded_weights, default=default,
+        classes=DIGITS, dataset="mnist", load_weights=_embedded_weights, default=default,
         description=description))
 
 

@@ -28,11 +28,15 @@ class ModelSpec:
     input_shape: tuple[int, int, int]          # (C, H, W) the network takes
     mean: tuple[float, ...]                    # per-channel normalization of model inputs
     std: tuple[float, ...]
-    class_names: tuple[str, ...]
+    classes: tuple[str, ...] | Callable[[], tuple[str, ...]]  # names, or a function giving them (lazy)
     dataset: str                               # "mnist" (embedded, offline) or "imagenet"
     load_weights: Callable[["ModelSpec", str | None], dict] = field(repr=False, default=None)
     default: bool = False
     description: str = ""
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.classes() if callable(self.classes) else self.classes
 
     @property
     def num_classes(self) -> int:

@@ -111,7 +111,7 @@ def register_user_model(name: str, model: nn.Module, like: ModelSpec, descriptio
     _REGISTRY.pop(full, None)
     frozen = copy.deepcopy(model).eval()
     spec = ModelSpec(name=full, build=lambda: copy.deepcopy(frozen), input_shape=like.input_shape, mean=like.mean,
-                     std=like.std, class_names=like.class_names, dataset=like.dataset,
+                     std=like.std, classes=like.classes, dataset=like.dataset,
                      load_weights=lambda _s, _p: frozen.state_dict(),
                      description=description or f"user model with the interface of {like.name}")
     return register_model(spec)

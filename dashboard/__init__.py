@@ -1,0 +1,1 @@
+"""DSG Lab dashboard: a Streamlit app over dsg_core (run with ``streamlit run dashboard/app.py``)."""

@@ -1,0 +1,121 @@
+"""Drive the dashboard in a real browser: start ``streamlit run``, open Debian's chromium, wait for states.
+
+Shared by ``tests/test_browser.py`` and ``bench/dashboard_speed.py`` so that the test and the
+benchmark measure the same thing. Needs the ``playwright`` Python package and /usr/bin/chromium
+(no browser download: Playwright drives the system chromium).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlencode
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+EXCEPTION = "[data-testid='stException']"
+TABS = "[role='tab']"
+# result tab -> (images, Plotly charts) it shows at least, once a run is on screen
+RESULT_TABS = {"Samples": (4, 0), "Homogenization": (0, 4), "Embedding": (0, 1), "Diversity metrics": (0, 1),
+               "Quantized accuracy": (0, 1), "Diversity vs accuracy": (0, 1)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc): unlike wall time, it does not
+    grow when other programs compete for the cores."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(port: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not answer on port {port} within {timeout:.0f} s")
+
+
+@contextmanager
+def server(runs_dir: str | Path, port: int | None = None, log: Path | None = None):
+    """A headless ``streamlit run dashboard/app.py``; yields (base URL, seconds until healthy, pid)."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+           "--browser.gatherUsageStats", "false"]
+    env = {**os.environ, "DSG_RUNS_DIR": str(runs_dir)}
+    out = open(log, "w") if log else subprocess.DEVNULL
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(port)
+        yield f"http://127.0.0.1:{port}/", time.perf_counter() - t0, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if log:
+            out.close()
+
+
+@contextmanager
+def browser_page(width: int = 1500, height: int = 1000):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
+
+
+def url_with(base: str, params: dict | None) -> str:
+    return base + ("?" + urlencode(params) if params else "")
+
+
+def wait_idle(page, timeout_s: float = 60) -> None:
+    page.wait_for_selector(IDLE, timeout=timeout_s * 1000)
+
+
+def press_run_and_wait(page, timeout_s: float = 300) -> float:
+    """Click Run; seconds until the 'finished' notice is shown (the job's result is on screen)."""
+    t0 = time.perf_counter()
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("finished in", exact=False).first.wait_for(timeout=timeout_s * 1000)
+    wait_idle(page, 60)
+    return time.perf_counter() - t0
+
+
+def open_tab(page, name: str) -> None:
+    """Click a tab; a switch reruns the app (the tabs are bound to the URL), so wait for it to settle."""
+    page.locator(TABS, has_text=name).first.click()
+    page.wait_for_timeout(300)
+    wait_idle(page, 60)
+
+
+def wait_drawn(page, images: int, charts: int, timeout_s: float = 60) -> None:
+    """Wait until the open tab shows at least this many images and Plotly charts."""
+    if charts:
+        page.locator(".js-plotly-plot:visible").nth(charts - 1).wait_for(timeout=timeout_s * 1000)
+    if images:
+        page.locator("[data-testid='stImage'] img:visible").nth(images - 1).wait_for(timeout=timeout_s * 1000)

@@ -1,0 +1,156 @@
+"""Plotly figure builders: data frames in, figures out (no Streamlit, no model work).
+
+Every set has one colour everywhere, so DSG is the same red in the scatter, the histogram and the
+accuracy chart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+COLORS = {"DSG": "#d62728", "ZeroQ": "#1f77b4", "Gaussian": "#8c8c8c", "Real": "#2ca02c", "BN Gaussian": "#000000"}
+ORDER = {"set": ["DSG", "ZeroQ", "Gaussian", "Real", "BN Gaussian"]}
+
+
+def _style(fig: go.Figure, height: int = 380) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), legend_title_text="")
+    return fig
+
+
+def loss_curves(curves: dict[str, list[float]]) -> go.Figure:
+    """Live generation loss of every set so far (log scale: BN losses fall over decades)."""
+    fig = go.Figure()
+    for name, values in curves.items():
+        if values:
+            step = max(1, len(values) // 300)  # the page redraws this every second: keep it light
+            colour = COLORS.get(name.split(" · ")[0])
+            fig.add_scatter(x=list(range(1, len(values) + 1, step)), y=values[::step], mode="lines", name=name,
+                            line=dict(color=colour))
+    fig.update_layout(xaxis_title="iteration", yaxis_title="loss", yaxis_type="log", title="Generation loss")
+    return _style(fig, 300)
+
+
+def channel_scatter(df: pd.DataFrame, bn: tuple[float, float], band: tuple[float, float] | None) -> go.Figure:
+    """Per-sample (mean, std) of one channel, the BN point, and the SDA slack rectangle around it."""
+    fig = px.scatter(df, x="mean", y="std", color="set", color_discrete_map=COLORS, category_orders=ORDER,
+                     hover_data=["sample"], opacity=0.75, title="Per-sample statistics of one channel")
+    mu, sigma = bn
+    if band is not None:
+        d, g = band
+        fig.add_shape(type="rect", x0=mu - d, x1=mu + d, y0=sigma - g, y1=sigma + g, line=dict(dash="dot"),
+                      fillcolor="rgba(214,39,40,0.07)")
+    fig.add_scatter(x=[mu], y=[sigma], mode="markers", name="BN running stats",
+                    marker=dict(symbol="x", size=14, color="black"))
+    fig.update_layout(xaxis_title="per-sample mean", yaxis_title="per-sample std")
+    return _style(fig)
+
+
+def activation_histogram(df: pd.DataFrame) -> go.Figure:
+    """Pre-BN activation densities of every set against the BN Gaussian N(mu, sigma²)."""
+    fig = px.line(df, x="x", y="density", color="set", color_discrete_map=COLORS, category_orders=ORDER,
+                  line_shape="hvh", title="Pre-BN activations of the channel vs the BN Gaussian")
+    fig.for_each_trace(lambda t: t.update(line=dict(dash="dash", width=3)) if t.name == "BN Gaussian" else None)
+    fig.update_layout(xaxis_title="activation", yaxis_title="density")
+    return _style(fig)
+
+
+def layer_spread(df: pd.DataFrame) -> go.Figure:
+    """Spread of per-sample statistics relative to real data, per layer (1 = as diverse as real)."""
+    fig = px.line(df, x="layer", y="ratio", color="set", facet_col="statistic", markers=True,
+                  color_discrete_map=COLORS, category_orders=ORDER, hover_data=["layer_name"],
+                  title="Spread of per-sample BN statistics, relative to real data")
+    fig.add_hline(y=1.0, line_dash="dot", line_color="black")
+    fig.for_each_annotation(lambda a: a.update(text=f"per-sample {a.text.split('=')[-1]}"))
+    return _style(fig)
+
+
+def sda_band(df: pd.DataFrame, observed: dict[str, pd.DataFrame] | None = None) -> go.Figure:
+    """BN mean and std per channel with the ±delta / ±gamma band; optional per-set channel averages."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("BN mean μ ± δ", "BN std σ ± γ"))
+    for col, (stat, lo, hi) in enumerate((("mu", "mu_lo", "mu_hi"), ("sigma", "sigma_lo", "sigma_hi")), 1):
+        fig.add_scatter(x=df["channel"], y=df[hi], mode="lines", line=dict(width=0), showlegend=False,
+                        hoverinfo="skip", row=1, col=col)
+        fig.add_scatter(x=df["channel"], y=df[lo], mode="lines", line=dict(width=0), fill="tonexty",
+                        fillcolor="rgba(214,39,40,0.15)", name="slack band", showlegend=col == 1, row=1, col=col)
+        fig.add_scatter(x=df["channel"], y=df[stat], mode="lines+markers", name="BN running stat",
+                        line=dict(color="black"), showlegend=col == 1, row=1, col=col)
+        for name, obs in (observed or {}).items():
+            fig.add_scatter(x=obs["channel"], y=obs[stat], mode="markers", name=f"{name} (avg over samples)",
+                            marker=dict(color=COLORS.get(name), size=6), showlegend=col == 1, row=1, col=col)
+    fig.update_xaxes(title_text="channel")
+    fig.update_layout(title="SDA slack band")
+    return _style(fig)
+
+
+def embedding(df: pd.DataFrame, color: str) -> go.Figure:
+    """2-D embedding of penultimate features; colour by set or by predicted class."""
+    df = df.assign(**{"class": df["class"].astype(str)})
+    kwargs = dict(color_discrete_map=COLORS, category_orders=ORDER) if color == "set" else {}
+    fig = px.scatter(df, x="x", y="y", color=color, symbol="set" if color != "set" else None,
+                     hover_data=["set", "class"], opacity=0.8, title="Penultimate features, embedded jointly",
+                     **kwargs)
+    fig.update_xaxes(showticklabels=False, title_text="")
+    fig.update_yaxes(showticklabels=False, title_text="")
+    return _style(fig, 480)
+
+
+def accuracy(results: pd.DataFrame, fp32: float | None) -> go.Figure:
+    """Top-1 against bit-width per source: every seed a point, the mean a line, FP32 dashed."""
+    order = sorted(results["bits"].unique(), key=bits_key, reverse=True)
+    mean = results.groupby(["set", "bits"], as_index=False)["top1"].mean()
+    fig = px.line(mean, x="bits", y="top1", color="set", markers=True, color_discrete_map=COLORS,
+                  category_orders={**ORDER, "bits": order}, title="Quantized top-1 vs bit-width")
+    if results["seed"].nunique() > 1:
+        pts = px.strip(results, x="bits", y="top1", color="set", color_discrete_map=COLORS,
+                       category_orders={**ORDER, "bits": order}, hover_data=["seed"])
+        for t in pts.data:
+            t.update(showlegend=False, marker=dict(size=7, opacity=0.6))
+            fig.add_trace(t)
+    if fp32 is not None:
+        fig.add_hline(y=fp32, line_dash="dash", line_color="black", annotation_text=f"FP32 {fp32:.1f}%")
+    fig.update_layout(xaxis_title="weight / activation bits", yaxis_title="top-1 (%)")
+    return _style(fig, 420)
+
+
+def bits_key(label: str) -> tuple[int, int]:
+    w, a = label[1:].split("A")
+    return int(w), int(a)
+
+
+def diversity_vs_accuracy(df: pd.DataFrame, metric: str) -> go.Figure:
+    """One point per set, seed and run: a diversity metric against quantized top-1."""
+    fig = px.scatter(df, x=metric, y="top1", color="set", color_discrete_map=COLORS, category_orders=ORDER,
+                     hover_data=[c for c in ("run", "seed", "title") if c in df], opacity=0.85,
+                     title=f"{metric} vs quantized top-1")
+    fig.update_traces(marker=dict(size=10))
+    fig.update_layout(yaxis_title="top-1 (%)")
+    return _style(fig, 420)
+
+
+def spectrum(spectra: dict[str, np.ndarray]) -> go.Figure:
+    """Eigenvalues of each set's cosine-similarity matrix: one big eigenvalue = homogenized."""
+    fig = go.Figure()
+    for name, ev in spectra.items():
+        fig.add_scatter(y=ev / ev.sum(), mode="lines+markers", name=name, line=dict(color=COLORS.get(name)))
+    fig.update_layout(title="Similarity spectrum (normalized eigenvalues)", xaxis_title="index",
+                      yaxis_title="share of total", yaxis_type="log")
+    return _style(fig, 340)
+
+
+def epsilon_ablation(df: pd.DataFrame, fp32: float | None) -> go.Figure:
+    """DSG's quantized top-1 against the slack quantile epsilon; seeds as points, the mean as a line."""
+    mean = df.groupby("epsilon", as_index=False)["top1"].mean()
+    fig = px.line(mean, x="epsilon", y="top1", markers=True, title=f"ε ablation at {df['bits'].iloc[0]}")
+    fig.update_traces(line=dict(color=COLORS["DSG"]))
+    if df["seed"].nunique() > 1:
+        fig.add_scatter(x=df["epsilon"], y=df["top1"], mode="markers", name="seeds",
+                        marker=dict(color=COLORS["DSG"], opacity=0.5, size=8), customdata=df["seed"],
+                        hovertemplate="ε %{x}<br>top-1 %{y:.1f}<br>seed %{customdata}")
+    if fp32 is not None:
+        fig.add_hline(y=fp32, line_dash="dash", line_color="black", annotation_text=f"FP32 {fp32:.1f}%")
+    fig.update_layout(xaxis_title="slack quantile ε", yaxis_title="top-1 (%)")
+    return _style(fig, 360)

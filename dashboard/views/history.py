@@ -1,0 +1,118 @@
+"""History: every saved run — list, reload, compare two side by side, delete — and exports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dsg_core.diagnostics import views as dv
+from dsg_core.errors import DSGError
+from dsg_core.runstore import Run, RunStore
+
+from .. import charts
+from ..runner import RunResult, set_file, stored_metrics
+from ..state import LABELS
+from .accuracy import fp32_of, summary
+
+CAPTION = ("What to look for: how a setting changed the outcome — load two runs side by side. Every Run is "
+           "saved here automatically (config, metrics, results and its synthetic sets).")
+
+
+def runs_frame(runs: list[Run]) -> pd.DataFrame:
+    return pd.DataFrame([{"id": r.id, "created": dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),
+                          "model": r.model, "title": r.title, "seconds": r.config.get("seconds")} for r in runs])
+
+
+def describe(run: Run) -> str:
+    return f"#{run.id} · {run.model} · {run.title}"
+
+
+def compare(a: Run, b: Run) -> None:
+    """Settings that differ, then each run's accuracy table and mean metrics, side by side."""
+    keys = sorted(set(a.config) | set(b.config))
+    diff = pd.DataFrame([{"setting": k, f"#{a.id}": str(a.config.get(k)), f"#{b.id}": str(b.config.get(k))}
+                         for k in keys if a.config.get(k) != b.config.get(k)])
+    st.markdown("**Settings that differ**")
+    if diff.empty:
+        st.write("None — the two runs used the same settings.")
+    else:
+        st.dataframe(diff, hide_index=True)
+    for col, run in zip(st.columns(2), (a, b)):
+        with col:
+            st.markdown(f"**#{run.id}** — {run.title}")
+            if run.results:
+                st.dataframe(summary(pd.DataFrame(run.results)))
+            metrics = stored_metrics(run)
+            if not metrics.empty:
+                st.dataframe(metrics.drop(columns=["source"]).groupby("set").mean(numeric_only=True)
+                             .drop(columns=["seed"]).T.style.format("{:.3f}"))
+
+
+def exports(result: RunResult, spec) -> None:
+    """Downloads of the run on screen: sets (.pt, PNG zip), results and metrics, figures as HTML."""
+    st.markdown("**Export the run on screen**" + (f" (#{result.run_id})" if result.run_id else ""))
+    stem = f"dsg_run{result.run_id or ''}"
+    cols = st.columns(4)
+    for i, ((source, seed), s) in enumerate(sorted(result.sets.items(), key=lambda kv: (kv[0][1], kv[0][0]))):
+        if s is None:
+            continue
+        name = set_file(source, seed)
+        with cols[i % 4]:
+            st.download_button(f"{LABELS[source]} s{seed} .pt", s.to_pt_bytes, f"{stem}_{name}.pt",
+                               "application/octet-stream", key=f"pt_{name}", on_click="ignore")
+            st.download_button(f"{LABELS[source]} s{seed} PNGs", lambda s=s: s.png_zip(spec.mean, spec.std),
+                               f"{stem}_{name}_png.zip", "application/zip", key=f"zip_{name}", on_click="ignore")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.download_button("Results CSV", lambda: result.results.to_csv(index=False), f"{stem}_results.csv",
+                       "text/csv", key="results_csv", on_click="ignore")
+    c2.download_button("Results JSON", lambda: json.dumps({"settings": result.settings.to_dict(),
+                                                           "results": result.results.to_dict("records"),
+                                                           "metrics": result.metrics.to_dict("records")},
+                                                          indent=2, default=float),
+                       f"{stem}.json", "application/json", key="results_json", on_click="ignore")
+    c3.download_button("Accuracy figure (HTML)", lambda: figure_html(charts.accuracy(result.results,
+                                                                                    fp32_of(result.results))),
+                       f"{stem}_accuracy.html", "text/html", key="fig_acc", on_click="ignore")
+    diag = result.diagnosis
+    c4.download_button("Spread figure (HTML)",
+                       lambda: figure_html(charts.layer_spread(dv.layer_spread_frame(diag.spreads(), diag.targets))),
+                       f"{stem}_spread.html", "text/html", key="fig_spread", on_click="ignore")
+
+
+def figure_html(fig) -> str:
+    """Self-contained HTML (plotly.js embedded): it opens offline, e.g. on a projector laptop."""
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def render(result: RunResult | None, store: RunStore, spec, load) -> None:
+    """``load(run)`` puts a stored run on screen (the app owns session state)."""
+    st.caption(CAPTION)
+    if result is not None:
+        exports(result, spec)
+        st.divider()
+    runs = store.list()
+    if not runs:
+        st.info("No saved runs yet: every Run is saved here.")
+        return
+    st.dataframe(runs_frame(runs), hide_index=True, key="runs_table")
+    by_id = {r.id: r for r in runs}
+    ids = list(by_id)
+    c1, c2, c3 = st.columns([3, 1, 1])
+    chosen = c1.selectbox("Run", ids, format_func=lambda i: describe(by_id[i]), key="history_run")
+    if c2.button("Load", key="history_load", help="Show this run in every view"):
+        load(by_id[chosen])
+    if c3.button("Delete", key="history_delete", help="Remove the run and its files"):
+        try:
+            store.delete(chosen)
+        except DSGError as exc:
+            st.error(str(exc))
+        st.rerun()
+    if len(ids) >= 2:
+        st.subheader("Compare two runs")
+        a, b = st.columns(2)
+        first = a.selectbox("Run A", ids, format_func=lambda i: describe(by_id[i]), key="cmp_a")
+        second = b.selectbox("Run B", ids, index=1, format_func=lambda i: describe(by_id[i]), key="cmp_b")
+        compare(by_id[first], by_id[second])
