@@ -38,9 +38,10 @@ PROFILES = {
     "quick": dict(models=["resnet20_mnist"], sources=list(SOURCES), seeds=5,
                   bits=["8/8", "4/4", "3/3", "2/4"], quantizers=["minmax", "dsg-avg"],
                   recon_bits=["3/3"], recon_quantizers=["adaround"],
+                  recon_sources=["real", "gaussian", "zeroq", "zeroq+priors", "dsg", "dsg-reference"],
                   samples=64, iterations=200, recon_iters=100, epsilons=[0.5, 0.7, 0.9, 1.0]),
 }
-DEFAULT_BITS = "3/3"
+DEFAULT_BITS, DEFAULT_QUANTIZER = "4/4", "minmax"  # the project's default view (see docs/results-quick.md)
 PAPER_TABLE3 = [("ResNet-18", "4/4", 65.22, 26.04, 39.90, 66.67), ("ResNet-18", "6/6", 71.18, 69.74, 70.46, 71.18),
                 ("ResNet-18", "8/8", 71.48, 71.43, 71.49, 71.46), ("ResNet-50", "4/4", 68.13, 8.20, 56.12, 68.30),
                 ("InceptionV3", "4/4", 73.50, 12.00, 57.17, 74.02), ("ShuffleNet", "6/6", 56.25, 39.92, 60.71, 61.94)]
@@ -96,10 +97,11 @@ def one_source(model_name, seed, source, eps, profile, rows: Rows, cache: SetCac
                             iterations=profile["iterations"], seed=seed)
     if eps is not None:
         base = base.replace(epsilon=eps)
-        combos = [(DEFAULT_BITS, "dsg-avg")]
+        combos = [(DEFAULT_BITS, DEFAULT_QUANTIZER)]
     else:
         combos = [(b, q) for b in profile["bits"] for q in profile["quantizers"]]
-        combos += [(b, q) for b in profile.get("recon_bits", []) for q in profile.get("recon_quantizers", [])]
+        if source in profile.get("recon_sources", [source]):
+            combos += [(b, q) for b in profile.get("recon_bits", []) for q in profile.get("recon_quantizers", [])]
     kind = "main" if eps is None else "epsilon"
     todo = [(b, q) for b, q in combos if not rows.has(kind=kind, model=model_name, source=source, bits=b,
                                                          quantizer=q, seed=seed, epsilon=eps)]
@@ -151,12 +153,12 @@ def render(rows: list[dict], profile_name: str, profile: dict) -> str:
             out.append("")
     eps = df[df.kind == "epsilon"] if "kind" in df else df.iloc[:0]
     if len(eps):
-        out += [f"## Epsilon ablation (dsg, W{DEFAULT_BITS.replace('/', 'A')}, dsg-avg)", "", "| model | epsilon | top-1 |", "|---|---|---|"]
+        out += [f"## Epsilon ablation (dsg, W{DEFAULT_BITS.replace('/', 'A')}, {DEFAULT_QUANTIZER})", "", "| model | epsilon | top-1 |", "|---|---|---|"]
         for (model_name, e), g in eps.groupby(["model", "epsilon"]):
             out.append(f"| {model_name} | {e} | {fmt(g.top1)} |")
         out.append("")
     met = df[(df.kind == "metrics") & df.epsilon.isna()] if "kind" in df else df.iloc[:0]
-    acc = main[(main.bits == DEFAULT_BITS) & (main.quantizer == "dsg-avg")]
+    acc = main[(main.bits == DEFAULT_BITS) & (main.quantizer == DEFAULT_QUANTIZER)]
     if len(met) and len(acc):
         joined = met.drop(columns=["top1"], errors="ignore").merge(acc[["model", "source", "seed", "top1"]],
                                                                  on=["model", "source", "seed"])
@@ -165,7 +167,7 @@ def render(rows: list[dict], profile_name: str, profile: dict) -> str:
                                    "feature_effective_rank", "stat_spread_ratio", "std_spread_ratio",
                                    "frechet_distance", "precision", "recall", "class_entropy", "in_band_fraction")
                        if c in joined]
-        out += [f"## Which diversity metric predicts accuracy? (synthetic sets, W{DEFAULT_BITS.replace('/', 'A')} dsg-avg)", "",
+        out += [f"## Which diversity metric predicts accuracy? (synthetic sets, W{DEFAULT_BITS.replace('/', 'A')} {DEFAULT_QUANTIZER})", "",
                 f"Spearman rank correlation between each metric of a set and the top-1 it gives, over "
                 f"{len(joined)} sets (sources x seeds).", "", "| metric | Spearman rho |", "|---|---|"]
         for c in metric_cols:

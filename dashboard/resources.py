@@ -94,7 +94,3 @@ def context(name: str, weights: str | None = None, test_dir: str | None = None) 
     return Context(spec, model, weights, test_dir)
 
 
-def real_calibration(pool: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-    """n real images, a seeded subset (the same rule as dsg_core.experiments.real_calibration)."""
-    idx = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]
-    return pool[idx]

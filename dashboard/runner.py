@@ -8,7 +8,6 @@ itself (:func:`run_pipeline`) is a plain function of settings and data, so tests
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -25,12 +24,12 @@ import torch.nn as nn
 from dsg_core.diagnostics import REAL, Diagnosis, diagnose
 from dsg_core.errors import Cancelled, DSGError
 from dsg_core.evaluate import _agreement, _kl, _top1, logits  # noqa: PLC2701 (see TestSet)
-from dsg_core.experiments import SetCache, calibration_set
+from dsg_core.experiments import SetCache, calibration_set, real_calibration
 from dsg_core.generation import Margins, SyntheticSet
 from dsg_core.quant import quantize_model
 from dsg_core.runstore import Run, RunStore
 
-from .resources import Context, real_calibration
+from .resources import Context
 from .state import EPSILONS, LABELS, SOURCES, WORKERS, Settings, runs_dir
 
 log = logging.getLogger(__name__)
@@ -102,12 +101,8 @@ def quantization_jobs(settings: Settings) -> list[tuple[int, str]]:
 
 
 def set_cache(ctx: Context) -> SetCache:
-    """Generated sets on disk, reused by identical settings. dsg_core keys them by model name and
-    config only, so a user's own weights get a folder of their own (upload paths are content hashes)."""
-    root = runs_dir() / "cache"
-    if ctx.weights:
-        root = root / hashlib.sha1(str(ctx.weights).encode()).hexdigest()[:12]
-    return SetCache(root)
+    """Generated sets on disk, reused by identical settings (keyed by model, weights file and config)."""
+    return SetCache(runs_dir() / "cache", ctx.weights)
 
 
 def in_parallel(tasks: list, workers: int) -> list:
@@ -144,7 +139,7 @@ def run_pipeline(settings: Settings, ctx: Context, tracker: Tracker, cancel=None
     calib = {(src, seed): images for (seed, src), (images, _) in zip(jobs, made)}
     sets = {(src, seed): s for (seed, src), (_, s) in zip(jobs, made)}
     for seed in settings.seed_list:
-        calib[("real", seed)] = real_calibration(pool, settings.samples, seed)
+        calib[("real", seed)] = real_calibration(spec.name, settings.samples, seed, pool=pool)
     stage = len(jobs)
     model = ctx.private_model()
     tracker.update(stage, 0.0)
@@ -263,7 +258,7 @@ def result_from_run(run: Run, ctx: Context) -> RunResult:
     model, pool = ctx.private_model(), ctx.data()[2]
     sets, calib = {}, {}
     for seed in settings.seed_list:
-        calib[("real", seed)] = real_calibration(pool, settings.samples, seed)
+        calib[("real", seed)] = real_calibration(ctx.spec.name, settings.samples, seed, pool=pool)
         for source in SOURCES[:-1]:
             s = run.load_set(set_file(source, seed))
             sets[(source, seed)], calib[(source, seed)] = s, s.images

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from dsg_core.experiments import DEFAULT_ABITS, DEFAULT_QUANTIZER, DEFAULT_WBITS
 from dsg_core.generation import GenerationConfig, preset
 from dsg_core.models import default_model_name, list_models
 from dsg_core.quant import QUANTIZERS, QuantConfig
@@ -29,7 +30,7 @@ DEFAULTS = dict(
     sci=True, sci_w=1.0,
     priors=False,
     samples=32, iters=150, seed=0, seeds=1,
-    wbits=4, abits=4, quantizer="dsg-avg", compare=True,
+    wbits=DEFAULT_WBITS, abits=DEFAULT_ABITS, quantizer=DEFAULT_QUANTIZER, compare=True,  # see dsg_core.experiments
     eval_images=500,     # test images each quantized model is scored on (the MNIST test split has 1,000)
 )
 WORKERS = min(2, os.cpu_count() or 1)        # sets generated / quantized at the same time

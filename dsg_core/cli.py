@@ -141,15 +141,16 @@ def check_set_fits(synthetic, spec) -> None:
 
 # ---------------------------------------------------------------------------------------- quantize
 def add_quant_args(p: argparse.ArgumentParser, many: bool = False) -> None:
+    from .experiments import DEFAULT_ABITS, DEFAULT_QUANTIZER, DEFAULT_WBITS
     from .quant import QUANTIZERS
     g = p.add_argument_group("quantization")
     if many:
         g.add_argument("--bits", default="4/4,6/6,8/8", help="comma-separated W/A pairs, e.g. 4/4,3/3")
-        g.add_argument("--quantizers", default="dsg-avg", help=f"comma-separated, from {', '.join(QUANTIZERS)}")
+        g.add_argument("--quantizers", default=DEFAULT_QUANTIZER, help=f"comma-separated, from {', '.join(QUANTIZERS)}")
     else:
-        g.add_argument("--wbits", type=int, default=4, help="weight bits, 2-8 or 32 (off)")
-        g.add_argument("--abits", type=int, default=4, help="activation bits, 2-8 or 32 (off)")
-        g.add_argument("--quantizer", choices=QUANTIZERS, default="dsg-avg")
+        g.add_argument("--wbits", type=int, default=DEFAULT_WBITS, help="weight bits, 2-8 or 32 (off)")
+        g.add_argument("--abits", type=int, default=DEFAULT_ABITS, help="activation bits, 2-8 or 32 (off)")
+        g.add_argument("--quantizer", choices=QUANTIZERS, default=DEFAULT_QUANTIZER)
     g.add_argument("--recon-iters", type=int, help="AdaRound/BRECQ steps per layer or block")
     g.add_argument("--first-last", choices=["same", "8bit"], default="same")
     g.add_argument("--fold-bn", action="store_true")
