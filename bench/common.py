@@ -18,11 +18,11 @@ def machine() -> str:
             f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
 
 
-def header(title: str) -> str:
+def header(title: str, timing: bool = True) -> str:
     cmd = "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])
-    return (f"# {title}\n\nProduced by `{cmd}` on {_dt.date.today()} ({machine()}).\n"
-            "Numbers are medians of repeats measured side by side in one run; these machines are noisy, "
-            "so read the ratios, not the absolute times.\n")
+    note = ("Numbers are medians of repeats measured side by side in one run; these machines are noisy, "
+            "so read the ratios, not the absolute times.\n") if timing else ""
+    return f"# {title}\n\nProduced by `{cmd}` on {_dt.date.today()} ({machine()}).\n" + note
 
 
 def write_doc(name: str, text: str) -> Path:
