@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from dsg_core.diagnostics import REAL, Diagnosis, diagnose
 from dsg_core.errors import Cancelled, DSGError
-from dsg_core.evaluate import _agreement, _kl, _top1, logits  # noqa: PLC2701 (see TestSet)
+from dsg_core.evaluate import evaluate_quantized, logits
 from dsg_core.experiments import SetCache, calibration_set, real_calibration
 from dsg_core.generation import Margins, SyntheticSet
 from dsg_core.quant import quantize_model
@@ -199,7 +199,7 @@ def metrics_frame(df: pd.DataFrame, seed: int) -> pd.DataFrame:
 @dataclass(frozen=True)
 class TestSet:
     """The evaluation images with the FP32 model's logits, computed once per run instead of once per
-    quantized model (dsg_core's evaluate_quantized recomputes them: 2x the work of a Run)."""
+    quantized model."""
     x: torch.Tensor
     y: torch.Tensor
     fp_logits: torch.Tensor
@@ -209,10 +209,7 @@ class TestSet:
         return cls(x, y, logits(model, x))
 
     def evaluate(self, q_model: nn.Module) -> dict[str, float]:
-        """The same numbers as dsg_core.evaluate.evaluate_quantized (top-1 in %, agreement, KL)."""
-        z_fp, z_q = self.fp_logits, logits(q_model, self.x)
-        return {"fp32_top1": _top1(z_fp, self.y), "quant_top1": _top1(z_q, self.y),
-                "agreement": _agreement(z_fp, z_q), "kl": _kl(z_fp, z_q)}
+        return evaluate_quantized(None, q_model, self.x, self.y, fp_logits=self.fp_logits)
 
 
 def quantize_rows(model: nn.Module, test: TestSet, settings: Settings, source: str, seed: int,

@@ -64,10 +64,15 @@ def mean_kl(fp_model: nn.Module, q_model: nn.Module, x: torch.Tensor, batch_size
 
 
 def evaluate_quantized(fp_model: nn.Module, q_model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                       batch_size: int = 256) -> dict[str, float]:
-    """fp32_top1 and quant_top1 (percent), agreement (fraction), kl (nats), from one pass per model."""
+                       batch_size: int = 256, fp_logits: torch.Tensor | None = None) -> dict[str, float]:
+    """fp32_top1 and quant_top1 (percent), agreement (fraction), kl (nats), from one pass per model.
+
+    ``fp_logits`` (the FP32 model's logits on ``x``) skips the FP32 pass when many quantized
+    models are scored on the same images.
+    """
     _check(x, y)
-    z_fp, z_q = logits(fp_model, x, batch_size), logits(q_model, x, batch_size)
+    z_fp = logits(fp_model, x, batch_size) if fp_logits is None else fp_logits
+    z_q = logits(q_model, x, batch_size)
     return {"fp32_top1": _top1(z_fp, y), "quant_top1": _top1(z_q, y),
             "agreement": _agreement(z_fp, z_q), "kl": _kl(z_fp, z_q)}
 

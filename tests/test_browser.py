@@ -46,3 +46,29 @@ def test_run_end_to_end_in_chromium(tmp_path):
             if tab == "Homogenization":
                 shutil.copy(path, b.REPO / "docs" / "screenshot.png")
         assert "view=History" in page.url, "the open tab is mirrored in the URL"
+
+
+def test_two_sessions_at_once_get_their_own_results(tmp_path):
+    """Two browser sessions with different settings press Run together; each sees its own run."""
+    import re
+
+    from dsg_core.runstore import RunStore
+    with b.server(tmp_path / "runs") as (url, _, _), b.browser_page() as page_a:
+        page_b = page_a.context.browser.new_page(viewport={"width": 1500, "height": 1000})
+        settings = {page_a: {**TINY, "seed": 1}, page_b: {**TINY, "seed": 2, "samples": 12}}
+        for page, params in settings.items():
+            page.goto(b.url_with(url, params))
+            b.wait_idle(page, 90)
+        for page in settings:  # start both before waiting for either
+            page.get_by_role("button", name="Run", exact=True).click()
+        run_ids = {}
+        for page in settings:
+            notice = page.get_by_text("finished in", exact=False).first
+            notice.wait_for(timeout=300_000)
+            run_ids[page] = int(re.search(r"Run #(\d+)", notice.inner_text()).group(1))
+            assert page.locator(b.EXCEPTION).count() == 0
+        assert run_ids[page_a] != run_ids[page_b]
+        store = RunStore(tmp_path / "runs")
+        for page, params in settings.items():
+            config = store.get(run_ids[page]).config
+            assert (config["seed"], config["samples"]) == (params["seed"], params["samples"])
