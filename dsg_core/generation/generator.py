@@ -7,6 +7,7 @@ Gaussian reference spectrum) is computed once in :class:`Objective`.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -90,6 +91,14 @@ class Objective:
         return sum(parts.values()), parts, layer.detach().mean(0)
 
 
+def fast_layout(model: nn.Module, shape: tuple[int, ...], device) -> nn.Module:
+    """A channels-last copy of the model for image inputs on the CPU: 1.6x faster forward+backward
+    for resnet20_mnist on 2 cores (docs/performance.md). The caller's model is left as it is."""
+    if len(shape) != 3 or torch.device(device).type != "cpu":
+        return model
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)
+
+
 def initial_images(n: int, shape: tuple[int, ...], cfg: GenerationConfig, batch_index: int) -> torch.Tensor:
     """Seeded per batch, so batch k is the same whichever process or run generates it."""
     gen = torch.Generator().manual_seed(batch_seed(cfg.seed, batch_index))
@@ -141,6 +150,7 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
         labels = [batch_labels(n, cfg, num_classes, k) for k, n in plan] if want_labels else []
         return _result(imgs, labels, cfg, model_name, None, [], t0)
     check_generation_fits(model, shape, max(n for _, n in plan), device)
+    model = fast_layout(model, shape, device)
     objective = Objective.build(model, shape, cfg, device, num_classes)
     done, history, labels_out = [], [], []
     total = len(plan) * cfg.iterations
@@ -161,6 +171,8 @@ def _optimize(model, stats: BNStats, objective: Objective, x: torch.Tensor, labe
               cancel: CancelFn, done: list) -> torch.Tensor:
     """Optimize one batch. ``offset``/``total`` count iterations for progress in this process;
     the jitter stream is seeded by the global batch index, so results do not depend on the split."""
+    if x.dim() == 4 and x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
     opt = torch.optim.Adam([x], lr=cfg.lr)
     sched = make_schedule(opt, cfg)
@@ -185,7 +197,7 @@ def _optimize(model, stats: BNStats, objective: Objective, x: torch.Tensor, labe
         if progress is not None:
             progress(Progress("generate", offset + t + 1, total, value, {k: record[k] for k in parts},
                               {"layer_loss": layer.tolist(), "lr": opt.param_groups[0]["lr"]}))
-    return x.detach()
+    return x.detach().contiguous()
 
 
 def make_schedule(opt: torch.optim.Optimizer, cfg: GenerationConfig):

@@ -75,30 +75,33 @@ def bn_targets(model: nn.Module, example: torch.Tensor | None = None) -> BNTarge
 
 
 class _Moments(torch.autograd.Function):
-    """(E[x], E[x^2]) over the last dim, with a one-expression backward.
+    """(E[x], E[x^2]) over the spatial dims, with a one-expression backward.
 
     ``torch.var_mean`` over (H, W) runs a slow Welford kernel on CPU (as slow as the conv it follows,
-    see docs/performance.md); two plain reductions and a fused backward cost a fraction of it.
+    see docs/performance.md); two plain reductions and a fused backward cost a fraction of it. The
+    reductions keep the input's memory format (no copy for channels-last activations).
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor):
         ctx.save_for_backward(x)  # the BN input: autograd keeps it for BN's backward anyway
-        n = x.shape[-1]
-        return x.sum(-1) / n, torch.linalg.vector_norm(x, dim=-1).square() / n
+        dims = tuple(range(2, x.dim()))
+        n = x[0, 0].numel()
+        return x.sum(dims) / n, torch.linalg.vector_norm(x, dim=dims).square() / n
 
     @staticmethod
     def backward(ctx, g_mean: torch.Tensor, g_sq: torch.Tensor):
         (x,) = ctx.saved_tensors
-        n = x.shape[-1]
-        return torch.addcmul((g_mean / n).unsqueeze(-1), x, (g_sq * (2.0 / n)).unsqueeze(-1))
+        n = x[0, 0].numel()
+        shape = (*g_mean.shape, *([1] * (x.dim() - 2)))
+        return torch.addcmul((g_mean / n).view(shape), x, (g_sq * (2.0 / n)).view(shape))
 
 
 def sample_stats(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample, per-channel (mean, sqrt(biased var + eps)) over all but the first two dims."""
     if x.dim() == 2:  # BatchNorm1d on (B, C): a sample's statistic is its value
         return x, torch.full_like(x, eps).sqrt_()
-    mean, sq = _Moments.apply(x.flatten(2))
+    mean, sq = _Moments.apply(x)
     return mean, ((sq - mean.square()).clamp_min(0) + eps).sqrt()
 
 
