@@ -126,17 +126,23 @@ def unit_io(model: nn.Module, unit_name: str, images: torch.Tensor, chunk: int,
     return torch.cat(got)
 
 
-def forward_order(model: nn.Module, names: list[str], example: torch.Tensor) -> list[str]:
-    """``names`` sorted by the order of their first call in a forward pass; ModelError if reused."""
-    calls: list[str] = []
-    handles = [model.get_submodule(n).register_forward_pre_hook(lambda _m, _a, n=n: calls.append(n))
-               for n in names]
+def record_calls(model: nn.Module, names: list[str], example: torch.Tensor) -> list[tuple[str, tuple, dict]]:
+    """One no-grad forward pass; every call of a named submodule as (name, args, kwargs), in order."""
+    calls: list[tuple[str, tuple, dict]] = []
+    handles = [model.get_submodule(n).register_forward_pre_hook(
+        lambda _m, args, kwargs, n=n: calls.append((n, args, kwargs)), with_kwargs=True) for n in names]
     try:
         with torch.no_grad():
             model(example)
     finally:
         for h in handles:
             h.remove()
+    return calls
+
+
+def forward_order(model: nn.Module, names: list[str], example: torch.Tensor) -> list[str]:
+    """``names`` sorted by the order of their first call in a forward pass; ModelError if reused."""
+    calls = [n for n, _, _ in record_calls(model, names, example)]
     reused = sorted({n for n in calls if calls.count(n) > 1})
     if reused:
         raise ModelError(f"{', '.join(reused)} run more than once per forward pass: reconstruction "

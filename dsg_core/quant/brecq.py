@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..progress import CancelFn, ProgressFn
-from .adaround import ReconConfig, reconstruct
+from .adaround import ReconConfig, reconstruct, record_calls
 from .modules import QUANT_LAYERS
 
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -48,19 +48,8 @@ def find_blocks(model: nn.Module, max_layers: int = 12) -> list[str]:
 def _fallback_to_layers(model: nn.Module, units: list[str], example: torch.Tensor) -> list[str]:
     """Replace blocks that are not called exactly once with one tensor by their layers."""
     calls: dict[str, list[bool]] = {n: [] for n in units}
-
-    def hook_for(name: str):
-        def hook(_m, args, kwargs):
-            calls[name].append(len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor))
-        return hook
-
-    handles = [model.get_submodule(n).register_forward_pre_hook(hook_for(n), with_kwargs=True) for n in units]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
+    for n, args, kwargs in record_calls(model, units, example):
+        calls[n].append(len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor))
     out = []
     for n in units:
         unit = model.get_submodule(n)
