@@ -29,9 +29,9 @@ DEFAULTS = dict(
     lse=True, lse_w=2.0,
     sci=True, sci_w=1.0,
     priors=False,
-    samples=32, iters=150, seed=0, seeds=1,
+    samples=32, iters=100, seed=0, seeds=1,
     wbits=DEFAULT_WBITS, abits=DEFAULT_ABITS, quantizer=DEFAULT_QUANTIZER, compare=True,  # see dsg_core.experiments
-    eval_images=500,     # test images each quantized model is scored on (the MNIST test split has 1,000)
+    eval_images=300,     # test images each quantized model is scored on (the MNIST test split has 1,000)
 )
 WORKERS = min(2, os.cpu_count() or 1)        # sets generated / quantized at the same time
 BATCH_SIZE = 32                               # images optimized together (LSE/SCI act within a batch)
