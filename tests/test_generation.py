@@ -209,3 +209,55 @@ def test_schedules(tiny_net, schedule):
     generate(tiny_net, SHAPE, cfg, progress=seen.append)
     lrs = [p.extra["lr"] for p in seen]
     assert (lrs[-1] < lrs[0]) == (schedule == "cosine")
+
+
+def _loss_and_grad(model, x, objective):
+    x = x.clone().requires_grad_(True)
+    with BNStats(model, objective.targets.names) as st:
+        logits = model(x)
+        loss = objective(x, logits, *st.collect(), None)[0]
+    (g,) = torch.autograd.grad(loss, x)
+    return loss.detach(), g
+
+
+@pytest.mark.parametrize("name", ["resnet20_mnist", "mobilenetv2_mnist"])
+def test_fast_copy_gives_the_same_loss_and_gradient(name):
+    """BN folding + channels-last is a speed-up only: DSG's loss and its gradient are unchanged."""
+    from dsg_core.generation.generator import Objective, fast_copy
+    from dsg_core.generation.stats import FoldedBatchNorm
+    from dsg_core.models import bn_layer_names, get_spec, load_model
+    spec, model = get_spec(name), load_model(name)
+    fast = fast_copy(model, spec.input_shape, "cpu")
+    assert sum(isinstance(m, FoldedBatchNorm) for m in fast.modules()) == len(bn_layer_names(model))
+    objective = Objective.build(model, spec.input_shape, GenerationConfig(method="dsg"), "cpu")
+    x = torch.randn(16, *spec.input_shape, generator=torch.Generator().manual_seed(1))
+    (l1, g1), (l2, g2) = _loss_and_grad(model, x, objective), _loss_and_grad(fast, x, objective)
+    assert torch.allclose(l1, l2, rtol=1e-4)
+    assert torch.allclose(g1, g2, rtol=1e-3, atol=1e-3 * g1.abs().max().item())
+    assert all(p.requires_grad for p in model.parameters())  # the caller's model is untouched
+
+
+class _BNAfterReLU(nn.Module):
+    """BN registered right after a conv but applied after a ReLU: folding it would be wrong."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.fc(self.bn(torch.relu(self.conv(x))).mean((2, 3)))
+
+
+def test_fast_copy_does_not_fold_a_bn_that_does_not_follow_its_conv():
+    from dsg_core.generation.generator import Objective, fast_copy
+    from dsg_core.generation.stats import FoldedBatchNorm
+    torch.manual_seed(0)
+    net = _BNAfterReLU().eval()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(0.1, 0.5)
+        net.bn.weight.uniform_(0.5, 2.0)
+    fast = fast_copy(net, SHAPE, "cpu")
+    assert not any(isinstance(m, FoldedBatchNorm) for m in fast.modules())
+    objective = Objective.build(net, SHAPE, GenerationConfig(method="dsg"), "cpu")
+    x = torch.randn(8, *SHAPE)
+    assert torch.allclose(_loss_and_grad(net, x, objective)[0], _loss_and_grad(fast, x, objective)[0])

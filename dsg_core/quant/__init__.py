@@ -7,7 +7,7 @@
 from .adaround import ReconConfig, adaround, reconstruct
 from .brecq import brecq, find_blocks
 from .calibrate import CALIBRATORS, calibrate_activations
-from .fold import fold_bn
+from ..models.fold import fold_bn
 from .modules import (ActQuantizer, QuantAct, QuantConv2d, QuantLinear, QuantReport, WeightQuantizer,
                       act_quantizers, convert, quant_layers, set_act_quant)
 from .ptq import QUANTIZERS, QuantConfig, quantize_model

@@ -26,7 +26,7 @@ from ..progress import CancelFn, ProgressFn
 from .adaround import ReconConfig, adaround
 from .brecq import brecq
 from .calibrate import CALIBRATORS, calibrate_activations, check_images, forward_checked
-from .fold import fold_bn as fold_bn_layers
+from ..models.fold import fold_bn as fold_bn_layers
 from .modules import convert
 from .quantizer import check_bits
 

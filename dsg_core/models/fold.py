@@ -10,6 +10,8 @@ after the other, with matching channel counts (true for ResNets, MobileNets, tor
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 
@@ -27,8 +29,10 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype))
 
 
-def fold_bn(model: nn.Module) -> dict[str, str]:
-    """Fold every adjacent Conv2d -> BatchNorm2d pair in place; the BN becomes nn.Identity.
+def fold_bn(model: nn.Module, replace: Callable[[nn.BatchNorm2d], nn.Module] = lambda bn: nn.Identity(),
+            ) -> dict[str, str]:
+    """Fold every adjacent Conv2d -> BatchNorm2d pair in place; the BN becomes ``replace(bn)``
+    (nn.Identity for quantization; generation keeps the BN's statistics in an identity module).
 
     Returns {conv name: folded BN name}, so evaluation can compare a folded conv with the BN output.
     """
@@ -37,9 +41,10 @@ def fold_bn(model: nn.Module) -> dict[str, str]:
         children = list(parent.named_children())
         for (cname, conv), (bname, bn) in zip(children, children[1:]):
             if (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
-                    and bn.num_features == conv.out_channels and bn.track_running_stats):
+                    and bn.num_features == conv.out_channels and bn.track_running_stats
+                    and not getattr(bn, "folded", False)):
                 fold_conv_bn(conv, bn)
-                setattr(parent, bname, nn.Identity())
+                setattr(parent, bname, replace(bn))
                 prefix = f"{parent_name}." if parent_name else ""
                 folded[prefix + cname] = prefix + bname
     return folded
