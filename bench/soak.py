@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 from common import header, write_doc
 
@@ -33,6 +35,7 @@ def main() -> None:
     p.add_argument("--bound", type=float, default=0.15, help="allowed relative RSS growth after run 1")
     args = p.parse_args()
     os.environ.setdefault("DSG_RUNS_DIR", tempfile.mkdtemp(prefix="dsg-soak-"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the dashboard package
     from dashboard.resources import Context
     from dashboard.runner import Tracker, run_pipeline, stage_plan
     from dashboard.state import DEFAULTS, Settings, runs_dir

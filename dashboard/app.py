@@ -19,11 +19,13 @@ st.set_page_config(page_title="DSG Lab", page_icon="🧪", layout="wide")
 
 from dsg_core.errors import DSGError  # noqa: E402
 from dsg_core.models import get_spec  # noqa: E402
+from dsg_core.jobs import JobStore  # noqa: E402
 from dsg_core.runstore import RunStore  # noqa: E402
 
 from dashboard import charts, resources, state  # noqa: E402
 from dashboard.runner import Job, ablation_job, result_from_run, run_job  # noqa: E402
-from dashboard.views import accuracy, byom, embedding, history, homogenization, learn, metrics, samples, tradeoff  # noqa: E402,E501
+from dashboard.views import (accuracy, byom, embedding, history, homogenization, jobs, learn, metrics,  # noqa: E402
+                             samples, tradeoff)
 
 def custom_weights(model: str) -> dict:
     """The user's uploaded weights/test images when they belong to the selected architecture."""
@@ -137,9 +139,10 @@ def main() -> None:
         "Learn": lambda: learn.render(settings),
         "History": lambda: history.render(result, store, spec, load_run),
         "Bring your own model": lambda: byom.render(state.model_names()),
+        "Background jobs": lambda: jobs.render(JobStore(state.runs_dir() / "jobs"), settings),
     }
     # Bound to the URL, the tabs rerun the script on a switch and say which one is open: only that
-    # one is drawn, so a switch or a plot selector costs one view, not nine.
+    # one is drawn, so a switch or a plot selector costs one view, not ten.
     for tab, draw in zip(st.tabs(list(views), key="view", bind="query-params"), views.values()):
         if tab.open:
             with tab:

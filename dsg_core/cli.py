@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import DSGError
+from .errors import Cancelled, DSGError
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -35,8 +35,18 @@ def _progress_bar(enabled: bool):
     return callback, lambda: bar["bar"] and bar["bar"].close()
 
 
-def _emit(obj, as_json: bool, text: str) -> None:
+def _callbacks(args, bar: bool):
+    """(progress, cancel, close): a terminal bar, or, in a background job, reports into its table."""
+    if getattr(args, "job", None) is not None:
+        progress, cancel = args.job_store.reporter(args.job)
+        return progress, cancel, lambda: None
+    progress, close = _progress_bar(bar)
+    return progress, None, close
+
+
+def _emit(obj, as_json: bool, text: str):
     print(json.dumps(obj, indent=2, default=float) if as_json else text)
+    return obj
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -47,7 +57,7 @@ def cmd_models(args) -> None:
              "dataset": s.dataset, "description": s.description} for s in list_models()]
     text = "\n".join(f"{'*' if r['default'] else ' '} {r['name']:<20} {str(tuple(r['input_shape'])):<15} "
                      f"{len(r['bn_layers']):>3} BN  top-1 {r['fp32_top1'] or '-'}  {r['description']}" for r in rows)
-    _emit(rows, args.json, text)
+    return _emit(rows, args.json, text)
 
 
 # ---------------------------------------------------------------------------------------- generate
@@ -62,7 +72,8 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     for part in ("sda", "lse", "sci"):
         g.add_argument(f"--no-{part}", action="store_true", help=f"switch {part.upper()} off")
     g.add_argument("--samples", type=int, help="number of images (default 64)")
-    g.add_argument("--batch-size", type=int)
+    g.add_argument("--batch-size", type=_batch_size, help="images optimized together (default min(samples, 64)); "
+                                                          "'auto': the largest that fits the device's free memory")
     g.add_argument("--iterations", type=int, help="Adam iterations per batch (default 500)")
     g.add_argument("--lr", type=float)
     g.add_argument("--init", choices=["gaussian", "uniform"])
@@ -73,13 +84,22 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jitter", type=int, help="max random translation in pixels")
 
 
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch size must be a number or 'auto', not {text!r}") from None
+
+
 def generation_config(args, image_size: int):
     from .generation import preset
     over = {"method": args.method, "seed": args.seed}
     names = {"epsilon": "epsilon", "lse_weight": "lse_weight", "sci_weight": "sci_weight", "samples": "samples",
              "batch_size": "batch_size", "iterations": "iterations", "lr": "lr", "init": "init", "schedule": "schedule",
              "ce_weight": "ce_weight", "tv_weight": "tv_weight", "l2_weight": "l2_weight", "jitter": "jitter"}
-    over.update({field: getattr(args, a) for a, field in names.items() if getattr(args, a) is not None})
+    over.update({field: getattr(args, a) for a, field in names.items() if getattr(args, a) not in (None, "auto")})
     over.update({part: False for part in ("sda", "lse", "sci") if getattr(args, f"no_{part}")})
     if "samples" in over and "batch_size" not in over:
         over["batch_size"] = min(over["samples"], 64)
@@ -92,16 +112,24 @@ def cmd_generate(args) -> None:
     from .models import get_spec, load_model
     spec = get_spec(args.model)
     cfg = generation_config(args, spec.input_shape[-1])
+    if args.batch_size == "auto":
+        from .resources import fit_batch_size
+        fitted = fit_batch_size(load_model(args.model, weights=args.weights, device=args.device), spec.input_shape,
+                                min(cfg.samples, 64), args.device)
+        if fitted < min(cfg.samples, 64):
+            print(f"batch size {fitted}: the largest that fits the free memory of {args.device}", file=sys.stderr)
+        cfg = cfg.replace(batch_size=fitted)
     rank, size = world()
-    callback, close = _progress_bar(rank == 0 and not args.quiet and (sys.stderr.isatty() or args.progress))
+    callback, cancel, close = _callbacks(args, rank == 0 and not args.quiet and (sys.stderr.isatty() or args.progress))
     try:
         if size > 1:  # launched by torchrun: split the batches over the ranks
             model = load_model(args.model, weights=args.weights, device=args.device)
-            synthetic = generate_distributed(model, spec, cfg, args.out, args.device, callback)
+            synthetic = generate_distributed(model, spec, cfg, args.out, args.device, callback, cancel, args.precision)
             if synthetic is None:
-                return
+                return None
         else:
-            synthetic = generate_named(args.model, cfg, weights=args.weights, device=args.device, progress=callback)
+            synthetic = generate_named(args.model, cfg, weights=args.weights, device=args.device, progress=callback,
+                                       cancel=cancel, precision=args.precision)
             synthetic.save(args.out)
     finally:
         close()
@@ -110,7 +138,7 @@ def cmd_generate(args) -> None:
                "processes": size,
                "seconds": synthetic.seconds, "final_loss": last.get("loss"), "first_loss":
                synthetic.history[0]["loss"] if synthetic.history else None, "config": cfg.to_dict()}
-    _emit(summary, args.json, f"{cfg.label}: {len(synthetic)} images in {synthetic.seconds:.1f} s -> {args.out}")
+    return _emit(summary, args.json, f"{cfg.label}: {len(synthetic)} images in {synthetic.seconds:.1f} s -> {args.out}")
 
 
 # ---------------------------------------------------------------------------------------- diagnose
@@ -128,7 +156,7 @@ def cmd_diagnose(args) -> None:
             else real_split(args.model, "train")[0][:args.real_samples])
     report = diagnose(model, {"synthetic": synthetic.images}, real, spec.input_shape).metrics()
     row = report.loc["synthetic"].to_dict()
-    _emit(row, args.json, report.T.to_string(float_format=lambda v: f"{v:.4g}"))
+    return _emit(row, args.json, report.T.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
 def check_set_fits(synthetic, spec) -> None:
@@ -167,13 +195,15 @@ def quant_config(args, **kw):
 
 def cmd_quantize(args) -> None:
     from .data import real_split
+    from .data.folder import load_images
     from .experiments import quantize_and_evaluate, real_calibration
     from .models import get_spec, load_model
     spec = get_spec(args.model)
     qcfg = quant_config(args, wbits=args.wbits, abits=args.abits, quantizer=args.quantizer, seed=args.seed)
     model = load_model(args.model, weights=args.weights, device=args.device)
     if args.calib == "real":
-        calib = real_calibration(args.model, args.samples, args.seed)
+        pool = load_images(args.real_folder, spec)[0] if args.real_folder else None
+        calib = real_calibration(args.model, args.samples, args.seed, pool=pool)
     elif args.calib == "gaussian":
         import torch
         calib = torch.randn((args.samples, *spec.input_shape), generator=torch.Generator().manual_seed(args.seed))
@@ -182,19 +212,23 @@ def cmd_quantize(args) -> None:
         synthetic = SyntheticSet.load(args.calib)
         check_set_fits(synthetic, spec)
         calib = synthetic.images
-    test_x, test_y = real_split(args.model, "test")
+    test_x, test_y = (load_images(args.test_folder, spec, args.eval_samples) if args.test_folder
+                      else real_split(args.model, "test"))
     if args.eval_samples:
-        test_x, test_y = test_x[:args.eval_samples], test_y[:args.eval_samples]
-    callback, close = _progress_bar(sys.stderr.isatty())
+        test_x = test_x[:args.eval_samples]
+        test_y = test_y[:args.eval_samples] if test_y is not None else None
+    callback, cancel, close = _callbacks(args, sys.stderr.isatty())
     try:
         res = quantize_and_evaluate(model, calib.to(args.device), qcfg, test_x.to(args.device),
-                                    test_y.to(args.device), callback)
+                                    test_y.to(args.device) if test_y is not None else None, callback, cancel)
     finally:
         close()
     res = {"model": args.model, "calib": str(args.calib), "wbits": args.wbits, "abits": args.abits,
            "quantizer": args.quantizer, "seed": args.seed, **res}
-    _emit(res, args.json, f"W{args.wbits}A{args.abits} {args.quantizer} on {args.calib}: top-1 "
-          f"{res['quant_top1']:.2f}% (FP32 {res['fp32_top1']:.2f}%), agreement {res['agreement']:.3f}, KL {res['kl']:.4f}")
+    top1 = (f"top-1 {res['quant_top1']:.2f}% (FP32 {res['fp32_top1']:.2f}%), " if res["quant_top1"] is not None
+            else "no labels, ")
+    return _emit(res, args.json, f"W{args.wbits}A{args.abits} {args.quantizer} on {args.calib}: {top1}agreement with "
+                 f"FP32 {res['agreement']:.3f}, KL {res['kl']:.4f}")
 
 
 def cmd_compare(args) -> None:
@@ -204,17 +238,17 @@ def cmd_compare(args) -> None:
     spec = get_spec(args.model)
     base = generation_config(args, spec.input_shape[-1])
     qbase = quant_config(args)
-    callback, close = _progress_bar(not args.quiet and sys.stderr.isatty())
+    callback, cancel, close = _callbacks(args, not args.quiet and sys.stderr.isatty())
     try:
         result = compare(args.model, parse_sources(args.sources), parse_bits(args.bits),
                          [q.strip() for q in args.quantizers.split(",")], [int(s) for s in args.seeds.split(",")],
                          base, qbase, cache_dir=args.cache, weights=args.weights, device=args.device,
-                         progress=callback, eval_limit=args.eval_samples)
+                         progress=callback, cancel=cancel, eval_limit=args.eval_samples)
     finally:
         close()
     import pandas as pd
     table = pd.DataFrame(result.rows)
-    _emit(result.rows, args.json, table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return _emit(result.rows, args.json, table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -233,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--trust-model-file", action="store_true",
                             help="allow --model-file to be a program (it defines the graph that runs)")
             sp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (falls back to cpu)")
+            # set by dsg_core.jobs when the dashboard runs this command in the background
+            sp.add_argument("--job", type=int, help=argparse.SUPPRESS)
+            sp.add_argument("--jobs-dir", help=argparse.SUPPRESS)
 
     common(sub.add_parser("models", help="list the registry"), model=False)
     sp = sub.add_parser("generate", help="generate a synthetic set")
@@ -241,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, type=Path, help="output file (.safetensors)")
     sp.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: mixed precision for the model's forward pass (GPUs); statistics and losses stay fp32")
     sp = sub.add_parser("diagnose", help="diversity metrics of a synthetic set against real data")
     common(sp)
     sp.add_argument("--samples", required=True, type=Path, help="a synthetic set saved by `generate`")
@@ -251,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--calib", default="real", help="real, gaussian, or a synthetic set file")
     sp.add_argument("--samples", type=int, default=64, help="calibration images for real/gaussian")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--test-folder", help="evaluate on these images (class folders: top-1; plain images: agreement "
+                                          "with FP32 and KL only); default: the embedded model's test split")
+    sp.add_argument("--real-folder", help="real calibration images (--calib real) for non-embedded models")
     add_quant_args(sp)
     sp = sub.add_parser("compare", help="every source x bits x quantizer x seed, as a table")
     common(sp)
@@ -271,6 +313,9 @@ COMMANDS = {"models": cmd_models, "generate": cmd_generate, "diagnose": cmd_diag
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "job", None) is not None:
+        from .jobs import JobStore
+        args.job_store = JobStore(args.jobs_dir)
     try:
         if hasattr(args, "device"):
             from .resources import resolve_device
@@ -278,11 +323,22 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "model_file", None):
             from .models.user import load_user_model
             args.model = load_user_model(args.model_file, args.model, args.trust_model_file).name
-        COMMANDS[args.command](args)
+        result = COMMANDS[args.command](args)
     except DSGError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        _finish_job(args, "cancelled" if isinstance(exc, Cancelled) else "failed", str(exc))
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        _finish_job(args, "cancelled", "interrupted")
         return 130
+    except BaseException as exc:  # a bug: the job must still not look alive
+        _finish_job(args, "failed", f"internal error: {type(exc).__name__}: {exc}")
+        raise
+    _finish_job(args, "done", "", result)
     return 0
+
+
+def _finish_job(args, status: str, message: str, result=None) -> None:
+    if getattr(args, "job", None) is not None:
+        args.job_store.finish(args.job, status, message, result)

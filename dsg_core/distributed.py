@@ -40,11 +40,11 @@ def my_batches(cfg: GenerationConfig, rank: int, size: int) -> list[int]:
 
 
 def generate_shard(model, spec, cfg: GenerationConfig, out: Path, rank: int, size: int, device="cpu",
-                   progress=None, cancel=None) -> Path:
+                   progress=None, cancel=None, precision: str = "fp32") -> Path:
     """Generate this rank's batches and write them as one shard (with their batch indices)."""
     ks = my_batches(cfg, rank, size)
     s = generate(model, spec.input_shape, cfg, model_name=spec.name, num_classes=spec.num_classes,
-                 progress=progress, cancel=cancel, device=device, batch_indices=ks)
+                 progress=progress, cancel=cancel, device=device, batch_indices=ks, precision=precision)
     s.history = [dict(h, rank=rank) for h in s.history]
     path = shard_dir(out) / f"shard-{rank:05d}.safetensors"
     s.config = {**s.config, "_batches": ks}
@@ -88,7 +88,7 @@ def merge_shards(out: Path, cfg: GenerationConfig, size: int) -> SyntheticSet:
 
 
 def generate_distributed(model, spec, cfg: GenerationConfig, out: Path, device="cpu", progress=None,
-                         cancel=None) -> SyntheticSet | None:
+                         cancel=None, precision: str = "fp32") -> SyntheticSet | None:
     """Run under torchrun: every rank generates its shard; rank 0 merges. Returns the set on rank 0."""
     import torch.distributed as dist
     rank, size = world()
@@ -96,7 +96,7 @@ def generate_distributed(model, spec, cfg: GenerationConfig, out: Path, device="
     if not dist.is_initialized():
         dist.init_process_group(backend)
     try:
-        generate_shard(model, spec, cfg, out, rank, size, device, progress if rank == 0 else None, cancel)
+        generate_shard(model, spec, cfg, out, rank, size, device, progress if rank == 0 else None, cancel, precision)
         dist.barrier()
         return merge_shards(out, cfg, size) if rank == 0 else None
     finally:

@@ -63,9 +63,12 @@ def mean_kl(fp_model: nn.Module, q_model: nn.Module, x: torch.Tensor, batch_size
     return _kl(logits(fp_model, x, batch_size), logits(q_model, x, batch_size))
 
 
-def evaluate_quantized(fp_model: nn.Module, q_model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                       batch_size: int = 256, fp_logits: torch.Tensor | None = None) -> dict[str, float]:
+def evaluate_quantized(fp_model: nn.Module, q_model: nn.Module, x: torch.Tensor, y: torch.Tensor | None,
+                       batch_size: int = 256, fp_logits: torch.Tensor | None = None) -> dict[str, float | None]:
     """fp32_top1 and quant_top1 (percent), agreement (fraction), kl (nats), from one pass per model.
+
+    Without labels (``y=None``, e.g. an unlabelled folder of the user's images) the top-1 fields are
+    None and agreement with the FP32 model and the KL divergence are the measures.
 
     ``fp_logits`` (the FP32 model's logits on ``x``) skips the FP32 pass when many quantized
     models are scored on the same images.
@@ -73,7 +76,8 @@ def evaluate_quantized(fp_model: nn.Module, q_model: nn.Module, x: torch.Tensor,
     _check(x, y)
     z_fp = logits(fp_model, x, batch_size) if fp_logits is None else fp_logits
     z_q = logits(q_model, x, batch_size)
-    return {"fp32_top1": _top1(z_fp, y), "quant_top1": _top1(z_q, y),
+    return {"fp32_top1": _top1(z_fp, y) if y is not None else None,
+            "quant_top1": _top1(z_q, y) if y is not None else None,
             "agreement": _agreement(z_fp, z_q), "kl": _kl(z_fp, z_q)}
 
 

@@ -76,6 +76,17 @@ def estimate_generation_bytes(model: nn.Module, input_shape: tuple[int, ...], ba
     return int(per_sample * batch)
 
 
+def fit_batch_size(model: nn.Module, input_shape: tuple[int, ...], wanted: int, device) -> int:
+    """The largest batch <= ``wanted`` that fits (``--batch-size auto``): a large run on a small
+    device is split into more, smaller batches instead of refused. Raises when not even 1 fits."""
+    device = torch.device(device)
+    per_sample = estimate_generation_bytes(model, input_shape, 1, device)
+    fits = int(0.8 * available_bytes(device) // max(per_sample, 1))
+    if fits < 1:
+        check_generation_fits(model, input_shape, 1, device)  # raises with the estimate
+    return max(1, min(wanted, fits))
+
+
 def check_generation_fits(model: nn.Module, input_shape: tuple[int, ...], batch: int, device) -> int:
     """Raise ConfigError with the estimate when a batch cannot fit; return the estimate otherwise."""
     device = torch.device(device)

@@ -112,3 +112,17 @@ def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "dsg_core", "models", "--json"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and json.loads(out.stdout)
+
+
+def test_generate_with_auto_batch_and_bf16(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "generate", "--samples", "8", "--iterations", "2", "--batch-size", "auto",
+                           "--precision", "bf16", "--out", str(tmp_path / "a.safetensors"), "--json", "--quiet")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["config"]["batch_size"] == 8 and summary["samples"] == 8
+
+
+def test_bad_batch_size_is_a_usage_error(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--batch-size", "many", "--out", str(tmp_path / "a.safetensors")])
+    assert exc.value.code == 2 and "number or 'auto'" in capsys.readouterr().err

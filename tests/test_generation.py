@@ -261,3 +261,29 @@ def test_fast_copy_does_not_fold_a_bn_that_does_not_follow_its_conv():
     objective = Objective.build(net, SHAPE, GenerationConfig(method="dsg"), "cpu")
     x = torch.randn(8, *SHAPE)
     assert torch.allclose(_loss_and_grad(net, x, objective)[0], _loss_and_grad(fast, x, objective)[0])
+
+
+def test_bf16_mixed_precision_runs_and_matches_fp32_closely(tiny_net):
+    cfg = GenerationConfig(samples=8, batch_size=8, iterations=30)
+    fp32 = generate(tiny_net, SHAPE, cfg)
+    bf16 = generate(tiny_net, SHAPE, cfg, precision="bf16")
+    assert torch.isfinite(bf16.images).all() and bf16.images.dtype == torch.float32
+    assert bf16.history[-1]["bn"] < 0.5 * bf16.history[0]["bn"]  # it still optimizes
+    # same seed and init: bfloat16 rounding moves the images a little, not a lot
+    assert (bf16.images - fp32.images).abs().mean() < 0.2 * fp32.images.abs().mean()
+
+
+def test_float16_is_refused_with_the_reason(tiny_net):
+    with pytest.raises(ConfigError, match="underflow"):
+        generate(tiny_net, SHAPE, GenerationConfig(samples=2, batch_size=2, iterations=1), precision="fp16")
+
+
+def test_auto_batch_size_fits_the_free_memory(monkeypatch, tiny_net):
+    from dsg_core import resources
+    per_sample = resources.estimate_generation_bytes(tiny_net, SHAPE, 1, "cpu")
+    monkeypatch.setattr(resources, "available_bytes", lambda _d: int(10.5 * per_sample / 0.8))
+    assert resources.fit_batch_size(tiny_net, SHAPE, 64, "cpu") == 10
+    assert resources.fit_batch_size(tiny_net, SHAPE, 4, "cpu") == 4
+    monkeypatch.setattr(resources, "available_bytes", lambda _d: per_sample // 2)
+    with pytest.raises(ConfigError, match="GiB"):
+        resources.fit_batch_size(tiny_net, SHAPE, 64, "cpu")

@@ -1,4 +1,10 @@
-"""A user's labelled image folder (torchvision ImageFolder layout: root/<class>/<image>)."""
+"""A user's image folder, in the model's preprocessing: labelled (torchvision ImageFolder layout,
+root/<class>/<image>) or unlabelled (images directly in root: agreement with FP32 is the measure).
+
+Class folders are matched by the model's class names ("3", "tench"), by class index ("0".."999", for
+a subset of ImageNet), or, when there are as many folders as classes, in sorted order (the full
+ImageNet validation set in its wnid folders).
+"""
 
 from __future__ import annotations
 
@@ -41,22 +47,51 @@ def load_image_folder(root: str | Path, spec: ModelSpec, limit: int | None = Non
         ds = ImageFolder(str(root), transform=model_transform(spec))
     except (FileNotFoundError, RuntimeError) as exc:
         raise DataError(f"{root} is not an ImageFolder layout (root/<class>/<image>): {exc}") from None
-    names = list(spec.class_names)
-    if all(c in names for c in ds.classes):
-        remap = {i: names.index(c) for i, c in enumerate(ds.classes)}
-    elif len(ds.classes) <= spec.num_classes:
-        remap = {i: i for i in range(len(ds.classes))}
-    else:
-        raise DataError(f"{len(ds.classes)} class folders but the model has {spec.num_classes} classes")
+    remap = class_indices(ds.classes, spec)
     n = len(ds) if limit is None else min(limit, len(ds))
-    xs, ys = [], []
-    for i in range(n):
-        try:
-            x, y = ds[i]
-        except Exception as exc:  # corrupt or hostile image: name it, don't crash the app
-            raise DataError(f"cannot decode {ds.samples[i][0]}: {type(exc).__name__}: {exc}") from None
-        xs.append(x)
-        ys.append(remap[y])
+    xs = [_decode(ds.samples[i][0], lambda i=i: ds[i][0]) for i in range(n)]
     if not xs:
         raise DataError(f"no images found under {root}")
-    return torch.stack(xs), torch.tensor(ys)
+    return torch.stack(xs), torch.tensor([remap[ds.samples[i][1]] for i in range(n)])
+
+
+def class_indices(folders: list[str], spec: ModelSpec) -> dict[int, int]:
+    """{folder index: model class index}; see the module docstring for the three ways."""
+    names = list(spec.class_names)
+    if all(c in names for c in folders):
+        return {i: names.index(c) for i, c in enumerate(folders)}
+    if all(c.isdigit() and int(c) < spec.num_classes for c in folders):
+        return {i: int(c) for i, c in enumerate(folders)}
+    if len(folders) == spec.num_classes:
+        return {i: i for i in range(len(folders))}
+    raise DataError(f"cannot tell which of the model's {spec.num_classes} classes the {len(folders)} class folders "
+                    f"are ({', '.join(folders[:3])}...): name them by class name (as in the model's class list) "
+                    f"or by class index (0..{spec.num_classes - 1}), or give all {spec.num_classes}")
+
+
+def _decode(path: str, load) -> torch.Tensor:
+    try:
+        return load()
+    except Exception as exc:  # corrupt or hostile image: name it, don't crash the app
+        raise DataError(f"cannot decode {path}: {type(exc).__name__}: {exc}") from None
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def load_images(root: str | Path, spec: ModelSpec, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A labelled folder (class subfolders) as (images, labels), or an unlabelled one as (images, None)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    if any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir()):
+        return load_image_folder(root, spec, limit)
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not files:
+        raise DataError(f"no images found in {root} (give images, or class folders of images)")
+    transform = model_transform(spec)
+
+    def load(p: Path) -> torch.Tensor:
+        with Image.open(p) as im:
+            return transform(im)
+    return torch.stack([_decode(str(p), lambda p=p: load(p)) for p in files]), None

@@ -11,10 +11,10 @@ __all__ = ["METHODS", "PRESETS", "GenerationConfig", "preset", "Objective", "gen
 
 
 def generate_named(model_name: str, cfg: GenerationConfig, *, weights: str | None = None, device="cpu",
-                   progress=None, cancel=None) -> SyntheticSet:
+                   progress=None, cancel=None, precision: str = "fp32") -> SyntheticSet:
     """Generate for a registry model by name (the entry point of the CLI and the dashboard)."""
     from ..models import get_spec, load_model
     spec = get_spec(model_name)
     model = load_model(model_name, weights=weights, device=device)
     return generate(model, spec.input_shape, cfg, model_name=model_name, num_classes=spec.num_classes,
-                    progress=progress, cancel=cancel, device=device)
+                    progress=progress, cancel=cancel, device=device, precision=precision)

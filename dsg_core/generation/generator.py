@@ -153,13 +153,17 @@ def batches(samples: int, batch_size: int) -> list[tuple[int, int]]:
 
 def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConfig, *, model_name: str = "",
              num_classes: int | None = None, progress: ProgressFn = None, cancel: CancelFn = None,
-             device: str | torch.device = "cpu", batch_indices: list[int] | None = None) -> SyntheticSet:
+             device: str | torch.device = "cpu", batch_indices: list[int] | None = None,
+             precision: str = "fp32") -> SyntheticSet:
     """Generate ``cfg.samples`` images for ``model`` (eval mode, frozen).
 
     ``batch_indices`` selects a subset of the batches (used to split work across processes).
+    ``precision="bf16"`` runs the model's convolutions under autocast (mixed precision, for GPUs);
+    the images, BN statistics, losses and optimizer stay in float32.
     Raises NumericalError (with the last finite images) on NaN/Inf and Cancelled on ``cancel()``.
     """
     cfg = cfg.validate()
+    check_precision(precision)
     model = model.eval()
     t0 = time.perf_counter()
     shape = tuple(input_shape)
@@ -179,16 +183,16 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
     with BNStats(model, objective.targets.names) as stats:
         for b, (k, n) in enumerate(plan):
             labels = batch_labels(n, cfg, num_classes, k) if want_labels else None
-            x = _optimize(model, stats, objective, initial_images(n, shape, cfg, k).to(device),
-                          labels.to(device) if labels is not None else None, cfg, history,
-                          k, b * cfg.iterations, total, progress, cancel, done)
+            x = _optimize(forward_fn(model, device, precision), stats, objective,
+                          initial_images(n, shape, cfg, k).to(device), labels.to(device) if labels is not None
+                          else None, cfg, history, k, b * cfg.iterations, total, progress, cancel, done)
             done.append(x)
             if labels is not None:
                 labels_out.append(labels)
     return _result(done, labels_out, cfg, model_name, objective.margins, history, t0)
 
 
-def _optimize(model, stats: BNStats, objective: Objective, x: torch.Tensor, labels, cfg: GenerationConfig,
+def _optimize(forward, stats: BNStats, objective: Objective, x: torch.Tensor, labels, cfg: GenerationConfig,
               history: list, batch_index: int, offset: int, total: int, progress: ProgressFn,
               cancel: CancelFn, done: list) -> torch.Tensor:
     """Optimize one batch. ``offset``/``total`` count iterations for progress in this process;
@@ -201,7 +205,7 @@ def _optimize(model, stats: BNStats, objective: Objective, x: torch.Tensor, labe
     gen = torch.Generator().manual_seed(batch_seed(cfg.seed, batch_index) + 2)
     for t in range(cfg.iterations):
         check_cancel(cancel, partial=done + [x.detach().clone()])
-        logits = model(losses.jitter(x, cfg.jitter, gen))
+        logits = forward(losses.jitter(x, cfg.jitter, gen))
         mean, std = stats.collect()
         loss, parts, layer = objective(x, logits, mean, std, labels)
         opt.zero_grad(set_to_none=True)
@@ -220,6 +224,28 @@ def _optimize(model, stats: BNStats, objective: Objective, x: torch.Tensor, labe
             progress(Progress("generate", offset + t + 1, total, value, {k: record[k] for k in parts},
                               {"layer_loss": layer.tolist(), "lr": opt.param_groups[0]["lr"]}))
     return x.detach().contiguous()
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r} (float16 is left "
+                          "out: its gradients to the images underflow without loss scaling)")
+
+
+def forward_fn(model: nn.Module, device, precision: str):
+    """The model's forward pass, under bfloat16 autocast for ``precision="bf16"`` (mixed precision).
+    Only bfloat16: it has float32's range, so gradients to the images cannot underflow the way
+    float16's would without loss scaling. BN statistics are taken in float32 (``BNStats``), logits
+    are cast back, and the losses and optimizer stay float32. CPUs without native bf16 run it slower."""
+    device_type, on = torch.device(device).type, precision == "bf16"
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=on):
+            return model(x).float()
+    return forward
 
 
 def make_schedule(opt: torch.optim.Optimizer, cfg: GenerationConfig):

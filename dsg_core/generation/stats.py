@@ -173,7 +173,7 @@ class BNStats:
     def _hook(self, i: int):
         def hook(module, args):
             x = args[0]
-            mean, var = sample_moments(x)
+            mean, var = sample_moments(x.float())  # float32 statistics under mixed precision too
             if isinstance(module, FoldedBatchNorm):
                 mean, var = module.input_moments(mean, var)
             self._means[i], self._stds[i] = mean, (var + self.eps).sqrt()

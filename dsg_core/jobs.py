@@ -1,0 +1,185 @@
+"""Background jobs: a CLI command in its own process, followed through a small SQLite table.
+
+The dashboard starts an hour-long ``generate`` or ``compare`` here instead of in its own process, so
+no page ever waits on it and a browser refresh (or a second browser) finds it again: the job's
+state lives on disk, not in a session. The child process (``python -m dsg_core ... --job ID``)
+writes its progress and its result into the table; ``cancel`` sets a flag that the child polls.
+A job whose process died without reporting (killed, out of memory) is marked failed when read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DataError
+from .progress import Progress
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    title TEXT NOT NULL,
+    argv TEXT NOT NULL,
+    pid INTEGER,
+    status TEXT NOT NULL,          -- running, done, failed, cancelled
+    stage TEXT NOT NULL DEFAULT '',
+    step INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    result TEXT NOT NULL DEFAULT 'null',
+    cancel INTEGER NOT NULL DEFAULT 0
+)"""
+ACTIVE = "running"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    created: float
+    updated: float
+    title: str
+    argv: list[str]
+    pid: int | None
+    status: str
+    stage: str
+    step: int
+    total: int
+    message: str
+    result: object
+    cancel_requested: bool
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 0.0
+
+    @property
+    def log(self) -> str:
+        return f"job-{self.id}.log"
+
+
+class JobStore:
+    """The jobs table in ``root/jobs.sqlite`` (WAL: the UI reads while a child writes)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db = self.root / "jobs.sqlite"
+        with closing(self._connect()) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(SCHEMA)
+            con.commit()
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.db, timeout=30)
+
+    def _write(self, sql: str, args: tuple) -> int:
+        with closing(self._connect()) as con:
+            cur = con.execute(sql, args)
+            con.commit()
+            return cur.lastrowid
+
+    # -- the parent side ------------------------------------------------------------------------
+    def start(self, argv: list[str], title: str) -> Job:
+        """Run ``python -m dsg_core *argv --job ID --jobs-dir ROOT`` detached from this process."""
+        now = time.time()
+        job_id = self._write("INSERT INTO jobs (created, updated, title, argv, status) VALUES (?, ?, ?, ?, ?)",
+                             (now, now, title, json.dumps(argv), ACTIVE))
+        log = open(self.root / f"job-{job_id}.log", "wb")
+        with log:
+            proc = subprocess.Popen([sys.executable, "-m", "dsg_core", *argv, "--job", str(job_id),
+                                     "--jobs-dir", str(self.root)], stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._write("UPDATE jobs SET pid = ? WHERE id = ?", (proc.pid, job_id))
+        return self.get(job_id)
+
+    def cancel(self, job_id: int) -> None:
+        self._write("UPDATE jobs SET cancel = 1 WHERE id = ?", (job_id,))
+
+    def list(self) -> list[Job]:
+        with closing(self._connect()) as con:
+            rows = con.execute("SELECT * FROM jobs ORDER BY id DESC").fetchall()
+        return [self._checked(r) for r in rows]
+
+    def get(self, job_id: int) -> Job:
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise DataError(f"no job {job_id} in {self.db}")
+        return self._checked(row)
+
+    def log_tail(self, job: Job, lines: int = 20) -> str:
+        path = self.root / job.log
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    # -- the child side -------------------------------------------------------------------------
+    def report(self, job_id: int, p: Progress) -> None:
+        self._write("UPDATE jobs SET stage = ?, step = ?, total = ?, updated = ? WHERE id = ?",
+                    (p.stage, p.step, p.total, time.time(), job_id))
+
+    def finish(self, job_id: int, status: str, message: str = "", result: object = None) -> None:
+        self._write("UPDATE jobs SET status = ?, message = ?, result = ?, updated = ? WHERE id = ?",
+                    (status, message, json.dumps(result, default=float), time.time(), job_id))
+
+    def cancel_requested(self, job_id: int) -> bool:
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT cancel FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row[0])
+
+    def reporter(self, job_id: int, every_s: float = 0.5):
+        """(progress, cancel) callbacks for the engine, throttled so the table sees a few writes a second."""
+        last = {"report": 0.0, "poll": 0.0, "cancel": False}
+
+        def progress(p: Progress) -> None:
+            now = time.monotonic()
+            if now - last["report"] >= every_s or p.step == p.total:
+                last["report"] = now
+                self.report(job_id, p)
+
+        def cancel() -> bool:
+            now = time.monotonic()
+            if now - last["poll"] >= every_s:
+                last["poll"] = now
+                last["cancel"] = self.cancel_requested(job_id)
+            return last["cancel"]
+
+        return progress, cancel
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _checked(self, row) -> Job:
+        job = Job(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7], row[8], row[9],
+                  row[10], json.loads(row[11]), bool(row[12]))
+        if job.status == ACTIVE and job.pid and not _alive(job.pid):
+            # re-read: the child may have finished between the two reads
+            self._write("UPDATE jobs SET status = 'failed', message = ? WHERE id = ? AND status = ?",
+                        ("the process ended without reporting a result (killed or out of memory); see its log",
+                         job.id, ACTIVE))
+            with closing(self._connect()) as con:
+                return self._checked(con.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone())
+        return job
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs (a finished child of this process is reaped, not a zombie)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:  # not our child: ask the kernel
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,68 @@
+"""Background jobs: a CLI command in a child process, followed through the jobs table."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from dsg_core.generation import SyntheticSet
+from dsg_core.jobs import JobStore
+
+
+def wait(store: JobStore, job_id: int, until, timeout: float = 180.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = store.get(job_id)
+        if until(job):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not get there in {timeout} s: {store.get(job_id)}\n"
+                         f"{store.log_tail(store.get(job_id))}")
+
+
+def test_job_reports_progress_and_result(tmp_path):
+    store = JobStore(tmp_path)
+    out = tmp_path / "set.safetensors"
+    job = store.start(["generate", "--method", "dsg", "--samples", "8", "--iterations", "30", "--out", str(out)],
+                      "8 DSG images")
+    seen = wait(store, job.id, lambda j: j.status != "running")
+    assert seen.status == "done", store.log_tail(seen)
+    assert seen.step == seen.total == 30 and seen.stage == "generate"
+    assert seen.result["samples"] == 8 and len(SyntheticSet.load(out)) == 8
+    # a second store on the same folder (a refreshed page, another browser) sees the same job
+    assert [j.id for j in JobStore(tmp_path).list()] == [job.id]
+
+
+def test_job_can_be_cancelled(tmp_path):
+    store = JobStore(tmp_path)
+    job = store.start(["generate", "--samples", "8", "--iterations", "100000", "--out", str(tmp_path / "x.safetensors")],
+                      "long")
+    wait(store, job.id, lambda j: j.step > 0)
+    store.cancel(job.id)
+    done = wait(store, job.id, lambda j: j.status != "running", timeout=60)
+    assert done.status == "cancelled" and "cancel" in done.message
+    assert done.step < 100000
+
+
+def test_bad_settings_fail_with_the_message(tmp_path):
+    store = JobStore(tmp_path)
+    job = store.start(["generate", "--epsilon", "2", "--out", str(tmp_path / "x.safetensors")], "bad")
+    done = wait(store, job.id, lambda j: j.status != "running", timeout=60)
+    assert done.status == "failed" and "epsilon" in done.message
+
+
+def test_a_killed_job_is_reported_failed(tmp_path):
+    store = JobStore(tmp_path)
+    job = store.start(["generate", "--samples", "8", "--iterations", "100000", "--out", str(tmp_path / "x.safetensors")],
+                      "to be killed")
+    wait(store, job.id, lambda j: j.step > 0)
+    os.killpg(job.pid, signal.SIGKILL)
+    done = wait(store, job.id, lambda j: j.status != "running", timeout=30)
+    assert done.status == "failed" and "without reporting" in done.message
+
+
+def test_unknown_job_is_a_clear_error(tmp_path):
+    from dsg_core.errors import DataError
+    with pytest.raises(DataError, match="no job 7"):
+        JobStore(tmp_path).get(7)
