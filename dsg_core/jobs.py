@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from .errors import DataError
 from .progress import Progress
+from .sqlite_store import SQLiteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -66,20 +66,11 @@ class Job:
         return f"job-{self.id}.log"
 
 
-class JobStore:
+class JobStore(SQLiteStore):
     """The jobs table in ``root/jobs.sqlite`` (WAL: the UI reads while a child writes)."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.db = self.root / "jobs.sqlite"
-        with closing(self._connect()) as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(SCHEMA)
-            con.commit()
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.db, timeout=30)
+        super().__init__(root, "jobs.sqlite", SCHEMA)
 
     def _write(self, sql: str, args: tuple) -> int:
         with closing(self._connect()) as con:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .errors import DataError
 from .generation import SyntheticSet
+from .sqlite_store import SQLiteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -51,18 +52,9 @@ class Run:
         return SyntheticSet.load(self.folder / f"{name}.safetensors")
 
 
-class RunStore:
+class RunStore(SQLiteStore):
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.db = self.root / "runs.sqlite"
-        with closing(self._connect()) as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(SCHEMA)
-            con.commit()
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.db, timeout=30)
+        super().__init__(root, "runs.sqlite", SCHEMA)
 
     def add(self, model: str, title: str, config: dict, metrics: dict, results: list[dict],
             sets: dict[str, SyntheticSet] | None = None) -> int:
