@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 run: venv
-	$(VENV)/bin/streamlit run dashboard/app.py --server.headless true --server.port $(PORT) \
+	$(PY) -m dashboard.serve --server.headless true --server.port $(PORT) \
 		--server.fileWatcherType none --browser.gatherUsageStats false
 
 test: venv

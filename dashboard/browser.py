@@ -56,9 +56,10 @@ def wait_healthy(port: int, timeout: float = 60) -> None:
 
 @contextmanager
 def server(runs_dir: str | Path, port: int | None = None, log: Path | None = None):
-    """A headless ``streamlit run dashboard/app.py``; yields (base URL, seconds until healthy, pid)."""
+    """A headless dashboard started as ``make run`` does (``python -m dashboard.serve``, i.e. ``streamlit
+    run dashboard/app.py`` with the imports done first); yields (base URL, seconds until healthy, pid)."""
     port = port or free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"), "--server.headless", "true",
+    cmd = [sys.executable, "-m", "dashboard.serve", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
            "--browser.gatherUsageStats", "false"]
     env = {**os.environ, "DSG_RUNS_DIR": str(runs_dir)}

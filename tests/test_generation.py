@@ -287,3 +287,50 @@ def test_auto_batch_size_fits_the_free_memory(monkeypatch, tiny_net):
     monkeypatch.setattr(resources, "available_bytes", lambda _d: per_sample // 2)
     with pytest.raises(ConfigError, match="GiB"):
         resources.fit_batch_size(tiny_net, SHAPE, 64, "cpu")
+
+
+class _InplaceAfterBN(nn.Module):
+    """A functional in-place ReLU right after a BN (torchvision's Inception does this)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Linear(4, 10)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.fc(torch.relu_(self.bn(self.conv(x))).mean((2, 3)))
+
+
+class _InplaceModuleAfterBN(_InplaceAfterBN):
+    """nn.ReLU(inplace=True) after a BN (torchvision's ResNets and MobileNets)."""
+
+    def forward(self, x):
+        return self.fc(self.act(self.bn(self.conv(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_fast_copy_with_inplace_relu_after_bn(functional):
+    """nn.ReLU(inplace=True) is made out-of-place in the copy; an in-place functional op is caught
+    by the check and the folded BN copies its output: generation works either way."""
+    from dsg_core.generation.generator import fast_copy
+    from dsg_core.generation.stats import FoldedBatchNorm
+    torch.manual_seed(0)
+    net = (_InplaceAfterBN() if functional else _InplaceModuleAfterBN()).eval()
+    fast = fast_copy(net, SHAPE, "cpu")
+    folded = [m for m in fast.modules() if isinstance(m, FoldedBatchNorm)]
+    assert len(folded) == 1 and folded[0].copy_output == functional
+    out = generate(net, SHAPE, GenerationConfig(samples=4, batch_size=4, iterations=3))
+    assert torch.isfinite(out.images).all()
+
+
+def test_torchvision_resnet18_folds_and_generates():
+    """torchvision's ReLU(inplace=True) after every BN: folded, made out-of-place, one step runs."""
+    from dsg_core.generation.generator import fast_copy
+    from dsg_core.generation.stats import FoldedBatchNorm
+    from dsg_core.models import load_model
+    net = load_model("resnet18", weights="random")
+    shape = (3, 64, 64)  # any size: timing-free check of the structure
+    fast = fast_copy(net, shape, "cpu")
+    assert sum(isinstance(m, FoldedBatchNorm) for m in fast.modules()) == 20
+    out = generate(net, shape, GenerationConfig(samples=2, batch_size=2, iterations=1, margin_samples=4))
+    assert torch.isfinite(out.images).all()

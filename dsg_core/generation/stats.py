@@ -121,11 +121,12 @@ class FoldedBatchNorm(nn.BatchNorm2d):
     forward and backward, 8-10% of a resnet20_mnist iteration on 2 cores (docs/performance.md)."""
     folded = True
 
-    def __init__(self, bn: nn.BatchNorm2d):
+    def __init__(self, bn: nn.BatchNorm2d, copy_output: bool = False):
         super().__init__(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
                          device=bn.running_mean.device, dtype=bn.running_mean.dtype)
         self.load_state_dict(bn.state_dict())
         self.eval()
+        self.copy_output = copy_output  # for models that modify the BN output in place
         sigma = (self.running_var + self.eps).sqrt()
         gamma = self.weight.detach() if self.weight is not None else torch.ones_like(sigma)
         beta = self.bias.detach() if self.bias is not None else torch.zeros_like(sigma)
@@ -133,7 +134,7 @@ class FoldedBatchNorm(nn.BatchNorm2d):
         self.register_buffer("shift", self.running_mean - beta * sigma / gamma, persistent=False)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return y
+        return y.clone() if self.copy_output else y
 
     def input_moments(self, mean_y: torch.Tensor, var_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return mean_y * self.scale + self.shift, var_y * self.scale.square()

@@ -1,0 +1,42 @@
+"""Start the dashboard warm: ``python -m dashboard.serve [streamlit options]`` (what ``make run`` does).
+
+``streamlit run`` imports the app only when the first browser connects, so torch, plotly, pandas
+and the engine would be imported inside the first page view: 4-5 s of CPU on 2 cores
+(docs/dashboard-speed.md). Here they are imported before the server opens its port, and the default
+model's real images start loading in a background thread, so the first page only draws. The app
+itself is unchanged: ``streamlit run dashboard/app.py`` works too, just with a slower first page.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "dashboard" / "app.py"
+
+
+def warm() -> None:
+    """Import what the app imports (the same module objects it will get from ``sys.modules``)."""
+    sys.path.insert(0, str(REPO))
+    import plotly.graph_objects  # noqa: F401
+    import torch  # noqa: F401
+
+    from dashboard import charts, resources, runner, state  # noqa: F401  (the engine, pandas, plotly express)
+    from dashboard.views import (accuracy, byom, embedding, history, homogenization, jobs, learn,  # noqa: F401
+                                 metrics, samples, tradeoff)
+    from dsg_core.models import default_model_name
+    name = default_model_name()
+    threading.Thread(target=resources.real_data, args=(name, None), daemon=True, name="dsg-prefetch").start()
+
+
+def main() -> None:
+    warm()
+    from streamlit.web import cli
+    sys.argv = ["streamlit", "run", str(APP), *sys.argv[1:]]
+    sys.exit(cli.main())
+
+
+if __name__ == "__main__":
+    main()
