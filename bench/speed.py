@@ -112,6 +112,32 @@ def peak_memory(samples: int, iters: int) -> tuple[float, float]:
     return r["base_kb"] / 1024, (r["peak_kb"] - r["base_kb"]) / 1024
 
 
+NOTES = """## What the generator does to be fast, and what did not help
+
+Kept (each has a test that the fast path gives the same losses and gradients as the plain one):
+- **Per-sample statistics of all BN layers in one forward pass** (hooks reduce each BN input to
+  (B, C) mean and E[x^2] as the pass runs; no loops over samples or channels). Two plain reductions
+  with a fused backward instead of `torch.var_mean` (a slow Welford kernel on CPU), and
+  `x.square().sum` instead of `linalg.vector_norm` (5x slower over (H, W) on channels-last).
+- **A frozen, BN-folded, channels-last copy of the model** (`generation/generator.py::fast_copy`):
+  eval-mode BN is an affine map, so it is folded into the conv before it and its input statistics
+  are recovered from the conv output per channel (x = mu + (y - beta) sigma / gamma); this removes
+  BN's own forward and backward. Channels-last speeds up oneDNN's convolutions on CPU. The
+  "ratio to the fast copy" column divides by a bare pass of this copy: it is the cost of DSG's own
+  work (statistics, losses, optimizer), 1.1-1.9x of the fastest possible bare pass.
+- Margins, BN targets, the LSE matrix and SCI's reference spectrum are computed once per run.
+
+Tried and dropped (measured on this machine on 2026-11-25, one run each, noisy):
+- `torch.compile` (inductor, CPU) of the forward pass with the statistics hooks: 66 s to compile,
+  then 140.9 ms per iteration against 136.8 ms eager (batch 64, resnet20_mnist) - no gain.
+- glibc malloc tuning (`mallopt` M_MMAP_THRESHOLD / M_TRIM_THRESHOLD, or the environment variables):
+  no effect beyond run-to-run noise (3 alternating runs each).
+- `OMP_WAIT_POLICY=ACTIVE`/`PASSIVE`: no gain (PASSIVE slower).
+- Mixed precision (bfloat16 autocast, `--precision bf16`) on these AVX2 CPUs: emulated, slower; it
+  is there for GPUs (not measured: no GPU was lent to the sessions that built it).
+"""
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
@@ -168,6 +194,7 @@ def main() -> None:
     for n, s in samples_scaling(model, spec.input_shape, [64, 128, 256], n_iters):
         lines.append(f"| {n} | {s:.1f} | {s * 1e3 / n / n_iters:.2f} |")
         print(lines[-1], flush=True)
+    lines += ["", NOTES]
     write_doc("performance.md", "\n".join(lines) + "\n")
 
 

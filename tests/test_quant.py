@@ -372,3 +372,16 @@ def test_w8a8_resnet20_mnist_within_half_a_point_of_fp32():
     res = evaluate_quantized(model, q, x, y)
     assert res["fp32_top1"] > 95
     assert abs(res["quant_top1"] - res["fp32_top1"]) <= 0.5
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_inference_fake_quant_equals_torch_kernel(bits):
+    """The no-gradient fast path gives exactly torch's per-tensor fake quantization, ties included."""
+    torch.manual_seed(bits)
+    x = torch.randn(4, 8, 5, 5) * 3
+    scale, zp = qparams(x.min(), x.max(), bits)
+    x[0, 0, 0, :3] = (torch.tensor([0.5, 1.5, -2.5]) - zp) * scale  # exact ties of the grid
+    ref = torch.fake_quantize_per_tensor_affine(x, scale.reshape(()), zp.round().to(torch.int32).reshape(()),
+                                                0, 2 ** bits - 1)
+    with torch.no_grad():
+        assert torch.equal(fake_quant(x, scale, zp, bits), ref)
