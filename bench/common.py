@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import sys
 from pathlib import Path
+from typing import Callable, Hashable
 
 import torch
 
@@ -31,3 +33,24 @@ def write_doc(name: str, text: str) -> Path:
     path.write_text(text)
     print(f"wrote {path}")
     return path
+
+
+class Rows:
+    """Append-only JSONL of finished results, keyed by ``key(row)``: a benchmark skips what ``has``
+    and can be stopped and restarted any time. One write of one line in append mode, so several
+    processes (e.g. different seeds) can share the file."""
+
+    def __init__(self, path: Path, key: Callable[[dict], Hashable]):
+        self.path, self.key = path, key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.rows = [json.loads(line) for line in path.open()] if path.exists() else []
+        self.keys = {key(r) for r in self.rows}
+
+    def has(self, **k) -> bool:
+        return self.key(k) in self.keys
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.keys.add(self.key(row))
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from common import header, write_doc
+from common import Rows, header, write_doc
 from dsg_core.data import real_split
 from dsg_core.diagnostics import diagnose
 from dsg_core.experiments import SetCache, calibration_set, quantize_and_evaluate
@@ -47,28 +47,8 @@ PAPER_TABLE3 = [("ResNet-18", "4/4", 65.22, 26.04, 39.90, 66.67), ("ResNet-18", 
                 ("InceptionV3", "4/4", 73.50, 12.00, 57.17, 74.02), ("ShuffleNet", "6/6", 56.25, 39.92, 60.71, 61.94)]
 
 
-class Rows:
-    """Append-only JSONL of finished results; ``has`` makes the run resumable."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.rows = [json.loads(line) for line in path.open()] if path.exists() else []
-        self.keys = {self.key(r) for r in self.rows}
-
-    @staticmethod
-    def key(r: dict) -> str:
-        return json.dumps({k: r[k] for k in ("kind", "model", "source", "bits", "quantizer", "seed", "epsilon")})
-
-    def has(self, **k) -> bool:
-        return self.key(k) in self.keys
-
-    def add(self, row: dict) -> None:
-        """One write of one line in append mode: several processes (different seeds) can share the file."""
-        self.rows.append(row)
-        self.keys.add(self.key(row))
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+def row_key(r: dict) -> str:
+    return json.dumps({k: r[k] for k in ("kind", "model", "source", "bits", "quantizer", "seed", "epsilon")})
 
 
 def run(profile: dict, rows: Rows, cache: SetCache, only_seeds: list[int] | None = None) -> None:
@@ -133,7 +113,7 @@ def fmt(v: pd.Series) -> str:
 
 
 def render(rows: list[dict], profile_name: str, profile: dict) -> str:
-    df = pd.DataFrame({Rows.key(r): r for r in rows}.values())  # one row per key (parallel runs may repeat one)
+    df = pd.DataFrame({row_key(r): r for r in rows}.values())  # one row per key (parallel runs may repeat one)
     out = [header(f"Reproduction table ({profile_name} profile)", timing=False), "",
            f"Settings: {json.dumps({k: v for k, v in profile.items() if k != 'sources'})}.", "",
            "Cells: top-1 % on the 1,000-image MNIST test split, mean ± std [min, max] over seeds "
@@ -198,7 +178,7 @@ def main() -> None:
     torch.manual_seed(0)
     profile = PROFILES[args.profile]
     root = Path(__file__).resolve().parent / "cache" / args.profile
-    rows = Rows(root / "rows.jsonl")
+    rows = Rows(root / "rows.jsonl", row_key)
     if not args.render_only:
         only = [int(v) for v in args.only_seeds.split(",")] if args.only_seeds else None
         run(profile, rows, SetCache(root / "sets"), only)

@@ -25,7 +25,7 @@ from dsg_core.runstore import RunStore  # noqa: E402
 from dashboard import charts, resources, state  # noqa: E402
 from dashboard.runner import Job, ablation_job, result_from_run, run_job  # noqa: E402
 from dashboard.views import (accuracy, byom, embedding, history, homogenization, jobs, learn, metrics,  # noqa: E402
-                             samples, tradeoff)
+                             qat, samples, tradeoff)
 
 def custom_weights(model: str) -> dict:
     """The user's uploaded weights/test images when they belong to the selected architecture."""
@@ -136,13 +136,14 @@ def main() -> None:
         "Diversity metrics": lambda: metrics.render(result),
         "Quantized accuracy": lambda: accuracy_tab(result, ctx, running),
         "Diversity vs accuracy": lambda: tradeoff.render(result, store),
+        "Generator + QAT": lambda: qat.render(ctx, settings),
         "Learn": lambda: learn.render(settings),
         "History": lambda: history.render(result, store, spec, load_run),
         "Bring your own model": lambda: byom.render(state.model_names()),
         "Background jobs": lambda: jobs.render(JobStore(state.runs_dir() / "jobs"), settings),
     }
     # Bound to the URL, the tabs rerun the script on a switch and say which one is open: only that
-    # one is drawn, so a switch or a plot selector costs one view, not ten.
+    # one is drawn, so a switch or a plot selector costs one view, not eleven.
     for tab, draw in zip(st.tabs(list(views), key="view", bind="query-params"), views.values()):
         if tab.open:
             with tab:

@@ -25,7 +25,7 @@ def warm() -> None:
 
     from dashboard import charts, resources, runner, state  # noqa: F401  (the engine, pandas, plotly express)
     from dashboard.views import (accuracy, byom, embedding, history, homogenization, jobs, learn,  # noqa: F401
-                                 metrics, samples, tradeoff)
+                                 metrics, qat, samples, tradeoff)
     from dsg_core.models import default_model_name
     name = default_model_name()
     threading.Thread(target=resources.real_data, args=(name, None), daemon=True, name="dsg-prefetch").start()

@@ -251,6 +251,53 @@ def cmd_compare(args) -> None:
     return _emit(result.rows, args.json, table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
+# ---------------------------------------------------------------------------------------- qat
+def add_qat_args(p: argparse.ArgumentParser) -> None:
+    from .gdfq import GENERATORS, QATConfig
+    d = QATConfig()
+    g = p.add_argument_group("quantization-aware training")
+    g.add_argument("--generator", choices=GENERATORS, default=d.generator,
+                   help="gdfq: GDFQ's generator; dsg: + SDA/LSE/SCI; real: fine-tune on real training images")
+    g.add_argument("--wbits", type=int, default=d.wbits, help="weight bits, 2-8 or 32 (off)")
+    g.add_argument("--abits", type=int, default=d.abits, help="activation bits, 2-8 or 32 (off)")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="QAT epochs after the generator warmup")
+    g.add_argument("--iters-per-epoch", type=int, default=d.iters_per_epoch)
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs, help="generator-only epochs first")
+    g.add_argument("--model-lr", type=float, default=d.model_lr)
+    g.add_argument("--generator-lr", type=float, default=d.generator_lr)
+    g.add_argument("--calibrator", choices=["minmax", "dsg-avg"], default=d.calibrator)
+    g.add_argument("--epsilon", type=float, default=d.epsilon, help="SDA slack quantile in (0, 1]")
+    for part in ("sda", "lse", "sci"):
+        g.add_argument(f"--no-{part}", action="store_true", help=f"switch {part.upper()} off (--generator dsg)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--eval-samples", type=int, help="evaluate on the first N test images only")
+    g.add_argument("--checkpoint", type=Path, help="resume from this file if it exists; rewritten every epoch")
+
+
+def cmd_qat(args) -> None:
+    from .gdfq import QATConfig, train_qat
+    from .models import get_spec, load_model
+    spec = get_spec(args.model)
+    cfg = QATConfig(wbits=args.wbits, abits=args.abits, generator=args.generator, epochs=args.epochs,
+                    iters_per_epoch=args.iters_per_epoch, batch_size=args.batch_size, warmup_epochs=args.warmup_epochs,
+                    model_lr=args.model_lr, generator_lr=args.generator_lr, calibrator=args.calibrator,
+                    epsilon=args.epsilon, sda=not args.no_sda, lse=not args.no_lse, sci=not args.no_sci,
+                    eval_samples=args.eval_samples, seed=args.seed).validate()
+    model = load_model(args.model, weights=args.weights, device=args.device)
+    callback, cancel, close = _callbacks(args, not args.quiet and sys.stderr.isatty())
+    try:
+        result = train_qat(model, spec, cfg, callback, cancel, args.checkpoint, device=args.device)
+    finally:
+        close()
+    res = {"model": args.model, "generator": args.generator, "wbits": args.wbits, "abits": args.abits,
+           "epochs": args.epochs, "iters_per_epoch": args.iters_per_epoch, "seed": args.seed, **result.to_dict()}
+    curve = " -> ".join(f"{c['quant_top1']:.2f}" for c in result.curve)
+    return _emit(res, args.json, f"W{args.wbits}A{args.abits} QAT ({args.generator}): top-1 {result.quant_top1:.2f}% "
+                 f"(PTQ {result.ptq_top1:.2f}%, FP32 {result.fp32_top1:.2f}%) in {result.seconds:.0f} s; "
+                 f"per epoch: {curve}")
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dsg", description="DSG Lab: diverse sample generation for data-free quantization")
@@ -304,11 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true")
     add_generation_args(sp)
     add_quant_args(sp, many=True)
+    sp = sub.add_parser("qat", help="data-free quantization-aware training (GDFQ / DSG generator, or real data)")
+    common(sp)
+    add_qat_args(sp)
+    sp.add_argument("--quiet", action="store_true")
     return p
 
 
 COMMANDS = {"models": cmd_models, "generate": cmd_generate, "diagnose": cmd_diagnose,
-            "quantize": cmd_quantize, "compare": cmd_compare}
+            "quantize": cmd_quantize, "compare": cmd_compare, "qat": cmd_qat}
 
 
 def main(argv: list[str] | None = None) -> int:

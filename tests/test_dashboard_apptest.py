@@ -262,3 +262,23 @@ def test_background_job_started_from_the_page_survives_a_new_session(tmp_path, m
     assert not fresh.exception
     text = " ".join(m.value for m in fresh.markdown)
     assert f"#{job.id}" in text and "done" in text and "8 samples × 20 it" in text
+
+
+def test_generator_qat_tab_trains_and_shows_samples_and_curves(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSG_RUNS_DIR", str(tmp_path))
+    at = new_app({"view": "Generator + QAT", "eval_images": "100"})
+    assert not at.exception
+    at.number_input(key="qat_epochs").set_value(1)
+    at.number_input(key="qat_iters").set_value(5)
+    next(b for b in at.button if b.label == "Train").click().run()
+    deadline = time.time() + 150
+    while at.session_state["qat_job"].status == "running" and time.time() < deadline:
+        time.sleep(0.5)
+        at.run()
+    at.run()
+    assert not at.exception
+    job = at.session_state["qat_job"]
+    assert job.status == "done", job.error
+    assert job.tracker.samples is not None and job.tracker.samples.shape[0] == 10
+    assert [r["epoch"] for r in job.tracker.accuracy] == [0, 1]
+    assert any("after QAT" in s.value for s in at.success)

@@ -123,8 +123,9 @@ def test_cancel_stops_with_partial_result(tiny_net):
 
 
 class NaNAfter(nn.Module):
-    """Returns NaN after ``n`` optimization forwards (a model that blows up mid-run); set-up passes
-    (BN probe, margins, memory estimate) run without grad and are not counted."""
+    """Returns NaN after ``n`` forwards with grad (a model that blows up mid-run). Set-up passes (BN
+    probe, margins, memory estimate) run without grad and are not counted; the fast copy's check
+    (``fast_copy``) runs one gradient pass on the copy, which is."""
 
     def __init__(self, net, n):
         super().__init__()
@@ -137,7 +138,7 @@ class NaNAfter(nn.Module):
 
 
 def test_nan_stops_and_keeps_last_good_images(tiny_net):
-    net = NaNAfter(tiny_net, n=1)
+    net = NaNAfter(tiny_net, n=2)  # the fold check's pass + one good iteration
     cfg = GenerationConfig(samples=4, batch_size=4, iterations=10, ce_weight=1.0)
     with pytest.raises(NumericalError, match="iteration") as err:
         generate(net, SHAPE, cfg, num_classes=10)

