@@ -43,7 +43,10 @@ class Rows:
     def __init__(self, path: Path, key: Callable[[dict], Hashable]):
         self.path, self.key = path, key
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.rows = [json.loads(line) for line in path.open()] if path.exists() else []
+        self.rows = []
+        if path.exists():
+            with path.open() as f:
+                self.rows = [json.loads(line) for line in f]
         self.keys = {key(r) for r in self.rows}
 
     def has(self, **k) -> bool:

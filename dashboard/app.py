@@ -140,7 +140,8 @@ def main() -> None:
         "Learn": lambda: learn.render(settings),
         "History": lambda: history.render(result, store, spec, load_run),
         "Bring your own model": lambda: byom.render(state.model_names()),
-        "Background jobs": lambda: jobs.render(JobStore(state.runs_dir() / "jobs"), settings),
+        "Background jobs": lambda: jobs.render(JobStore(state.runs_dir() / "jobs"), settings,
+                                               ctx.weights if ctx else None),
     }
     # Bound to the URL, the tabs rerun the script on a switch and say which one is open: only that
     # one is drawn, so a switch or a plot selector costs one view, not eleven.

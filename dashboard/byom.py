@@ -11,10 +11,8 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-from dsg_core.data.archive import safe_extract  # noqa: F401  (re-exported for the view)
-from dsg_core.errors import ModelError
 from dsg_core.models import bn_layer_names, get_spec
-from dsg_core.models.user import WEIGHT_SUFFIXES, load_weights_for
+from dsg_core.models.user import WEIGHT_SUFFIXES, load_weights_for, requires_bn
 
 WEIGHT_TYPES = tuple(s.lstrip(".") for s in WEIGHT_SUFFIXES)
 UPLOAD_ROOT = Path(tempfile.gettempdir()) / "dsg_lab_uploads"
@@ -34,9 +32,7 @@ def check_weights(arch: str, path: Path) -> list[str]:
     """Validate uploaded weights for a registry architecture; raises ModelError with what is wrong."""
     spec = get_spec(arch)
     model = load_weights_for(arch, path)
+    requires_bn(model)
     n_bn = len(bn_layer_names(model))
-    if not n_bn:
-        raise ModelError(f"{arch} has no BatchNorm layers: DSG and ZeroQ synthesize data by matching the running "
-                         "mean/variance stored in BN layers, so they have nothing to match")
     return [f"{len(model.state_dict())} tensors loaded into {arch}", f"{n_bn} BatchNorm layers",
             f"input {spec.input_shape}, {spec.num_classes} classes"]

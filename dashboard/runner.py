@@ -268,13 +268,13 @@ def result_from_run(run: Run, ctx: Context) -> RunResult:
 class Job:
     """Long work in a background thread; ``status`` is running, done, cancelled or error.
 
-    ``work(tracker, cancel)`` is the pipeline (:func:`run_job` or :func:`ablation_job`); ``kind`` tells
-    the page where its result goes.
+    ``work(tracker, cancel)`` is the pipeline (:func:`run_job` or :func:`ablation_job`, or QAT training
+    with its own tracker); ``kind`` tells the page where its result goes.
     """
 
-    def __init__(self, kind: str, stages: list[str], work):
+    def __init__(self, kind: str, stages: list[str], work, tracker=None):
         self.kind, self.work = kind, work
-        self.tracker = Tracker(stages)
+        self.tracker = tracker if tracker is not None else Tracker(stages)
         self.cancel_event = threading.Event()
         self.status, self.error, self.result = "running", "", None
         self.thread = threading.Thread(target=self._work, name=f"dsg-{kind}", daemon=True)

@@ -10,7 +10,6 @@ itself is unchanged: ``streamlit run dashboard/app.py`` works too, just with a s
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,8 +26,7 @@ def warm() -> None:
     from dashboard.views import (accuracy, byom, embedding, history, homogenization, jobs, learn,  # noqa: F401
                                  metrics, qat, samples, tradeoff)
     from dsg_core.models import default_model_name
-    name = default_model_name()
-    threading.Thread(target=resources.real_data, args=(name, None), daemon=True, name="dsg-prefetch").start()
+    resources.prefetch(default_model_name(), None)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import Cancelled, DSGError
+from .errors import Cancelled, ConfigError, DSGError
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -73,7 +73,7 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
         g.add_argument(f"--no-{part}", action="store_true", help=f"switch {part.upper()} off")
     g.add_argument("--samples", type=int, help="number of images (default 64)")
     g.add_argument("--batch-size", type=_batch_size, help="images optimized together (default min(samples, 64)); "
-                                                          "'auto': the largest that fits the device's free memory")
+                                                          "'auto': the largest up to that default which fits the free memory")
     g.add_argument("--iterations", type=int, help="Adam iterations per batch (default 500)")
     g.add_argument("--lr", type=float)
     g.add_argument("--init", choices=["gaussian", "uniform"])
@@ -99,6 +99,8 @@ def generation_config(args, image_size: int):
     names = {"epsilon": "epsilon", "lse_weight": "lse_weight", "sci_weight": "sci_weight", "samples": "samples",
              "batch_size": "batch_size", "iterations": "iterations", "lr": "lr", "init": "init", "schedule": "schedule",
              "ce_weight": "ce_weight", "tv_weight": "tv_weight", "l2_weight": "l2_weight", "jitter": "jitter"}
+    if args.batch_size == "auto" and args.command != "generate":
+        raise ConfigError("--batch-size auto is for `generate`; give a number here")
     over.update({field: getattr(args, a) for a, field in names.items() if getattr(args, a) not in (None, "auto")})
     over.update({part: False for part in ("sda", "lse", "sci") if getattr(args, f"no_{part}")})
     if "samples" in over and "batch_size" not in over:
@@ -391,5 +393,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _finish_job(args, status: str, message: str, result=None) -> None:
-    if getattr(args, "job", None) is not None:
+    """Report the end of a background job, once: under torchrun only rank 0 (which merges) reports."""
+    from .distributed import world
+    if getattr(args, "job", None) is not None and world()[0] == 0:
         args.job_store.finish(args.job, status, message, result)

@@ -84,12 +84,15 @@ class JobStore(SQLiteStore):
         now = time.time()
         job_id = self._write("INSERT INTO jobs (created, updated, title, argv, status) VALUES (?, ?, ?, ?, ?)",
                              (now, now, title, json.dumps(argv), ACTIVE))
-        log = open(self.root / f"job-{job_id}.log", "wb")
-        with log:
-            proc = subprocess.Popen([sys.executable, "-m", "dsg_core", *argv, "--job", str(job_id),
-                                     "--jobs-dir", str(self.root)], stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            with open(self.root / f"job-{job_id}.log", "wb") as log:
+                proc = subprocess.Popen([sys.executable, "-m", "dsg_core", *argv, "--job", str(job_id),
+                                         "--jobs-dir", str(self.root)], stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        except OSError as exc:
+            self.finish(job_id, "failed", f"could not start the job: {exc}")
+            raise DataError(f"could not start a background job: {exc}") from None
         self._write("UPDATE jobs SET pid = ? WHERE id = ?", (proc.pid, job_id))
         return self.get(job_id)
 

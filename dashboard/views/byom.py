@@ -6,11 +6,12 @@ import hashlib
 
 import streamlit as st
 
+from dsg_core.data.archive import safe_extract
 from dsg_core.data.folder import load_image_folder
 from dsg_core.errors import DSGError
 from dsg_core.models import get_spec
 
-from ..byom import UPLOAD_ROOT, WEIGHT_TYPES, check_weights, safe_extract, save_upload
+from ..byom import UPLOAD_ROOT, WEIGHT_TYPES, check_weights, save_upload
 
 CAPTION = ("What to look for: green checks, then press *Use this model* — the sidebar's Run will generate, "
            "quantize and evaluate with your weights.")

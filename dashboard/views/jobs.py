@@ -7,6 +7,7 @@ the job where it is, and the dashboard never waits on it.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import streamlit as st
@@ -16,14 +17,19 @@ from dsg_core.jobs import Job, JobStore
 
 from ..state import Settings
 
+MAX_DOWNLOAD = 64 * 2**20  # larger sets: use the path shown (the list redraws every 2 s)
 CAPTION = ("What this is for: thousands of samples or many iterations, which take minutes to hours. A job runs "
            "`python -m dsg_core generate` in its own process; it keeps running if you refresh or close the page.")
 
 
-def job_argv(settings: Settings, method: str, samples: int, out: Path) -> list[str]:
-    """The CLI command of a job, with the sidebar's DSG settings."""
+def job_argv(settings: Settings, method: str, samples: int, out: Path, weights: str | None = None) -> list[str]:
+    """The CLI command of a job, with the sidebar's settings (and the user's weights, if any)."""
     argv = ["generate", "--model", settings.model, "--method", method, "--samples", str(samples),
             "--iterations", str(settings.iters), "--seed", str(settings.seed), "--out", str(out)]
+    if weights:
+        argv += ["--weights", weights]
+    if settings.priors:
+        argv += ["--preset", "reference"]
     if method == "dsg":
         argv += ["--epsilon", str(settings.eps), "--lse-weight", str(settings.lse_w),
                  "--sci-weight", str(settings.sci_w)]
@@ -31,15 +37,15 @@ def job_argv(settings: Settings, method: str, samples: int, out: Path) -> list[s
     return argv
 
 
-def start_form(store: JobStore, settings: Settings) -> None:
+def start_form(store: JobStore, settings: Settings, weights: str | None) -> None:
     with st.form("new_job"):
         st.markdown(f"**New job** on `{settings.model}` with the sidebar's settings "
                     f"({settings.iters} iterations, seed {settings.seed})")
         method = st.selectbox("Method", ["dsg", "zeroq"], key="job_method")
         samples = st.number_input("Samples", min_value=1, max_value=100_000, value=256, step=64, key="job_samples")
         if st.form_submit_button("Start in the background"):
-            out = store.root / f"set-{dt.datetime.now():%Y%m%d-%H%M%S}-{method}.safetensors"
-            job = store.start(job_argv(settings, method, int(samples), out),
+            out = store.root / f"set-{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}-{method}.safetensors"
+            job = store.start(job_argv(settings, method, int(samples), out, weights),
                               f"{method} · {settings.model} · {int(samples)} samples × {settings.iters} it")
             st.toast(f"Started job #{job.id}")
 
@@ -56,7 +62,7 @@ def job_row(store: JobStore, job: Job) -> None:
         elif job.status == "done" and isinstance(job.result, dict):
             out = Path(job.result.get("out", ""))
             st.caption(f"{job.result.get('samples')} images in {job.result.get('seconds', 0):.0f} s → `{out}`")
-            if out.is_file():
+            if out.is_file() and out.stat().st_size <= MAX_DOWNLOAD:
                 st.download_button("Download the set (.safetensors)", out.read_bytes(), file_name=out.name,
                                    key=f"download_job_{job.id}")
         else:
@@ -75,10 +81,10 @@ def job_list(store: JobStore) -> None:
         job_row(store, job)
 
 
-def render(store: JobStore, settings: Settings) -> None:
+def render(store: JobStore, settings: Settings, weights: str | None = None) -> None:
     st.caption(CAPTION)
     try:
-        start_form(store, settings)
+        start_form(store, settings, weights)
     except DSGError as exc:
         st.error(str(exc))
     job_list(store)

@@ -2,14 +2,14 @@
 frozen FP32 model's BN statistics (plain GDFQ, or with DSG's SDA/LSE/SCI), then the quantized model
 is fine-tuned on its samples with distillation from FP32 (``dsg_core.gdfq``).
 
-The training runs in a background thread of this session (cancellable like a Run); the page polls
+The training runs as a background :class:`~dashboard.runner.Job` of this session (cancellable like a
+Run); the page polls
 its :class:`QATTracker` every second to draw the generator's latest samples, the loss curves and
 the accuracy curve.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -18,11 +18,12 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from dsg_core.errors import Cancelled, DSGError
+from dsg_core.errors import DSGError
 from dsg_core.gdfq import QATConfig, train_qat
 from dsg_core.progress import Progress
 
 from .. import charts
+from ..runner import Job
 from ..state import Settings
 from .samples import to_pixels
 
@@ -54,32 +55,13 @@ class QATTracker:
             self.accuracy = list(p.extra["curve"])
 
 
-class QATJob:
-    """One QAT training in a daemon thread; ``cancel()`` stops it at its next step."""
-
-    def __init__(self, model, spec, cfg: QATConfig):
-        self.tracker, self.cfg = QATTracker(), cfg
-        self.status, self.error, self.result = "running", "", None
-        self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._work, args=(model, spec), daemon=True, name="dsg-qat")
-
-    def start(self) -> "QATJob":
-        self._thread.start()
-        return self
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def _work(self, model, spec) -> None:
-        try:
-            self.result = train_qat(model, spec, self.cfg, progress=self.tracker, cancel=self._cancel.is_set)
-            self.status = "done"
-        except Cancelled:
-            self.status = "cancelled"
-        except DSGError as exc:
-            self.status, self.error = "error", str(exc)
-        except Exception as exc:  # a bug: one line on the page
-            self.status, self.error = "error", f"internal error ({type(exc).__name__}): {exc}"
+def qat_job(model, spec, cfg: QATConfig) -> Job:
+    """QAT training as a background :class:`~dashboard.runner.Job` (cancel, status, errors), drawing
+    with the spec it was started with even if the sidebar's model changes meanwhile."""
+    job = Job("qat", [], lambda tracker, cancel: train_qat(model, spec, cfg, progress=tracker, cancel=cancel),
+              tracker=QATTracker())
+    job.cfg, job.spec = cfg, spec
+    return job
 
 
 def settings_form(settings: Settings) -> QATConfig | None:
@@ -110,25 +92,26 @@ def draw(tracker: QATTracker, spec, live: bool) -> None:
             names = spec.class_names
             caps = [names[int(i)] for i in tracker.labels] if tracker.labels is not None else None
             st.image(list(to_pixels(tracker.samples, spec.mean, spec.std)), caption=caps, width=56)
-    if tracker.curves:
+    curves = {k: list(v) for k, v in list(tracker.curves.items()) if v}  # a snapshot: the thread appends
+    if curves:
         with right:
-            st.plotly_chart(charts.loss_curves(tracker.curves), key=f"qat_loss_{live}")
+            st.plotly_chart(charts.loss_curves(curves), key=f"qat_loss_{live}")
     if tracker.accuracy:
-        df = pd.DataFrame(tracker.accuracy)
+        df = pd.DataFrame(list(tracker.accuracy))
         fig = px.line(df, x="epoch", y="quant_top1", markers=True, labels={"quant_top1": "top-1 (%)"},
                       title="Quantized top-1 by QAT epoch (epoch 0 = PTQ)")
         st.plotly_chart(fig, key=f"qat_acc_{live}")
 
 
 @st.fragment(run_every=1.0)
-def live(spec) -> None:
-    job: QATJob | None = st.session_state.get(KEY)
-    if job is None or job.status != "running":
+def live() -> None:
+    job: Job | None = st.session_state.get(KEY)
+    if job is None or not job.running:
         st.rerun()
     t = job.tracker
     st.progress(t.fraction, text=f"{t.stage} · {time.time() - t.started:.0f} s")
     st.button("Cancel training", key="qat_cancel", on_click=job.cancel)
-    draw(t, spec, live=True)
+    draw(t, job.spec, live=True)
 
 
 def render(ctx, settings: Settings) -> None:
@@ -136,14 +119,14 @@ def render(ctx, settings: Settings) -> None:
     if ctx is None:
         st.info("Pick a model that loads to train.")
         return
-    job: QATJob | None = st.session_state.get(KEY)
-    if job is not None and job.status == "running":
-        live(ctx.spec)
+    job: Job | None = st.session_state.get(KEY)
+    if job is not None and job.running:
+        live()
         return
     try:
         cfg = settings_form(settings)
         if cfg is not None:
-            st.session_state[KEY] = QATJob(ctx.private_model(), ctx.spec, cfg.validate()).start()
+            st.session_state[KEY] = qat_job(ctx.private_model(), ctx.spec, cfg.validate()).start()
             st.rerun()
     except DSGError as exc:
         st.error(str(exc))
@@ -157,4 +140,4 @@ def render(ctx, settings: Settings) -> None:
         st.warning("Training cancelled.")
     else:
         st.error(job.error)
-    draw(job.tracker, ctx.spec, live=False)
+    draw(job.tracker, job.spec, live=False)

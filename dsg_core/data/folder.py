@@ -34,11 +34,8 @@ def model_transform(spec: ModelSpec):
 
 
 def load_image_folder(root: str | Path, spec: ModelSpec, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load every image under ``root`` as (images, labels) in model-input space.
-
-    Class folders are matched to the model's class names when they are names of it (e.g. "3" for a
-    digit model); otherwise they are taken in sorted order as class indices 0..K-1.
-    """
+    """Load the images under ``root`` as (images, labels) in model-input space (``limit``: a seeded
+    random subset). Class folders map to classes as :func:`class_indices` says."""
     from torchvision.datasets import ImageFolder
     root = Path(root)
     if not root.is_dir():
@@ -48,19 +45,22 @@ def load_image_folder(root: str | Path, spec: ModelSpec, limit: int | None = Non
     except (FileNotFoundError, RuntimeError) as exc:
         raise DataError(f"{root} is not an ImageFolder layout (root/<class>/<image>): {exc}") from None
     remap = class_indices(ds.classes, spec)
-    n = len(ds) if limit is None else min(limit, len(ds))
-    xs = [_decode(ds.samples[i][0], lambda i=i: ds[i][0]) for i in range(n)]
-    if not xs:
+    if not len(ds):
         raise DataError(f"no images found under {root}")
-    return torch.stack(xs), torch.tensor([remap[ds.samples[i][1]] for i in range(n)])
+    # a limit takes a seeded random subset (the first N in folder order would be the first classes only)
+    idx = (range(len(ds)) if limit is None or limit >= len(ds) else
+           sorted(torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:limit].tolist()))
+    xs = [_decode(ds.samples[i][0], lambda i=i: ds[i][0]) for i in idx]
+    return torch.stack(xs), torch.tensor([remap[ds.samples[i][1]] for i in idx])
 
 
 def class_indices(folders: list[str], spec: ModelSpec) -> dict[int, int]:
-    """{folder index: model class index}; see the module docstring for the three ways."""
+    """{folder index: model class index}: by unique class name, by class index, or (exactly as many
+    folders as classes) in sorted order; anything else is refused rather than guessed."""
     names = list(spec.class_names)
-    if all(c in names for c in folders):
+    if all(names.count(c) == 1 for c in folders):  # ImageNet repeats a few names ("crane"): not those
         return {i: names.index(c) for i, c in enumerate(folders)}
-    if all(c.isdigit() and int(c) < spec.num_classes for c in folders):
+    if all(c.isdecimal() and int(c) < spec.num_classes for c in folders):
         return {i: int(c) for i, c in enumerate(folders)}
     if len(folders) == spec.num_classes:
         return {i: i for i in range(len(folders))}

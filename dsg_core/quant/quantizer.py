@@ -62,7 +62,7 @@ def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, b
     """
     if bits == 32:
         return x
-    if scale.numel() == 1 and not (torch.is_grad_enabled() and x.requires_grad):
+    if scale.numel() == 1 and x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad):
         return _fake_quant_inference(x, float(scale), float(zero_point.round()), bits)
     scale, zp = scale.float(), zero_point.round().to(torch.int32)
     if scale.numel() == 1:
