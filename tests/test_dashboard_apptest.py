@@ -21,7 +21,7 @@ from dsg_core.runstore import RunStore  # noqa: E402
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TINY = {"samples": "8", "iters": "5", "compare": "false", "eval": "100"}
 TABS = ["Samples", "Homogenization", "Embedding", "Diversity metrics", "Quantized accuracy",
-        "Diversity vs accuracy", "Learn", "History", "Bring your own model"]
+        "Diversity vs accuracy", "Generator + QAT", "Learn", "History", "Bring your own model", "Background jobs"]
 
 
 def new_app(params: dict | None = None) -> AppTest:
