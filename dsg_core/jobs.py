@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,12 +71,6 @@ class JobStore(SQLiteStore):
     def __init__(self, root: str | Path):
         super().__init__(root, "jobs.sqlite", SCHEMA)
 
-    def _write(self, sql: str, args: tuple) -> int:
-        with closing(self._connect()) as con:
-            cur = con.execute(sql, args)
-            con.commit()
-            return cur.lastrowid
-
     # -- the parent side ------------------------------------------------------------------------
     def start(self, argv: list[str], title: str) -> Job:
         """Run ``python -m dsg_core *argv --job ID --jobs-dir ROOT`` detached from this process."""
@@ -100,13 +93,10 @@ class JobStore(SQLiteStore):
         self._write("UPDATE jobs SET cancel = 1 WHERE id = ?", (job_id,))
 
     def list(self) -> list[Job]:
-        with closing(self._connect()) as con:
-            rows = con.execute("SELECT * FROM jobs ORDER BY id DESC").fetchall()
-        return [self._checked(r) for r in rows]
+        return [self._checked(r) for r in self._all("SELECT * FROM jobs ORDER BY id DESC")]
 
     def get(self, job_id: int) -> Job:
-        with closing(self._connect()) as con:
-            row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if row is None:
             raise DataError(f"no job {job_id} in {self.db}")
         return self._checked(row)
@@ -125,8 +115,7 @@ class JobStore(SQLiteStore):
                     (status, message, json.dumps(result, default=float), time.time(), job_id))
 
     def cancel_requested(self, job_id: int) -> bool:
-        with closing(self._connect()) as con:
-            row = con.execute("SELECT cancel FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._one("SELECT cancel FROM jobs WHERE id = ?", (job_id,))
         return bool(row and row[0])
 
     def reporter(self, job_id: int, every_s: float = 0.5):
@@ -157,8 +146,7 @@ class JobStore(SQLiteStore):
             self._write("UPDATE jobs SET status = 'failed', message = ? WHERE id = ? AND status = ?",
                         ("the process ended without reporting a result (killed or out of memory); see its log",
                          job.id, ACTIVE))
-            with closing(self._connect()) as con:
-                return self._checked(con.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone())
+            return self._checked(self._one("SELECT * FROM jobs WHERE id = ?", (job.id,)))
         return job
 
 

@@ -86,8 +86,7 @@ class RunStore(SQLiteStore):
             return [self._run(r) for r in con.execute(q + " ORDER BY id DESC", args)]
 
     def get(self, run_id: int) -> Run:
-        with closing(self._connect()) as con:
-            row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
         if row is None:
             raise DataError(f"no saved run with id {run_id}")
         return self._run(row)

@@ -22,3 +22,17 @@ class SQLiteStore:
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.db, timeout=30)
+
+    def _one(self, sql: str, args: tuple = ()):
+        """The first row of a query, or None."""
+        with closing(self._connect()) as con:
+            return con.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: tuple = ()) -> list:
+        with closing(self._connect()) as con:
+            return con.execute(sql, args).fetchall()
+
+    def _write(self, sql: str, args: tuple) -> int:
+        """One committed statement; returns the new row id of an INSERT."""
+        with closing(self._connect()) as con, con:
+            return con.execute(sql, args).lastrowid
