@@ -7,6 +7,7 @@ and refuse, before any work, a batch that would not fit in the memory available 
 
 from __future__ import annotations
 
+import ctypes
 import warnings
 
 import torch
@@ -96,3 +97,28 @@ def check_generation_fits(model: nn.Module, input_shape: tuple[int, ...], batch:
                           f"generation but only {have / 2**30:.1f} GiB is available on {device}: lower the batch "
                           "size (samples are generated in several batches)")
     return need
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_retained = False
+
+
+def retain_freed_memory(trim_bytes: int = 1 << 30, mmap_bytes: int = 1 << 29) -> bool:
+    """Keep freed heap memory in the process instead of handing it back to the OS (glibc only).
+
+    Every generation iteration frees ~20 MB of activations and allocates them again. glibc's default
+    trims the heap top and unmaps large chunks on free, so the next iteration page-faults all of it
+    back in: 3,000-4,500 faults per iteration for resnet20_mnist at batch 64, against 16 with these
+    thresholds, and 7% less time per iteration (docs/performance.md). The cost is that the process
+    keeps its peak heap, which the next iteration needs anyway. Process-wide and idempotent; returns
+    whether the setting took (False off glibc).
+    """
+    global _retained
+    if _retained:
+        return True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        _retained = bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_bytes) and libc.mallopt(_M_MMAP_THRESHOLD, mmap_bytes))
+    except (OSError, AttributeError):
+        _retained = False
+    return _retained

@@ -233,10 +233,11 @@ def default_w4a4():
 def test_short_qat_on_the_default_model(default_w4a4):
     r = default_w4a4
     assert r.fp32_top1 > 98 and len(r.curve) == 2 and r.curve[0]["quant_top1"] == r.ptq_top1
-    # Measured (1 thread, seed 0): W4A4 PTQ on the generator's samples is already at FP32 (99.2 on the
-    # 500 images), so QAT has nothing to win at this budget; it must not lose more than a point.
+    # W4A4 min/max PTQ on 64 generated samples sits on a cliff: a rounding-level change in how the BN
+    # statistics are summed moved it from 99.2 to 70.2 (seed 0, 1 and 2 threads), while 20 QAT steps
+    # ended at 98.6-99.2 either way. So: QAT lands near FP32, and never loses more than a point.
     # Where PTQ leaves room (W2A4: 92.5 -> 97.4, real-data W3A3: 87.2 -> 98.9) QAT gains; see docs/qat.md.
-    assert r.ptq_top1 > 95
+    assert r.quant_top1 > 97, r.curve
     assert r.quant_top1 >= r.ptq_top1 - 1.0, r.curve
 
 

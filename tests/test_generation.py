@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from dsg_core.errors import Cancelled, ConfigError, DataError, ModelError, NumericalError
 from dsg_core.generation import BNStats, GenerationConfig, SyntheticSet, bn_targets, compute_margins, generate, preset
-from dsg_core.generation.stats import sample_stats
+from dsg_core.generation.stats import bn_layers, sample_stats
 
 SHAPE = (1, 8, 8)
 
@@ -201,6 +201,47 @@ def test_fast_stats_match_reference_values_and_gradients():
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
     x32 = x.detach().float()
     assert torch.allclose(sample_stats(x32)[1], sample_stats_reference(x32)[1], rtol=1e-4)
+
+
+def _inputs_of_bns(model, x):
+    """Each BN layer's input, captured by a plain hook (the straightforward reference)."""
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda mod, a: seen.append(a[0])) for _, m in bn_layers(model)]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_collect_matches_reference_values_and_gradients(tiny_net, fold):
+    """BNStats.collect (raw sums per layer, one vectorized step for all layers, folded BNs mapped back
+    to their input) gives the values and input gradient of var_mean on each BN input."""
+    from dsg_core.generation.generator import fast_copy
+    from dsg_core.generation.stats import sample_stats_reference
+    net = tiny_net.double()
+    model = fast_copy(net, SHAPE, "cpu") if fold else net
+    x = torch.randn(5, *SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    w = torch.randn(2, 5, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with BNStats(model) as st:
+        model(x)
+        mean, std = st.collect()
+    ref = [sample_stats_reference(t, BNStats.eps) for t in _inputs_of_bns(net, x)]
+    ref_mean, ref_std = torch.cat([m for m, _ in ref], 1), torch.cat([s for _, s in ref], 1)
+    assert torch.allclose(mean, ref_mean, atol=1e-9) and torch.allclose(std, ref_std, atol=1e-9)
+    g, = torch.autograd.grad((mean * w[0]).sum() + (std * w[1]).sum(), x)
+    g_ref, = torch.autograd.grad((ref_mean * w[0]).sum() + (ref_std * w[1]).sum(), x)
+    assert torch.allclose(g, g_ref, rtol=1e-7, atol=1e-9)
+
+
+def test_retain_freed_memory_takes_on_glibc_and_is_idempotent():
+    import platform
+    from dsg_core.resources import retain_freed_memory
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt thresholds are a glibc setting")
+    assert retain_freed_memory() is True and retain_freed_memory() is True
 
 
 @pytest.mark.parametrize("schedule", ["plateau", "cosine", "constant"])

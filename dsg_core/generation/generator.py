@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError, NumericalError
-from ..resources import check_generation_fits
+from ..resources import check_generation_fits, retain_freed_memory
 from ..progress import CancelFn, Progress, ProgressFn, check_cancel
 from . import losses
 from .config import GenerationConfig
@@ -196,6 +196,7 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
         labels = [batch_labels(n, cfg, num_classes, k) for k, n in plan] if want_labels else []
         return _result(imgs, labels, cfg, model_name, None, [], t0)
     check_generation_fits(model, shape, max(n for _, n in plan), device)
+    retain_freed_memory()
     model = fast_copy(model, shape, device)
     objective = Objective.build(model, shape, cfg, device, num_classes)
     done, history, labels_out = [], [], []

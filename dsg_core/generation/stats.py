@@ -75,36 +75,43 @@ def bn_targets(model: nn.Module, example: torch.Tensor | None = None) -> BNTarge
     return BNTargets([n for n, _ in layers], mu, sigma, layer_of, channels)
 
 
-class _Moments(torch.autograd.Function):
-    """(E[x], E[x^2]) over the spatial dims, with a one-expression backward.
+class _Sums(torch.autograd.Function):
+    """(sum x, sum x^2) over the spatial dims, with a one-expression backward.
 
     ``torch.var_mean`` over (H, W) runs a slow Welford kernel on CPU (as slow as the conv it follows,
     see docs/performance.md); two plain reductions and a fused backward cost a fraction of it. The
-    reductions keep the input's memory format (no copy for channels-last activations).
+    reductions keep the input's memory format (no copy for channels-last activations). Raw sums, not
+    means: the division and every other per-channel step happen once for all layers in
+    :meth:`BNStats.collect`, instead of as a dozen small ops per layer.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor):
         ctx.save_for_backward(x)  # the BN input: autograd keeps it for BN's backward anyway
         dims = tuple(range(2, x.dim()))
-        inv_n = 1.0 / math.prod(x.shape[2:])
         # x.square().sum, not vector_norm: 5x slower over (H, W) on channels-last
-        return x.sum(dims).mul_(inv_n), x.square().sum(dims).mul_(inv_n)
+        return x.sum(dims), x.square().sum(dims)
 
     @staticmethod
-    def backward(ctx, g_mean: torch.Tensor, g_sq: torch.Tensor):
+    def backward(ctx, g_sum: torch.Tensor, g_sq: torch.Tensor):
         (x,) = ctx.saved_tensors
-        inv_n = 1.0 / math.prod(x.shape[2:])
-        shape = (*g_mean.shape, *([1] * (x.dim() - 2)))
-        return torch.addcmul((g_mean * inv_n).view(shape), x, (g_sq * (2.0 * inv_n)).view(shape))
+        shape = (*g_sum.shape, *([1] * (x.dim() - 2)))
+        return torch.addcmul(g_sum.view(shape), x, g_sq.view(shape), value=2.0)
+
+
+def spatial_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-sample, per-channel (sum x, sum x^2) over all but the first two dims, and their count."""
+    if x.dim() == 2:  # BatchNorm1d on (B, C): a sample's statistic is its value
+        return x, x.square(), 1
+    s1, s2 = _Sums.apply(x)
+    return s1, s2, math.prod(x.shape[2:])
 
 
 def sample_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample, per-channel (mean, biased variance) over all but the first two dims."""
-    if x.dim() == 2:  # BatchNorm1d on (B, C): a sample's statistic is its value
-        return x, torch.zeros_like(x)
-    mean, sq = _Moments.apply(x)
-    return mean, (sq - mean.square()).clamp_min(0)
+    s1, s2, n = spatial_sums(x)
+    mean = s1 / n
+    return mean, (s2 / n - mean.square()).clamp_min(0)
 
 
 def sample_stats(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,8 +122,8 @@ def sample_stats(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torc
 
 class FoldedBatchNorm(nn.BatchNorm2d):
     """A BN whose affine map was folded into the conv before it (``fast_copy``): its forward pass is
-    the identity, so its input is the BN *output* y, and :meth:`input_moments` maps y's moments back
-    to those of the BN input x = mu + (y - beta) * sigma / gamma. Keeps the running statistics, so
+    the identity, so its input is the BN *output* y, and :class:`BNStats` maps y's moments back to
+    those of the BN input x = mu + (y - beta) * sigma / gamma with ``scale`` and ``shift``. Keeps the running statistics, so
     every BN lookup (targets, margins, names) sees it as the BN it replaces; saves BN's own
     forward and backward, 8-10% of a resnet20_mnist iteration on 2 cores (docs/performance.md)."""
     folded = True
@@ -135,9 +142,6 @@ class FoldedBatchNorm(nn.BatchNorm2d):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return y.clone() if self.copy_output else y
-
-    def input_moments(self, mean_y: torch.Tensor, var_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return mean_y * self.scale + self.shift, var_y * self.scale.square()
 
     def input_of(self, y: torch.Tensor) -> torch.Tensor:
         shape = (1, -1, *([1] * (y.dim() - 2)))
@@ -166,21 +170,37 @@ class BNStats:
             modules = dict(self.layers)
             self.layers = [(n, modules[n]) for n in names]
         self.keep_inputs = keep_inputs
-        self._means: list[torch.Tensor | None] = [None] * len(self.layers)
-        self._stds: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._sums: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
+        self._counts: list[int] = [0] * len(self.layers)
+        self._constants: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.inputs: list[torch.Tensor | None] = [None] * len(self.layers)
         self._handles: list = []
 
     def _hook(self, i: int):
         def hook(module, args):
             x = args[0]
-            mean, var = sample_moments(x.float())  # float32 statistics under mixed precision too
-            if isinstance(module, FoldedBatchNorm):
-                mean, var = module.input_moments(mean, var)
-            self._means[i], self._stds[i] = mean, (var + self.eps).sqrt()
+            # float32 statistics under mixed precision too
+            s1, s2, self._counts[i] = spatial_sums(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
+            self._sums[i] = (s1, s2)
             if self.keep_inputs:
                 self.inputs[i] = module.input_of(x.detach()) if isinstance(module, FoldedBatchNorm) else x.detach()
         return hook
+
+    def _per_channel(self, counts: tuple[int, ...], dtype: torch.dtype
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(1/n, scale, shift) per channel of all layers: a folded BN's seen moments map to its input's
+        as mean_x = mean_y * scale + shift, var_x = var_y * scale^2 (identity for a plain BN)."""
+        key = (counts, dtype)
+        if key not in self._constants:
+            inv_n, scale, shift = [], [], []
+            for (_, m), n in zip(self.layers, counts):
+                ref = m.running_mean.to(dtype)
+                folded = isinstance(m, FoldedBatchNorm)
+                inv_n.append(torch.full_like(ref, 1.0 / n))
+                scale.append(m.scale.to(dtype) if folded else torch.ones_like(ref))
+                shift.append(m.shift.to(dtype) if folded else torch.zeros_like(ref))
+            self._constants[key] = (torch.cat(inv_n), torch.cat(scale), torch.cat(shift))
+        return self._constants[key]
 
     def __enter__(self) -> "BNStats":
         self._handles = [m.register_forward_pre_hook(self._hook(i)) for i, (_, m) in enumerate(self.layers)]
@@ -192,7 +212,13 @@ class BNStats:
         self._handles = []
 
     def collect(self) -> tuple[torch.Tensor, torch.Tensor]:
-        missing = [self.layers[i][0] for i, m in enumerate(self._means) if m is None]
+        """(mean, std) of every hooked layer's input, each (B, C_total), in a few ops for all layers."""
+        missing = [self.layers[i][0] for i, m in enumerate(self._sums) if m is None]
         if missing:
             raise ModelError(f"BN layers never ran in the forward pass: {', '.join(missing[:5])}")
-        return torch.cat(self._means, dim=1), torch.cat(self._stds, dim=1)
+        sums = torch.cat([s[0] for s in self._sums], dim=1)
+        inv_n, scale, shift = self._per_channel(tuple(self._counts), sums.dtype)
+        mean_seen = sums * inv_n
+        sq_seen = torch.cat([s[1] for s in self._sums], dim=1) * inv_n
+        var = (sq_seen - mean_seen.square()).clamp_min(0) * scale.square()
+        return torch.addcmul(shift, mean_seen, scale), (var + self.eps).sqrt()
