@@ -34,12 +34,15 @@ PROFILES = {
     "full": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=list(SOURCES), seeds=10,
                  bits=["8/8", "6/6", "4/4", "3/3", "2/4"], quantizers=["minmax", "dsg-avg", "adaround", "brecq"],
                  samples=64, iterations=500, recon_iters=300, epsilons=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
-    # what fits in about an hour of 2 shared cores: fewer iterations, reconstruction at W3A3 only
-    "quick": dict(models=["resnet20_mnist"], sources=list(SOURCES), seeds=5,
-                  bits=["8/8", "4/4", "3/3", "2/4"], quantizers=["minmax", "dsg-avg"],
-                  recon_bits=["3/3"], recon_quantizers=["adaround"],
+    # what fits in a few hours of 2 shared cores: fewer iterations, reconstruction at W3A3 only,
+    # the second model with fewer sources and seeds
+    "quick": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=list(SOURCES), seeds=5,
+                  bits=["8/8", "6/6", "4/4", "3/3", "2/4"], quantizers=["minmax", "dsg-avg"],
+                  recon_bits=["3/3"], recon_quantizers=["adaround", "brecq"],
                   recon_sources=["real", "gaussian", "zeroq", "zeroq+priors", "dsg", "dsg-reference"],
-                  samples=64, iterations=200, recon_iters=100, epsilons=[0.5, 0.7, 0.9, 1.0]),
+                  samples=64, iterations=200, recon_iters=100, epsilons=[0.5, 0.7, 0.9, 1.0],
+                  overrides={"mobilenetv2_mnist": dict(seeds=3, epsilons=[], sources=[
+                      "real", "gaussian", "zeroq", "zeroq+priors", "dsg", "sda+lse", "dsg-reference"])}),
 }
 DEFAULT_BITS, DEFAULT_QUANTIZER = "4/4", "minmax"  # the project's default view (see docs/results-quick.md)
 PAPER_TABLE3 = [("ResNet-18", "4/4", 65.22, 26.04, 39.90, 66.67), ("ResNet-18", "6/6", 71.18, 69.74, 70.46, 71.18),
@@ -51,17 +54,23 @@ def row_key(r: dict) -> str:
     return json.dumps({k: r[k] for k in ("kind", "model", "source", "bits", "quantizer", "seed", "epsilon")})
 
 
+def for_model(profile: dict, model_name: str) -> dict:
+    """The profile's settings for one model (a profile may run fewer sources or seeds on a model)."""
+    return {**profile, **profile.get("overrides", {}).get(model_name, {})}
+
+
 def run(profile: dict, rows: Rows, cache: SetCache, only_seeds: list[int] | None = None) -> None:
     jobs = []
     for model_name in profile["models"]:
-        for seed in only_seeds if only_seeds is not None else range(profile["seeds"]):
-            for source in profile["sources"]:
+        p = for_model(profile, model_name)
+        for seed in only_seeds if only_seeds is not None else range(p["seeds"]):
+            for source in p["sources"]:
                 jobs.append((model_name, seed, source, None))
-            for eps in profile["epsilons"]:
+            for eps in p["epsilons"]:
                 jobs.append((model_name, seed, "dsg", eps))
     t0 = time.time()
     for i, (model_name, seed, source, eps) in enumerate(jobs):
-        one_source(model_name, seed, source, eps, profile, rows, cache)
+        one_source(model_name, seed, source, eps, for_model(profile, model_name), rows, cache)
         print(f"[{i + 1}/{len(jobs)}] {model_name} seed {seed} {source}{'' if eps is None else f' eps={eps}'} "
               f"({time.time() - t0:.0f} s)", flush=True)
 
