@@ -182,6 +182,7 @@ def main() -> None:
     p.add_argument("--profile", choices=PROFILES, default="full")
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--only-seeds", help="comma-separated seeds to run (to split the work over processes)")
+    p.add_argument("--models", help="comma-separated models of the profile to run (default: all of them)")
     p.add_argument("--out", default=None, help="markdown file under docs/ (default results-<profile>.md)")
     args = p.parse_args()
     torch.manual_seed(0)
@@ -190,6 +191,8 @@ def main() -> None:
     rows = Rows(root / "rows.jsonl", row_key)
     if not args.render_only:
         only = [int(v) for v in args.only_seeds.split(",")] if args.only_seeds else None
+        if args.models:
+            profile = {**profile, "models": [m for m in profile["models"] if m in args.models.split(",")]}
         run(profile, rows, SetCache(root / "sets"), only)
     write_doc(args.out or f"results-{args.profile}.md", render(rows.rows, args.profile, profile))
 
