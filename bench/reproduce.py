@@ -177,12 +177,27 @@ def md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def restrict(profile: dict, models: str | None, sources: str | None) -> dict:
+    """The profile on some of its models, or on some sources without the epsilon ablation."""
+    if models:
+        profile = {**profile, "models": [m for m in profile["models"] if m in models.split(",")]}
+    if sources:
+        keep = sources.split(",")
+        only = lambda names: [s for s in names if s in keep]
+        profile = {**profile, "sources": only(profile["sources"]), "epsilons": [],
+                   "overrides": {m: {**o, "epsilons": [], "sources": only(o.get("sources", profile["sources"]))}
+                                 for m, o in profile.get("overrides", {}).items()}}
+    return profile
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=PROFILES, default="full")
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--only-seeds", help="comma-separated seeds to run (to split the work over processes)")
     p.add_argument("--models", help="comma-separated models of the profile to run (default: all of them)")
+    p.add_argument("--sources", help="comma-separated sources to run, without the epsilon ablation "
+                                     "(e.g. more seeds where results swing)")
     p.add_argument("--out", default=None, help="markdown file under docs/ (default results-<profile>.md)")
     args = p.parse_args()
     torch.manual_seed(0)
@@ -191,10 +206,8 @@ def main() -> None:
     rows = Rows(root / "rows.jsonl", row_key)
     if not args.render_only:
         only = [int(v) for v in args.only_seeds.split(",")] if args.only_seeds else None
-        if args.models:
-            profile = {**profile, "models": [m for m in profile["models"] if m in args.models.split(",")]}
-        run(profile, rows, SetCache(root / "sets"), only)
-    write_doc(args.out or f"results-{args.profile}.md", render(rows.rows, args.profile, profile))
+        run(restrict(profile, args.models, args.sources), rows, SetCache(root / "sets"), only)
+    write_doc(args.out or f"results-{args.profile}.md", render(rows.rows, args.profile, PROFILES[args.profile]))
 
 
 if __name__ == "__main__":
