@@ -2,7 +2,8 @@
 
 Every control is bound to a URL query parameter of the same name (Streamlit's
 ``bind="query-params"``), so a shared link reproduces the settings and the view; a parameter
-equal to its default is dropped from the URL, and an invalid one is ignored. The defaults live in
+equal to its default is dropped from the URL, and an invalid one is ignored with a warning in the
+sidebar (``link_warnings``). The defaults live in
 ``DEFAULTS`` alone, sized so that a Run on the default model finishes within a minute on 2 cores.
 """
 
@@ -114,8 +115,48 @@ def model_names() -> list[str]:
     return [s.name for s in list_models()]
 
 
+# query parameter -> Settings field, where the names differ
+PARAM_FIELDS = {"eval": "eval_images"}
+
+
+def _same(raw: str, value) -> bool:
+    if isinstance(value, bool):
+        return raw.strip().lower() == str(value).lower()
+    if isinstance(value, (int, float)):
+        try:
+            return float(raw) == float(value)
+        except ValueError:
+            return False
+    return raw == str(value)
+
+
+def link_warnings(raw: dict[str, str], settings: "Settings") -> list[str]:
+    """One message per link parameter that the controls did not take (out of range, misspelt,
+    unknown): Streamlit drops such a value silently and shows the default, so say it."""
+    fields = settings.to_dict()
+    out = []
+    for key, text in raw.items():
+        field = PARAM_FIELDS.get(key, key)
+        if field not in fields:
+            out.append(f"Link parameter `{key}` is not a setting of this page; it was ignored.")
+        elif not _same(text, fields[field]):
+            out.append(f"Link parameter `{key}={text}` is not a valid value for this control; "
+                       f"using {fields[field]!r} instead.")
+    return out
+
+
 def sidebar() -> Settings:
     """Draw the controls; each is bound to the query parameter named by its key."""
+    raw = {k: st.query_params[k] for k in st.query_params}  # before the controls drop invalid values
+    settings = _controls()
+    if raw:
+        st.session_state["link_warnings"] = link_warnings(raw, settings)
+    for message in st.session_state.get("link_warnings", []):
+        st.sidebar.warning(message)
+    return settings
+
+
+def _controls() -> Settings:
     sb, q = st.sidebar, dict(bind="query-params")
     names = model_names()
     default_model = default_model_name()
