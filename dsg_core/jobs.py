@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     total INTEGER NOT NULL DEFAULT 0,
     message TEXT NOT NULL DEFAULT '',
     result TEXT NOT NULL DEFAULT 'null',
-    cancel INTEGER NOT NULL DEFAULT 0
+    cancel INTEGER NOT NULL DEFAULT 0,
+    pid_start TEXT                 -- the process's start time, so a recycled pid is not taken for it
 )"""
 ACTIVE = "running"
 
@@ -70,6 +71,8 @@ class JobStore(SQLiteStore):
 
     def __init__(self, root: str | Path):
         super().__init__(root, "jobs.sqlite", SCHEMA)
+        if "pid_start" not in {r[1] for r in self._all("PRAGMA table_info(jobs)")}:  # a table from before it
+            self._write("ALTER TABLE jobs ADD COLUMN pid_start TEXT", ())
 
     # -- the parent side ------------------------------------------------------------------------
     def start(self, argv: list[str], title: str) -> Job:
@@ -86,7 +89,7 @@ class JobStore(SQLiteStore):
         except OSError as exc:
             self.finish(job_id, "failed", f"could not start the job: {exc}")
             raise DataError(f"could not start a background job: {exc}") from None
-        self._write("UPDATE jobs SET pid = ? WHERE id = ?", (proc.pid, job_id))
+        self._write("UPDATE jobs SET pid = ?, pid_start = ? WHERE id = ?", (proc.pid, start_time(proc.pid), job_id))
         return self.get(job_id)
 
     def cancel(self, job_id: int) -> None:
@@ -141,7 +144,7 @@ class JobStore(SQLiteStore):
     def _checked(self, row) -> Job:
         job = Job(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7], row[8], row[9],
                   row[10], json.loads(row[11]), bool(row[12]))
-        if job.status == ACTIVE and job.pid and not _alive(job.pid):
+        if job.status == ACTIVE and job.pid and not _alive(job.pid, row[13]):
             # re-read: the child may have finished between the two reads
             self._write("UPDATE jobs SET status = 'failed', message = ? WHERE id = ? AND status = ?",
                         ("the process ended without reporting a result (killed or out of memory); see its log",
@@ -150,8 +153,21 @@ class JobStore(SQLiteStore):
         return job
 
 
-def _alive(pid: int) -> bool:
-    """True while the process runs (a finished child of this process is reaped, not a zombie)."""
+def start_time(pid: int) -> str | None:
+    """When the process started (Linux: clock ticks since boot, /proc/PID/stat field 22), or None
+    where that cannot be read. A pid is reused once its process ends; the start time is not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # fields after "pid (comm)" start at field 3
+
+
+def _alive(pid: int, started: str | None = None) -> bool:
+    """True while the process runs (a finished child of this process is reaped, not a zombie) and,
+    where its start time was recorded, is still the process that was started (not a reused pid)."""
+    if started is not None and start_time(pid) not in (None, started):
+        return False
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:

@@ -66,3 +66,32 @@ def test_unknown_job_is_a_clear_error(tmp_path):
     from dsg_core.errors import DataError
     with pytest.raises(DataError, match="no job 7"):
         JobStore(tmp_path).get(7)
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/stat"), reason="process start times are read from /proc")
+def test_a_reused_pid_is_not_taken_for_the_job(tmp_path):
+    """A job whose process died while the UI was away, its pid since given to another process
+    (here: this test's own), is reported failed, not running; the same pid with its own start
+    time is still running."""
+    from dsg_core.jobs import start_time
+    store = JobStore(tmp_path)
+    ids = [store._write("INSERT INTO jobs (created, updated, title, argv, pid, status, pid_start) "
+                        "VALUES (0, 0, ?, '[]', ?, 'running', ?)", (title, os.getpid(), started))
+           for title, started in (("reused", "1"), ("ours", start_time(os.getpid())))]
+    assert store.get(ids[0]).status == "failed" and "without reporting" in store.get(ids[0]).message
+    assert store.get(ids[1]).status == "running"
+
+
+def test_a_jobs_table_from_before_start_times_is_migrated(tmp_path):
+    import sqlite3
+    con = sqlite3.connect(tmp_path / "jobs.sqlite")
+    con.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, updated REAL "
+                "NOT NULL, title TEXT NOT NULL, argv TEXT NOT NULL, pid INTEGER, status TEXT NOT NULL, stage TEXT "
+                "NOT NULL DEFAULT '', step INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, message "
+                "TEXT NOT NULL DEFAULT '', result TEXT NOT NULL DEFAULT 'null', cancel INTEGER NOT NULL DEFAULT 0)")
+    con.execute("INSERT INTO jobs (created, updated, title, argv, pid, status) VALUES (0, 0, 'old', '[]', NULL, 'done')")
+    con.commit()
+    con.close()
+    store = JobStore(tmp_path)
+    assert [j.title for j in store.list()] == ["old"]
+    assert "pid_start" in {r[1] for r in store._all("PRAGMA table_info(jobs)")}
