@@ -115,10 +115,12 @@ def one_source(model_name, seed, source, eps, profile, rows: Rows, cache: SetCac
 
 
 # ------------------------------------------------------------------------------------------ render
-def fmt(v: pd.Series) -> str:
+def fmt(v: pd.Series, n: int | None = None) -> str:
+    """mean ± std [min, max]; the cell's own count when it has fewer seeds than its row's n."""
     if len(v) == 0:
         return "-"
-    return f"{v.mean():.1f} ± {v.std(ddof=0):.1f} [{v.min():.1f}, {v.max():.1f}]"
+    count = f" (n={len(v)})" if n is not None and len(v) != n else ""
+    return f"{v.mean():.1f} ± {v.std(ddof=0):.1f} [{v.min():.1f}, {v.max():.1f}]{count}"
 
 
 def render(rows: list[dict], profile_name: str, profile: dict) -> str:
@@ -126,7 +128,7 @@ def render(rows: list[dict], profile_name: str, profile: dict) -> str:
     out = [header(f"Reproduction table ({profile_name} profile)", timing=False), "",
            f"Settings: {json.dumps({k: v for k, v in profile.items() if k != 'sources'})}.", "",
            "Cells: top-1 % on the 1,000-image MNIST test split, mean ± std [min, max] over seeds "
-           "(n = number of seeds). Sources: see `dsg_core/sources.py`.", ""]
+           "(n = number of seeds; a cell with fewer says its own n). Sources: see `dsg_core/sources.py`.", ""]
     main = df[df.kind == "main"] if "kind" in df else df.iloc[:0]
     for model_name, dm in main.groupby("model"):
         out += [f"## {model_name} (FP32 {dm.fp32_top1.iloc[0]:.2f}%)", ""]
@@ -138,8 +140,8 @@ def render(rows: list[dict], profile_name: str, profile: dict) -> str:
             for source in profile["sources"]:
                 ds = dq[dq.source == source]
                 if len(ds):
-                    out.append(f"| {source} | {ds.seed.nunique()} | " +
-                               " | ".join(fmt(ds[ds.bits == b].top1) for b in bits) + " |")
+                    n = ds.seed.nunique()
+                    out.append(f"| {source} | {n} | " + " | ".join(fmt(ds[ds.bits == b].top1, n) for b in bits) + " |")
             out.append("")
     eps = df[df.kind == "epsilon"] if "kind" in df else df.iloc[:0]
     if len(eps):
