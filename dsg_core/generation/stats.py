@@ -1,8 +1,9 @@
 """Per-sample BatchNorm-input statistics of every BN layer, from one forward pass.
 
-Forward pre-hooks on each BN layer reduce its input to per-sample, per-channel mean and std over
-(H, W) as the forward pass runs (so no activation is kept); :meth:`BNStats.collect` concatenates
-the layers along channels into (B, C_total) tensors so that every loss is one vectorized expression.
+Forward pre-hooks on each BN layer reduce its input to per-sample, per-channel sums of x and x^2
+over (H, W) as the forward pass runs (so no activation is kept); :meth:`BNStats.collect`
+concatenates the layers along channels into (B, C_total) tensors and turns the sums into mean and
+std in one step for all layers, so that every loss is one vectorized expression.
 """
 
 from __future__ import annotations
