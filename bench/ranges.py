@@ -35,9 +35,10 @@ ROOT = Path(__file__).resolve().parent / "cache" / "quick"
 
 
 def layer_ranges(model, images: torch.Tensor) -> torch.Tensor:
-    """hi - lo of every activation quantizer after min/max calibration on ``images``."""
+    """hi - lo of every activation quantizer after min/max calibration on ``images`` (floored at
+    1e-8, so that a dead layer does not make a log ratio infinite)."""
     q = quantize_model(model, images, QuantConfig(wbits=4, abits=4, quantizer="minmax"))
-    return torch.tensor([float(a.hi - a.lo) for a in act_quantizers(q).values()])
+    return torch.tensor([float(a.hi - a.lo) for a in act_quantizers(q).values()]).clamp_min(1e-8)
 
 
 def cached_sets(model, profile: dict):

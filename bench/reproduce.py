@@ -63,7 +63,7 @@ def run(profile: dict, rows: Rows, cache: SetCache, only_seeds: list[int] | None
     jobs = []
     for model_name in profile["models"]:
         p = for_model(profile, model_name)
-        for seed in only_seeds if only_seeds is not None else range(p["seeds"]):
+        for seed in [s for s in only_seeds if s < p["seeds"]] if only_seeds is not None else range(p["seeds"]):
             for source in p["sources"]:
                 jobs.append((model_name, seed, source, None))
             for eps in p["epsilons"]:
@@ -181,6 +181,10 @@ def md_table(df: pd.DataFrame) -> str:
 
 def restrict(profile: dict, models: str | None, sources: str | None) -> dict:
     """The profile on some of its models, or on some sources without the epsilon ablation."""
+    for given, known in ((models, profile["models"]), (sources, profile["sources"])):
+        unknown = set(given.split(",")) - set(known) if given else set()
+        if unknown:
+            raise SystemExit(f"not in the profile: {', '.join(sorted(unknown))} (it has {', '.join(known)})")
     if models:
         profile = {**profile, "models": [m for m in profile["models"] if m in models.split(",")]}
     if sources:

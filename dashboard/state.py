@@ -115,8 +115,8 @@ def model_names() -> list[str]:
     return [s.name for s in list_models()]
 
 
-# query parameter -> Settings field, where the names differ
-PARAM_FIELDS = {"eval": "eval_images"}
+# Settings field -> its control's key (= its query parameter), where the names differ
+PARAM_KEYS = {"eval_images": "eval"}
 
 
 def _same(raw: str, value) -> bool:
@@ -131,27 +131,22 @@ def _same(raw: str, value) -> bool:
 
 
 def link_warnings(raw: dict[str, str], settings: "Settings") -> list[str]:
-    """One message per link parameter that the controls did not take (out of range, misspelt,
-    unknown): Streamlit drops such a value silently and shows the default, so say it."""
-    fields = settings.to_dict()
-    out = []
-    for key, text in raw.items():
-        field = PARAM_FIELDS.get(key, key)
-        if field not in fields:
-            out.append(f"Link parameter `{key}` is not a setting of this page; it was ignored.")
-        elif not _same(text, fields[field]):
-            out.append(f"Link parameter `{key}={text}` is not a valid value for this control; "
-                       f"using {fields[field]!r} instead.")
-    return out
+    """One message per sidebar parameter of a link that its control did not take (out of range,
+    misspelt): Streamlit drops such a value silently and shows the default, so say it. Parameters of
+    the views' own controls (``view``, ``layer``, ...) are theirs to handle and are not checked."""
+    values = {PARAM_KEYS.get(field, field): value for field, value in settings.to_dict().items()}
+    return [f"The link's `{key}={text}` is not a valid value for this control; using {values[key]!r} instead."
+            for key, text in raw.items() if key in values and not _same(text, values[key])]
 
 
 def sidebar() -> Settings:
-    """Draw the controls; each is bound to the query parameter named by its key."""
-    raw = {k: st.query_params[k] for k in st.query_params}  # before the controls drop invalid values
+    """Draw the controls; each is bound to the query parameter named by its key. The link the
+    session opened with is checked once, before the controls drop its invalid values."""
+    raw = None if "link_warnings" in st.session_state else {k: st.query_params[k] for k in st.query_params}
     settings = _controls()
-    if raw:
+    if raw is not None:
         st.session_state["link_warnings"] = link_warnings(raw, settings)
-    for message in st.session_state.get("link_warnings", []):
+    for message in st.session_state["link_warnings"]:
         st.sidebar.warning(message)
     return settings
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -72,7 +73,11 @@ class JobStore(SQLiteStore):
     def __init__(self, root: str | Path):
         super().__init__(root, "jobs.sqlite", SCHEMA)
         if "pid_start" not in {r[1] for r in self._all("PRAGMA table_info(jobs)")}:  # a table from before it
-            self._write("ALTER TABLE jobs ADD COLUMN pid_start TEXT", ())
+            try:
+                self._write("ALTER TABLE jobs ADD COLUMN pid_start TEXT", ())
+            except sqlite3.OperationalError as exc:  # another process migrated it just now
+                if "duplicate column" not in str(exc):
+                    raise
 
     # -- the parent side ------------------------------------------------------------------------
     def start(self, argv: list[str], title: str) -> Job:

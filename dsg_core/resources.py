@@ -103,22 +103,26 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _retained = False
 
 
-def retain_freed_memory(trim_bytes: int = 1 << 30, mmap_bytes: int = 1 << 29) -> bool:
+def retain_freed_memory(trim_bytes: int = 1 << 30, mmap_bytes: int = 1 << 25) -> bool:
     """Keep freed heap memory in the process instead of handing it back to the OS (glibc only).
 
     Every generation iteration frees ~20 MB of activations and allocates them again. glibc's default
     trims the heap top and unmaps large chunks on free, so the next iteration page-faults all of it
     back in: 3,000-4,500 faults per iteration for resnet20_mnist at batch 64, against 16 with these
     thresholds, and 7% less time per iteration (docs/performance.md). The cost is that the process
-    keeps its peak heap, which the next iteration needs anyway. Process-wide and idempotent; returns
-    whether the setting took (False off glibc).
+    keeps its peak heap for the rest of its life (the dashboard's server included), which the next
+    run needs anyway; chunks over ``mmap_bytes`` (32 MiB, the largest value every glibc accepts) are
+    still mapped and unmapped. Process-wide, permanent and idempotent; returns whether glibc took it
+    (False off glibc; with jemalloc or tcmalloc preloaded it is harmless and without effect).
     """
     global _retained
     if _retained:
         return True
     try:
         libc = ctypes.CDLL("libc.so.6")
-        _retained = bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_bytes) and libc.mallopt(_M_MMAP_THRESHOLD, mmap_bytes))
+        # the mmap threshold first: setting either one stops glibc's own raising of the mmap threshold,
+        # so a trim threshold alone would leave large chunks unmapped on every free
+        _retained = bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_bytes) and libc.mallopt(_M_TRIM_THRESHOLD, trim_bytes))
     except (OSError, AttributeError):
         _retained = False
     return _retained

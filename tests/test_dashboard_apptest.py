@@ -106,14 +106,17 @@ def test_query_params_set_the_controls(tmp_path, monkeypatch):
 def test_invalid_link_parameters_are_named_in_a_warning(tmp_path, monkeypatch):
     """Streamlit drops an invalid bound value silently and shows the default: the sidebar says so."""
     monkeypatch.setenv("DSG_RUNS_DIR", str(tmp_path))
-    at = new_app({"eps": "2", "wbits": "9", "model": "nope", "iters": "abc", "colour": "red", "seeds": "2"})
+    at = new_app({"eps": "2", "wbits": "9", "model": "nope", "iters": "abc", "seeds": "2", "eval": "150",
+                  "view": "Learn"})
     assert not at.exception
     assert at.slider(key="eps").value == 0.9 and at.select_slider(key="wbits").value == 4
     assert at.number_input(key="seeds").value == 2
     text = " ".join(w.value for w in at.sidebar.warning)
-    for part in ("`eps=2`", "using 0.9", "`wbits=9`", "`model=nope`", "`iters=abc`", "`colour` is not a setting"):
+    for part in ("`eps=2`", "using 0.9", "`wbits=9`", "`model=nope`", "`iters=abc`"):
         assert part in text, (part, text)
-    assert "seeds" not in text
+    assert "seeds" not in text and "eval" not in text and "view" not in text  # taken, or a view's own
+    at.number_input(key="seeds").set_value(3).run()  # the check is of the opening link, once
+    assert len(at.sidebar.warning) == 4
 
 
 def test_run_fills_session_state_and_the_store(ran, runs_dir):

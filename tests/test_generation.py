@@ -66,6 +66,13 @@ def test_model_without_bn_is_refused_with_reason():
         generate(net, SHAPE, GenerationConfig(samples=2, iterations=1))
 
 
+def test_bn_without_running_statistics_is_refused_with_reason():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, track_running_stats=False), nn.Flatten(),
+                        nn.Linear(144, 10)).eval()
+    with pytest.raises(ModelError, match="running statistics"):
+        generate(net, SHAPE, GenerationConfig(samples=2, iterations=1))
+
+
 @pytest.mark.parametrize("kw, msg", [({"epsilon": 0.0}, "epsilon"), ({"epsilon": 1.5}, "epsilon"),
                                      ({"iterations": 0}, "iterations"), ({"samples": -1}, "samples"),
                                      ({"method": "magic"}, "method"), ({"lse_weight": 0.5}, "LSE"),

@@ -187,19 +187,20 @@ class BNStats:
                 self.inputs[i] = module.input_of(x.detach()) if isinstance(module, FoldedBatchNorm) else x.detach()
         return hook
 
-    def _per_channel(self, counts: tuple[int, ...], dtype: torch.dtype
+    def _per_channel(self, counts: tuple[int, ...], like: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(1/n, scale, shift) per channel of all layers: a folded BN's seen moments map to its input's
-        as mean_x = mean_y * scale + shift, var_x = var_y * scale^2 (identity for a plain BN)."""
-        key = (counts, dtype)
+        as mean_x = mean_y * scale + shift, var_x = var_y * scale^2 (identity for a plain BN).
+        Built from ``num_features`` alone for plain BNs, which may keep no running statistics."""
+        key = (counts, like.dtype, like.device)
         if key not in self._constants:
             inv_n, scale, shift = [], [], []
             for (_, m), n in zip(self.layers, counts):
-                ref = m.running_mean.to(dtype)
+                c, kw = m.num_features, dict(dtype=like.dtype, device=like.device)
                 folded = isinstance(m, FoldedBatchNorm)
-                inv_n.append(torch.full_like(ref, 1.0 / n))
-                scale.append(m.scale.to(dtype) if folded else torch.ones_like(ref))
-                shift.append(m.shift.to(dtype) if folded else torch.zeros_like(ref))
+                inv_n.append(torch.full((c,), 1.0 / n, **kw))
+                scale.append(m.scale.to(**kw) if folded else torch.ones(c, **kw))
+                shift.append(m.shift.to(**kw) if folded else torch.zeros(c, **kw))
             self._constants[key] = (torch.cat(inv_n), torch.cat(scale), torch.cat(shift))
         return self._constants[key]
 
@@ -218,7 +219,7 @@ class BNStats:
         if missing:
             raise ModelError(f"BN layers never ran in the forward pass: {', '.join(missing[:5])}")
         sums = torch.cat([s[0] for s in self._sums], dim=1)
-        inv_n, scale, shift = self._per_channel(tuple(self._counts), sums.dtype)
+        inv_n, scale, shift = self._per_channel(tuple(self._counts), sums)
         mean_seen = sums * inv_n
         sq_seen = torch.cat([s[1] for s in self._sums], dim=1) * inv_n
         var = (sq_seen - mean_seen.square()).clamp_min(0) * scale.square()
