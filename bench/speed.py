@@ -149,6 +149,9 @@ convolutions' forward and backward are ~60% and run near the CPU's peak (about 4
 in ~40 ms: ~120 GFLOP/s on 2 AVX2 cores); ReLU and the residual adds ~10%; the statistics' four
 memory passes per layer (sum, square, sum forward; the fused backward and the gradient
 accumulation) ~12-15%, at memory bandwidth. Fusing those passes needs generated kernels (below).
+The first `generate` in a process also pays a one-time import of `torch._dynamo` (2.5-3.5 s on
+these cores), which `torch.optim`'s decorators trigger on first use: the CLI's reported seconds
+include it, the benchmark's default runs (in a warm process) do not.
 
 Tried and dropped (measured on this machine; one process per run, interleaved):
 - **The batch split over two threads** (each shard single-threaded, on its own model copy, its
