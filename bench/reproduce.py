@@ -63,7 +63,7 @@ def run(profile: dict, rows: Rows, cache: SetCache, only_seeds: list[int] | None
     jobs = []
     for model_name in profile["models"]:
         p = for_model(profile, model_name)
-        for seed in [s for s in only_seeds if s < p["seeds"]] if only_seeds is not None else range(p["seeds"]):
+        for seed in only_seeds if only_seeds is not None else range(p["seeds"]):
             for source in p["sources"]:
                 jobs.append((model_name, seed, source, None))
             for eps in p["epsilons"]:
@@ -200,7 +200,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=PROFILES, default="full")
     p.add_argument("--render-only", action="store_true")
-    p.add_argument("--only-seeds", help="comma-separated seeds to run (to split the work over processes)")
+    p.add_argument("--only-seeds", help="comma-separated seeds to run, on every model run (to split the work "
+                                         "over processes, or to add seeds beyond the profile's where results swing)")
     p.add_argument("--models", help="comma-separated models of the profile to run (default: all of them)")
     p.add_argument("--sources", help="comma-separated sources to run, without the epsilon ablation "
                                      "(e.g. more seeds where results swing)")
