@@ -150,26 +150,42 @@ def render(rows: list[dict], profile_name: str, profile: dict) -> str:
             out.append(f"| {model_name} | {e} | {fmt(g.top1)} |")
         out.append("")
     met = df[(df.kind == "metrics") & df.epsilon.isna()] if "kind" in df else df.iloc[:0]
-    acc = main[(main.bits == DEFAULT_BITS) & (main.quantizer == DEFAULT_QUANTIZER)]
-    if len(met) and len(acc):
-        joined = met.drop(columns=["top1"], errors="ignore").merge(acc[["model", "source", "seed", "top1"]],
-                                                                 on=["model", "source", "seed"])
-        joined = joined[joined.source != "real"]
-        metric_cols = [c for c in ("mean_cosine_similarity", "feature_cosine_similarity", "effective_rank",
-                                   "feature_effective_rank", "stat_spread_ratio", "std_spread_ratio",
-                                   "frechet_distance", "precision", "recall", "class_entropy", "in_band_fraction")
-                       if c in joined]
-        out += [f"## Which diversity metric predicts accuracy? (synthetic sets, W{DEFAULT_BITS.replace('/', 'A')} {DEFAULT_QUANTIZER})", "",
-                f"Spearman rank correlation between each metric of a set and the top-1 it gives, over "
-                f"{len(joined)} sets (sources x seeds).", "", "| metric | Spearman rho |", "|---|---|"]
-        for c in metric_cols:
-            rho = joined[[c, "top1"]].corr(method="spearman").iloc[0, 1]
-            out.append(f"| {c} | {rho:+.2f} |")
-        out += ["", "Mean metrics per source:", "", md_table(joined.groupby("source")[metric_cols + ["top1"]].mean()), ""]
+    if len(met):
+        out += metric_section(met.drop(columns=["top1"], errors="ignore"), main)
     out += ["## The paper's numbers, for orientation (ImageNet top-1 %, journal Table 3)", "",
             "| model | W/A | real | ZeroQ | DSG1 | DSG2 |", "|---|---|---|---|---|---|"]
     out += [f"| {m} | {b} | {r} | {z} | {d1} | {d2} |" for m, b, r, z, d1, d2 in PAPER_TABLE3]
     return "\n".join(out) + "\n"
+
+
+METRICS = ("mean_cosine_similarity", "feature_cosine_similarity", "effective_rank", "feature_effective_rank",
+           "stat_spread_ratio", "std_spread_ratio", "frechet_distance", "precision", "recall", "class_entropy",
+           "in_band_fraction")
+CORRELATION_BITS = (DEFAULT_BITS, "3/3")  # the default view, and the cliff
+
+
+def metric_section(met: pd.DataFrame, main: pd.DataFrame) -> list[str]:
+    """Per model: Spearman rho between each diversity metric of a synthetic set and the min/max top-1
+    it gives at the default bits and at W3A3; and the mean metrics per source."""
+    out = []
+    for model_name, mm in met[met.source != "real"].groupby("model"):
+        cols = [c for c in METRICS if c in mm and mm[c].notna().any()]
+        accs = {b: main[(main.model == model_name) & (main.bits == b) & (main.quantizer == DEFAULT_QUANTIZER)]
+                for b in CORRELATION_BITS}
+        joined = {b: mm.merge(a[["source", "seed", "top1"]], on=["source", "seed"]) for b, a in accs.items()}
+        heads = [f"W{b.replace('/', 'A')} (n={len(j)})" for b, j in joined.items()]
+        out += [f"## Which diversity metric predicts accuracy? ({model_name}, synthetic sets, {DEFAULT_QUANTIZER})", "",
+                "Spearman rank correlation between each metric of a set and the top-1 it gives (n = sets).", "",
+                "| metric | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+        for c in cols:
+            rhos = [j[[c, "top1"]].corr(method="spearman").iloc[0, 1] if len(j) > 2 else float("nan")
+                    for j in joined.values()]
+            out.append(f"| {c} | " + " | ".join(f"{r:+.2f}" for r in rhos) + " |")
+        mean = mm.groupby("source")[cols].mean()
+        for b, j in joined.items():
+            mean[f"top1 W{b.replace('/', 'A')}"] = j.groupby("source").top1.mean()
+        out += ["", "Mean metrics per source:", "", md_table(mean), ""]
+    return out
 
 
 def md_table(df: pd.DataFrame) -> str:
