@@ -38,22 +38,37 @@ def write_doc(name: str, text: str) -> Path:
 class Rows:
     """Append-only JSONL of finished results, keyed by ``key(row)``: a benchmark skips what ``has``
     and can be stopped and restarted any time. One write of one line in append mode, so several
-    processes (e.g. different seeds) can share the file."""
+    processes (e.g. different seeds) can share the file, and each sees the others' rows."""
 
     def __init__(self, path: Path, key: Callable[[dict], Hashable]):
         self.path, self.key = path, key
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.rows = []
-        if path.exists():
-            with path.open() as f:
-                self.rows = [json.loads(line) for line in f]
-        self.keys = {key(r) for r in self.rows}
+        self.rows: list[dict] = []
+        self.keys: set = set()
+        self._offset = 0  # bytes of the file already read
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Take in the rows appended since the last look, by this or another process (whole lines
+        only: a line another process is still writing is read next time)."""
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        for line in data[:end].splitlines():
+            if line.strip():
+                row = json.loads(line)
+                self.rows.append(row)
+                self.keys.add(self.key(row))
+        self._offset += end
 
     def has(self, **k) -> bool:
+        self._refresh()
         return self.key(k) in self.keys
 
     def add(self, row: dict) -> None:
-        self.rows.append(row)
-        self.keys.add(self.key(row))
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        self._refresh()
