@@ -13,14 +13,13 @@ from the reproduction rows.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from common import header, write_doc
+from common import Rows, header, write_doc
 from dsg_core.experiments import SetCache, calibration_set
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec, load_model
@@ -28,7 +27,7 @@ from dsg_core.quant import QuantConfig
 from dsg_core.quant.modules import act_quantizers
 from dsg_core.quant.ptq import quantize_model
 from dsg_core.sources import SOURCES, source_config
-from reproduce import PROFILES
+from reproduce import PROFILES, row_key
 
 MODEL = "resnet20_mnist"
 ROOT = Path(__file__).resolve().parent / "cache" / "quick"
@@ -55,7 +54,7 @@ def cached_sets(model, profile: dict):
 
 
 def accuracies() -> pd.DataFrame:
-    rows = [json.loads(line) for line in (ROOT / "rows.jsonl").read_text().splitlines() if line.strip()]
+    rows = Rows(ROOT / "rows.jsonl", row_key).rows
     df = pd.DataFrame(r for r in rows if r.get("kind") == "main" and r["model"] == MODEL
                       and r["quantizer"] == "minmax" and r["bits"] in ("4/4", "3/3"))
     df = df.drop_duplicates(["source", "seed", "bits"], keep="last")

@@ -64,13 +64,11 @@ def run(profile: dict, rows: Rows, cache: SetCache, only_seeds: list[int] | None
     for model_name in profile["models"]:
         p = for_model(profile, model_name)
         for seed in only_seeds if only_seeds is not None else range(p["seeds"]):
-            for source in p["sources"]:
-                jobs.append((model_name, seed, source, None))
-            for eps in p["epsilons"]:
-                jobs.append((model_name, seed, "dsg", eps))
+            jobs += [(model_name, seed, source, None, p) for source in p["sources"]]
+            jobs += [(model_name, seed, "dsg", eps, p) for eps in p["epsilons"]]
     t0 = time.time()
-    for i, (model_name, seed, source, eps) in enumerate(jobs):
-        one_source(model_name, seed, source, eps, for_model(profile, model_name), rows, cache)
+    for i, (model_name, seed, source, eps, p) in enumerate(jobs):
+        one_source(model_name, seed, source, eps, p, rows, cache)
         print(f"[{i + 1}/{len(jobs)}] {model_name} seed {seed} {source}{'' if eps is None else f' eps={eps}'} "
               f"({time.time() - t0:.0f} s)", flush=True)
 

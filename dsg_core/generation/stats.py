@@ -108,11 +108,16 @@ def spatial_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     return s1, s2, math.prod(x.shape[2:])
 
 
+def moments(s1: torch.Tensor, s2: torch.Tensor, inv_n) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, biased variance) from the sums of x and x^2 and 1/count (a number or per channel)."""
+    mean = s1 * inv_n
+    return mean, (s2 * inv_n - mean.square()).clamp_min(0)
+
+
 def sample_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample, per-channel (mean, biased variance) over all but the first two dims."""
     s1, s2, n = spatial_sums(x)
-    mean = s1 / n
-    return mean, (s2 / n - mean.square()).clamp_min(0)
+    return moments(s1, s2, 1.0 / n)
 
 
 def sample_stats(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,9 +129,10 @@ def sample_stats(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torc
 class FoldedBatchNorm(nn.BatchNorm2d):
     """A BN whose affine map was folded into the conv before it (``fast_copy``): its forward pass is
     the identity, so its input is the BN *output* y, and :class:`BNStats` maps y's moments back to
-    those of the BN input x = mu + (y - beta) * sigma / gamma with ``scale`` and ``shift``. Keeps the running statistics, so
-    every BN lookup (targets, margins, names) sees it as the BN it replaces; saves BN's own
-    forward and backward, 8-10% of a resnet20_mnist iteration on 2 cores (docs/performance.md)."""
+    those of the BN input x = mu + (y - beta) * sigma / gamma with ``scale`` and ``shift``. Keeps the
+    running statistics, so every BN lookup (targets, margins, names) sees it as the BN it replaces;
+    saves BN's own forward and backward, 8-10% of a resnet20_mnist iteration on 2 cores
+    (docs/performance.md)."""
     folded = True
 
     def __init__(self, bn: nn.BatchNorm2d, copy_output: bool = False):
@@ -218,9 +224,7 @@ class BNStats:
         missing = [self.layers[i][0] for i, m in enumerate(self._sums) if m is None]
         if missing:
             raise ModelError(f"BN layers never ran in the forward pass: {', '.join(missing[:5])}")
-        sums = torch.cat([s[0] for s in self._sums], dim=1)
-        inv_n, scale, shift = self._per_channel(tuple(self._counts), sums)
-        mean_seen = sums * inv_n
-        sq_seen = torch.cat([s[1] for s in self._sums], dim=1) * inv_n
-        var = (sq_seen - mean_seen.square()).clamp_min(0) * scale.square()
-        return torch.addcmul(shift, mean_seen, scale), (var + self.eps).sqrt()
+        s1, s2 = (torch.cat(parts, dim=1) for parts in zip(*self._sums))
+        inv_n, scale, shift = self._per_channel(tuple(self._counts), s1)
+        mean_seen, var_seen = moments(s1, s2, inv_n)
+        return torch.addcmul(shift, mean_seen, scale), (var_seen * scale.square() + self.eps).sqrt()
