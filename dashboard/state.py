@@ -143,11 +143,12 @@ def sidebar() -> Settings:
     """Draw the controls; each is bound to the query parameter named by its key. The link the
     session opened with is checked once, before the controls drop its invalid values."""
     raw = None if "link_warnings" in st.session_state else {k: st.query_params[k] for k in st.query_params}
+    top = st.sidebar.container()  # the warnings go above the controls, where they are seen
     settings = _controls()
     if raw is not None:
         st.session_state["link_warnings"] = link_warnings(raw, settings)
     for message in st.session_state["link_warnings"]:
-        st.sidebar.warning(message)
+        top.warning(message)
     return settings
 
 
