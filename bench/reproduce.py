@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+import traceback
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,7 @@ from dsg_core.experiments import SetCache, calibration_set, quantize_and_evaluat
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec, load_model
 from dsg_core.quant import QuantConfig
+from dsg_core.resources import resolve_device
 from dsg_core.sources import SOURCES
 
 PROFILES = {
@@ -34,16 +36,15 @@ PROFILES = {
     "full": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=list(SOURCES), seeds=10,
                  bits=["8/8", "6/6", "4/4", "3/3", "2/4"], quantizers=["minmax", "dsg-avg", "adaround", "brecq"],
                  samples=64, iterations=500, recon_iters=300, epsilons=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
-    # what fits in a few hours of 2 shared cores: fewer iterations, reconstruction at W3A3 only,
-    # the second model with fewer sources and seeds
+    # the protocol at 200 generation and 100 reconstruction iterations: what fits in a few hours of
+    # 2 shared cores plus a GPU session. Seeds 5-9 are added where results swing (SWING_STD).
     "quick": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=list(SOURCES), seeds=5,
                   bits=["8/8", "6/6", "4/4", "3/3", "2/4"], quantizers=["minmax", "dsg-avg"],
-                  recon_bits=["3/3"], recon_quantizers=["adaround", "brecq"],
-                  recon_sources=["real", "gaussian", "zeroq", "zeroq+priors", "dsg", "dsg-reference"],
+                  recon_bits=["3/3", "4/4", "2/4", "6/6", "8/8"], recon_quantizers=["adaround", "brecq"],
                   samples=64, iterations=200, recon_iters=100, epsilons=[0.5, 0.7, 0.9, 1.0],
-                  overrides={"mobilenetv2_mnist": dict(seeds=3, epsilons=[], sources=[
-                      "real", "gaussian", "zeroq", "zeroq+priors", "dsg", "sda+lse", "dsg-reference"])}),
+                  swing_seeds=10, overrides={"mobilenetv2_mnist": dict(epsilons=[])}),
 }
+SWING_STD = 5.0  # points of top-1: a cell that spreads this much over the profile's seeds gets swing_seeds
 DEFAULT_BITS, DEFAULT_QUANTIZER = "4/4", "minmax"  # the project's default view (see docs/results-quick.md)
 PAPER_TABLE3 = [("ResNet-18", "4/4", 65.22, 26.04, 39.90, 66.67), ("ResNet-18", "6/6", 71.18, 69.74, 70.46, 71.18),
                 ("ResNet-18", "8/8", 71.48, 71.43, 71.49, 71.46), ("ResNet-50", "4/4", 68.13, 8.20, 56.12, 68.30),
@@ -59,57 +60,100 @@ def for_model(profile: dict, model_name: str) -> dict:
     return {**profile, **profile.get("overrides", {}).get(model_name, {})}
 
 
-def run(profile: dict, rows: Rows, cache: SetCache, only_seeds: list[int] | None = None) -> None:
-    jobs = []
+@dataclass(frozen=True)
+class Task:
+    """Some quantizations of one calibration set (generated on first use, then cached)."""
+    model: str
+    seed: int
+    source: str
+    epsilon: float | None
+    combos: tuple[tuple[str, str], ...]  # (bits, quantizer)
+
+
+def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list[Task]:
+    """Every task of the profile, cheapest and most telling first: the range rules at every width,
+    the epsilon ablation, then reconstruction one width at a time (the W3A3 cliff first); within
+    each, the profile's seeds before extra seeds for the cells that swing (``swings``)."""
+    plain = tuple((b, q) for b in profile["bits"] for q in profile["quantizers"])
+    keyed = []  # (phase, extra seed?, task)
     for model_name in profile["models"]:
         p = for_model(profile, model_name)
-        for seed in only_seeds if only_seeds is not None else range(p["seeds"]):
-            jobs += [(model_name, seed, source, None, p) for source in p["sources"]]
-            jobs += [(model_name, seed, "dsg", eps, p) for eps in p["epsilons"]]
-    t0 = time.time()
-    for i, (model_name, seed, source, eps, p) in enumerate(jobs):
-        one_source(model_name, seed, source, eps, p, rows, cache)
-        print(f"[{i + 1}/{len(jobs)}] {model_name} seed {seed} {source}{'' if eps is None else f' eps={eps}'} "
-              f"({time.time() - t0:.0f} s)", flush=True)
+        base = list(only_seeds if only_seeds is not None else range(p["seeds"]))
+        extra = [] if only_seeds is not None else list(range(p["seeds"], p.get("swing_seeds", 0)))
+        for seed in base + extra:
+            tasks = [(0, Task(model_name, seed, src, None, plain)) for src in p["sources"]]
+            tasks += [(1, Task(model_name, seed, "dsg", eps, ((DEFAULT_BITS, DEFAULT_QUANTIZER),)))
+                      for eps in p["epsilons"]]
+            tasks += [(2 + i, Task(model_name, seed, src, None, tuple((bits, q) for q in p["recon_quantizers"])))
+                      for i, bits in enumerate(p.get("recon_bits", [])) for src in p["sources"]]
+            if seed in extra:
+                tasks = [(ph, t) for ph, t in tasks
+                         if t.epsilon is None and swings(rows.rows, model_name, t.source, range(p["seeds"]), t.combos)]
+            keyed += [(ph, seed in extra, t) for ph, t in tasks]
+    return [t for _, _, t in sorted(keyed, key=lambda k: (k[0], k[1]))]  # stable: model, seed, source within
+
+
+def swings(rows: list[dict], model_name: str, source: str, seeds, combos) -> bool:
+    """Whether any of these (bits, quantizer) cells of the source spreads by SWING_STD points or more
+    over the seeds (cells not yet measured do not swing: a later run looks again)."""
+    df = pd.DataFrame([r for r in rows if r.get("kind") == "main" and r["model"] == model_name
+                       and r["source"] == source and r["seed"] in seeds and (r["bits"], r["quantizer"]) in combos])
+    return bool(len(df)) and bool((df.groupby(["bits", "quantizer"]).top1.std(ddof=0) >= SWING_STD).any())
+
+
+def run(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: torch.device) -> int:
+    """Run the tasks; one that fails is reported and skipped (a long run should not die of one set).
+    Returns the number that failed."""
+    t0, failed = time.time(), 0
+    for i, task in enumerate(tasks):
+        try:
+            one_task(task, for_model(profile, task.model), rows, cache, device)
+        except Exception:  # noqa: BLE001 - reported, counted, and the run goes on
+            failed += 1
+            traceback.print_exc()
+        print(f"[{i + 1}/{len(tasks)}] {task.model} seed {task.seed} {task.source}"
+              f"{'' if task.epsilon is None else f' eps={task.epsilon}'} {','.join(b + ' ' + q for b, q in task.combos)}"
+              f" ({time.time() - t0:.0f} s)", flush=True)
+    return failed
 
 
 _MODELS: dict = {}
 
 
-def one_source(model_name, seed, source, eps, profile, rows: Rows, cache: SetCache) -> None:
-    spec = get_spec(model_name)
+def loaded(model_name: str, device: torch.device):
+    """(model, test images, test labels, 512 real training images), on ``device``, once per process."""
     if model_name not in _MODELS:
-        _MODELS[model_name] = (load_model(model_name), real_split(model_name, "test"), real_split(model_name, "train")[0][:512])
-    model, (test_x, test_y), real = _MODELS[model_name]
-    base = GenerationConfig(samples=profile["samples"], batch_size=profile["samples"],
-                            iterations=profile["iterations"], seed=seed)
-    if eps is not None:
-        base = base.replace(epsilon=eps)
-        combos = [(DEFAULT_BITS, DEFAULT_QUANTIZER)]
-    else:
-        combos = [(b, q) for b in profile["bits"] for q in profile["quantizers"]]
-        if source in profile.get("recon_sources", [source]):
-            combos += [(b, q) for b in profile.get("recon_bits", []) for q in profile.get("recon_quantizers", [])]
-    kind = "main" if eps is None else "epsilon"
-    todo = [(b, q) for b, q in combos if not rows.has(kind=kind, model=model_name, source=source, bits=b,
-                                                         quantizer=q, seed=seed, epsilon=eps)]
-    need_metrics = not rows.has(kind="metrics", model=model_name, source=source, bits=None, quantizer=None,
-                                seed=seed, epsilon=eps)
+        test_x, test_y = real_split(model_name, "test")
+        _MODELS[model_name] = (load_model(model_name, device=device), test_x.to(device), test_y.to(device),
+                               real_split(model_name, "train")[0][:512].to(device))
+    return _MODELS[model_name]
+
+
+def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: torch.device) -> None:
+    kind, eps = ("main" if task.epsilon is None else "epsilon"), task.epsilon
+    key = dict(model=task.model, source=task.source, seed=task.seed, epsilon=eps)
+    todo = [(b, q) for b, q in task.combos if not rows.has(kind=kind, bits=b, quantizer=q, **key)]
+    need_metrics = not rows.has(kind="metrics", bits=None, quantizer=None, **key)
     if not todo and not need_metrics:
         return
-    images, s = calibration_set(model, spec, source, base, cache=cache)
+    model, test_x, test_y, real = loaded(task.model, device)
+    base = GenerationConfig(samples=profile["samples"], batch_size=profile["samples"],
+                            iterations=profile["iterations"], seed=task.seed)
+    if eps is not None:
+        base = base.replace(epsilon=eps)
+    images, _ = calibration_set(model, get_spec(task.model), task.source, base, cache=cache, device=device)
+    images = images.to(device)
     if need_metrics:
-        m = diagnose(model, {"set": images}, real, spec.input_shape).metrics().loc["set"].to_dict()
-        rows.add({"kind": "metrics", "model": model_name, "source": source, "bits": None, "quantizer": None,
-                  "seed": seed, "epsilon": eps, **m})
+        m = diagnose(model, {"set": images}, real, get_spec(task.model).input_shape).metrics().loc["set"].to_dict()
+        rows.add({"kind": "metrics", "bits": None, "quantizer": None, **key, **m})
     for bits, qz in todo:
         w, a = (int(v) for v in bits.split("/"))
-        qcfg = QuantConfig(wbits=w, abits=a, quantizer=qz, recon_iters=profile["recon_iters"], seed=seed)
+        qcfg = QuantConfig(wbits=w, abits=a, quantizer=qz, recon_iters=profile["recon_iters"], seed=task.seed)
         t = time.time()
         res = quantize_and_evaluate(model, images, qcfg, test_x, test_y)
-        rows.add({"kind": kind, "model": model_name, "source": source, "bits": bits, "quantizer": qz, "seed": seed,
-                  "epsilon": eps, "top1": res["quant_top1"], "fp32_top1": res["fp32_top1"],
-                  "agreement": res["agreement"], "kl": res["kl"], "seconds": round(time.time() - t, 2)})
+        rows.add({"kind": kind, "bits": bits, "quantizer": qz, **key, "top1": res["quant_top1"],
+                  "fp32_top1": res["fp32_top1"], "agreement": res["agreement"], "kl": res["kl"],
+                  "seconds": round(time.time() - t, 2), "device": device.type})
 
 
 # ------------------------------------------------------------------------------------------ render
@@ -220,16 +264,34 @@ def main() -> None:
     p.add_argument("--sources", help="comma-separated sources to run, without the epsilon ablation "
                                      "(e.g. more seeds where results swing)")
     p.add_argument("--out", default=None, help="markdown file under docs/ (default results-<profile>.md)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda: where sets are generated and quantized")
+    p.add_argument("--shard", default="0/1", help="i/n: run every n-th task from the i-th (parallel processes)")
+    p.add_argument("--list", action="store_true", help="print the tasks still to run and stop")
     args = p.parse_args()
     torch.manual_seed(0)
     profile = PROFILES[args.profile]
     root = Path(__file__).resolve().parent / "cache" / args.profile
     rows = Rows(root / "rows.jsonl", row_key)
     if not args.render_only:
+        i, n = (int(v) for v in args.shard.split("/"))
         only = [int(v) for v in args.only_seeds.split(",")] if args.only_seeds else None
-        run(restrict(profile, args.models, args.sources), rows, SetCache(root / "sets"), only)
+        sub = restrict(profile, args.models, args.sources)
+        tasks = [t for t in plan(sub, rows, only) if not done(t, rows)][i::n]
+        print(f"{len(tasks)} tasks to run (shard {args.shard})", flush=True)
+        if args.list:
+            print("\n".join(map(str, tasks)))
+            return
+        failed = run(tasks, sub, rows, SetCache(root / "sets"), resolve_device(args.device))
+        if failed:
+            print(f"{failed} task(s) failed (tracebacks above)", flush=True)
     write_doc(args.out or f"results-{args.profile}.md", render(rows.rows, args.profile, PROFILES[args.profile]))
 
+
+def done(task: Task, rows: Rows) -> bool:
+    kind = "main" if task.epsilon is None else "epsilon"
+    key = dict(model=task.model, source=task.source, seed=task.seed, epsilon=task.epsilon)
+    return (all(rows.has(kind=kind, bits=b, quantizer=q, **key) for b, q in task.combos)
+            and rows.has(kind="metrics", bits=None, quantizer=None, **key))
 
 if __name__ == "__main__":
     main()

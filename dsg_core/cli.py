@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from .errors import Cancelled, ConfigError, DSGError
@@ -220,13 +221,15 @@ def cmd_quantize(args) -> None:
         test_x = test_x[:args.eval_samples]
         test_y = test_y[:args.eval_samples] if test_y is not None else None
     callback, cancel, close = _callbacks(args, sys.stderr.isatty())
+    t0 = time.perf_counter()
     try:
         res = quantize_and_evaluate(model, calib.to(args.device), qcfg, test_x.to(args.device),
                                     test_y.to(args.device) if test_y is not None else None, callback, cancel)
     finally:
         close()
     res = {"model": args.model, "calib": str(args.calib), "wbits": args.wbits, "abits": args.abits,
-           "quantizer": args.quantizer, "seed": args.seed, **res}
+           "quantizer": args.quantizer, "seed": args.seed, **res,
+           "seconds": round(time.perf_counter() - t0, 3)}  # quantization + evaluation
     top1 = (f"top-1 {res['quant_top1']:.2f}% (FP32 {res['fp32_top1']:.2f}%), " if res["quant_top1"] is not None
             else "no labels, ")
     return _emit(res, args.json, f"W{args.wbits}A{args.abits} {args.quantizer} on {args.calib}: {top1}agreement with "

@@ -23,7 +23,7 @@ import torch
 from .errors import DataError
 from .generation import GenerationConfig, SyntheticSet, generate
 from .generation.generator import batches
-from .generation.synthetic_set import atomic_write_bytes
+from .fsutil import atomic_write_bytes
 
 
 def world() -> tuple[int, int]:

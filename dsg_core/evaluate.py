@@ -99,8 +99,8 @@ def layer_sqnr(fp_model: nn.Module, q_model: nn.Module, x: torch.Tensor,
         if ref not in fp_modules:
             raise ModelError(f"quantized layer {name!r} has no counterpart {ref!r} in the FP32 model")
         pairs[name] = ref
-    signal = {n: torch.zeros((), dtype=torch.float64) for n in q_layers}
-    noise = {n: torch.zeros((), dtype=torch.float64) for n in q_layers}
+    signal = {n: torch.zeros((), dtype=torch.float64, device=x.device) for n in q_layers}
+    noise = {n: torch.zeros((), dtype=torch.float64, device=x.device) for n in q_layers}
     outs_fp: dict[str, torch.Tensor] = {}
     outs_q: dict[str, torch.Tensor] = {}
 

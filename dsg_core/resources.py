@@ -55,7 +55,10 @@ def available_bytes(device: torch.device) -> int:
 
 @torch.no_grad()
 def activation_values(model: nn.Module, input_shape: tuple[int, ...], device) -> int:
-    """Number of values all leaf modules output for one sample."""
+    """Number of values all leaf modules output for one sample (counted where the model is; the
+    device it will run on may be another)."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else device
     total = [0]
 
     def hook(_m, _inp, out):

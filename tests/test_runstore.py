@@ -1,6 +1,5 @@
 """Run store: add/list/get/delete, sets round trip, concurrent writers, crash-safety by ordering."""
 
-import multiprocessing as mp
 import os
 import signal
 import subprocess
@@ -37,20 +36,27 @@ def test_add_list_get_delete(tmp_path):
         store.get(rid)
 
 
-def _writer(root, k):
-    store = RunStore(root)
+WRITER = textwrap.dedent("""
+    import sys, torch
+    from dsg_core.generation import SyntheticSet
+    from dsg_core.runstore import RunStore
+    store, k = RunStore(sys.argv[1]), sys.argv[2]
     for i in range(5):
-        store.add("tiny", f"w{k}-{i}", {}, {}, [], {"S": a_set(2)})
+        s = SyntheticSet(torch.randn(2, 1, 8, 8), "tiny", {"method": "zeroq"}, history=[{"loss": 1.0}])
+        store.add("tiny", f"w{k}-{i}", {}, {}, [], {"S": s})
+""")
 
 
 def test_concurrent_writers(tmp_path):
+    """Three processes (as three dashboard sessions or jobs are) add runs at once: none is lost.
+    Plain subprocesses, not multiprocessing's spawn: that re-runs the parent's __main__, which after
+    the AppTest tests is the dashboard script."""
     RunStore(tmp_path)
-    procs = [mp.get_context("spawn").Process(target=_writer, args=(str(tmp_path), k)) for k in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(k)], stderr=subprocess.PIPE)
+             for k in range(3)]
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()[-2000:]
     titles = sorted(r.title for r in RunStore(tmp_path).list())
     assert len(titles) == 15 and len(set(titles)) == 15
 

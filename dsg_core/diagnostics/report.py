@@ -49,5 +49,5 @@ def diagnose(model: nn.Module, sets: dict[str, torch.Tensor], real: torch.Tensor
     targets = bn_targets(model, real[:2].to(device))
     if margins is None:
         margins = compute_margins(model, targets, input_shape, epsilon, device=device)
-    images = {REAL: real, **sets}
+    images = {n: x.cpu() for n, x in {REAL: real, **sets}.items()}  # plot data: on the CPU, whatever the device
     return Diagnosis(model, targets, margins, images, {n: probe(model, x) for n, x in images.items()})

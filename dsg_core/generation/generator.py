@@ -22,6 +22,7 @@ from ..progress import CancelFn, Progress, ProgressFn, check_cancel
 from . import losses
 from .config import GenerationConfig
 from .margins import Margins, compute_margins, fixed_margins
+from .optim import ImageAdam, make_schedule
 from ..models.fold import fold_bn
 from .stats import BNStats, BNTargets, FoldedBatchNorm, bn_targets
 from .synthetic_set import SyntheticSet
@@ -100,30 +101,39 @@ def fast_copy(model: nn.Module, shape: tuple[int, ...], device) -> nn.Module:
     torchvision's ResNets) gets folded BNs that copy their output, and one that still fails the
     check is not folded. The caller's model is left as it is."""
     for fold in ("fold", "fold-copy", None):
-        fast = _copy(model, shape, device, fold)
-        if fold is None or _same_function(model, fast, shape, device):
-            return fast
+        fast = _copy(model, fold)
+        if fold is None or _same_function(model, fast, shape):
+            return _place(fast, shape, device)
     raise AssertionError("unreachable")
 
 
-def _copy(model: nn.Module, shape: tuple[int, ...], device, fold: str | None) -> nn.Module:
+def _copy(model: nn.Module, fold: str | None) -> nn.Module:
     fast = copy.deepcopy(model).requires_grad_(False)
     if fold:
         fold_bn(fast, replace=lambda bn: FoldedBatchNorm(bn, copy_output=fold == "fold-copy"))
         for m in fast.modules():  # nn.ReLU(inplace=True) after a folded BN would overwrite the saved conv output
             if getattr(m, "inplace", False) is True:
                 m.inplace = False
+    return fast
+
+
+def _place(fast: nn.Module, shape: tuple[int, ...], device) -> nn.Module:
+    fast = fast.to(device)
     if len(shape) == 3 and torch.device(device).type == "cpu":
         fast = fast.to(memory_format=torch.channels_last)
     return fast
 
 
-def _same_function(model: nn.Module, fast: nn.Module, shape: tuple[int, ...], device) -> bool:
+def _same_function(model: nn.Module, fast: nn.Module, shape: tuple[int, ...]) -> bool:
     """Logits, BN-input statistics and the gradient to the input agree on a random batch. A fold of a
     BN that does not follow its conv in the forward pass, one whose tiny gamma amplifies rounding, or
     one followed by an in-place op that overwrites the statistics' saved input (``F.relu(x,
-    inplace=True)``) fails this, and the copy is not folded."""
-    x = torch.randn((4, *shape), generator=torch.Generator().manual_seed(0)).to(device)
+    inplace=True)``) fails this, and the copy is not folded. Checked on the CPU in float32 whatever
+    the device the copy will run on: a GPU's TF32 convolutions would blur the comparison."""
+    param = next(model.parameters(), None)
+    if param is not None and param.device.type != "cpu":
+        model, fast = copy.deepcopy(model).cpu(), fast.cpu()
+    x = torch.randn((4, *shape), generator=torch.Generator().manual_seed(0))
     outs = []
     for m in (model, fast):
         xi = x.clone().requires_grad_(True)
@@ -221,15 +231,15 @@ def _optimize(forward, stats: BNStats, objective: Objective, x: torch.Tensor, la
     if x.dim() == 4 and x.device.type == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=cfg.lr)
-    sched = make_schedule(opt, cfg)
+    opt = ImageAdam(x, cfg.lr)
+    sched = make_schedule(opt, cfg.schedule, cfg.iterations, cfg.plateau_patience)
     gen = torch.Generator().manual_seed(batch_seed(cfg.seed, batch_index) + 2)
     for t in range(cfg.iterations):
         check_cancel(cancel, partial=done + [x.detach().clone()])
         logits = forward(losses.jitter(x, cfg.jitter, gen))
         mean, std = stats.collect()
         loss, parts, layer = objective(x, logits, mean, std, labels)
-        opt.zero_grad(set_to_none=True)
+        x.grad = None
         loss.backward(inputs=[x])
         if not (torch.isfinite(loss) and torch.isfinite(x.grad).all()):
             raise NumericalError(f"the loss became {loss.item()} at iteration {offset + t + 1}: stopped, "
@@ -238,12 +248,12 @@ def _optimize(forward, stats: BNStats, objective: Objective, x: torch.Tensor, la
         opt.step()
         value = loss.item()
         if sched is not None:
-            sched.step(value) if cfg.schedule == "plateau" else sched.step()
+            sched.step(value)
         record = {"batch": batch_index, "iteration": t + 1, "loss": value, **{k: v.item() for k, v in parts.items()}}
         history.append(record)
         if progress is not None:
             progress(Progress("generate", offset + t + 1, total, value, {k: record[k] for k in parts},
-                              {"layer_loss": layer.tolist(), "lr": opt.param_groups[0]["lr"]}))
+                              {"layer_loss": layer.tolist(), "lr": opt.lr}))
     return x.detach().contiguous()
 
 
@@ -267,14 +277,6 @@ def forward_fn(model: nn.Module, device, precision: str):
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=on):
             return model(x).float()
     return forward
-
-
-def make_schedule(opt: torch.optim.Optimizer, cfg: GenerationConfig):
-    if cfg.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.plateau_patience)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations)
-    return None
 
 
 def _result(imgs, labels, cfg: GenerationConfig, model_name: str, margins: Margins | None, history, t0) -> SyntheticSet:

@@ -212,6 +212,9 @@ def convert(model: nn.Module, wbits: int = 4, abits: int = 4, per_channel: bool 
         report.warnings.append("no activation quantizer was placed: the model has no nn.ReLU/nn.ReLU6 "
                                "modules (functional F.relu calls cannot be seen), so activations stay "
                                "FP32; use act_placement='all' to quantize conv/linear inputs instead")
+    param = next(model.parameters(), None)
+    if param is not None:  # the quantizers' buffers are created on the CPU: put them beside the weights
+        q.to(param.device)
     return q, report
 
 
