@@ -46,9 +46,9 @@ class Rows:
         self.rows: list[dict] = []
         self.keys: set = set()
         self._offset = 0  # bytes of the file already read
-        self._refresh()
+        self.refresh()
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
         """Take in the rows appended since the last look, by this or another process (whole lines
         only: a line another process is still writing is read next time)."""
         if not self.path.exists():
@@ -65,10 +65,10 @@ class Rows:
         self._offset += end
 
     def has(self, **k) -> bool:
-        self._refresh()
+        self.refresh()
         return self.key(k) in self.keys
 
     def add(self, row: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        self._refresh()
+        self.refresh()

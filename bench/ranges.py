@@ -9,6 +9,10 @@ the model is calibrated with the min/max rule and each activation quantizer's ra
 divided by the range that real training images give at the same layer (mean over the real sets of
 the same seeds). A set's "range ratio" is the geometric mean of that over layers; its top-1 comes
 from the reproduction rows.
+
+Caveat (docs/aliasing.md): on these MNIST models a single W4A4 result also depends on where the
+constant background's activations fall on each layer's grid, which a few percent of range moves.
+The ratios below are measured; how much of a W4A4 cell they explain is limited by that.
 """
 
 from __future__ import annotations

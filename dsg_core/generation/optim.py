@@ -1,10 +1,12 @@
 """Adam on the images and the learning-rate schedules, without torch.optim's Optimizer class.
 
 Why: building any ``torch.optim.Optimizer`` imports ``torch._dynamo``, 2-3 s on 2 cores, paid again
-by every fresh process: every CLI call and every dashboard job (each runs the CLI). The images are
-one tensor, so the class buys nothing. The update is torch's own functional Adam
+by every fresh process that generates: each ``generate`` call of the CLI and each dashboard
+generation job. (Reconstruction and QAT still use torch.optim: they train many tensors.) The images
+are one tensor, so the class buys nothing. The update is torch's own functional Adam
 (``torch.optim.adam.adam``, the function ``torch.optim.Adam.step`` calls), so steps are the same as
-the class's; the schedules follow ``ReduceLROnPlateau`` and ``CosineAnnealingLR`` (tested against them).
+the class's. The plateau rule is ``ReduceLROnPlateau``'s, decision for decision; the cosine one is
+the closed form, which differs from ``CosineAnnealingLR``'s recursive update in the last bits.
 """
 
 from __future__ import annotations

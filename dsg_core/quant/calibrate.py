@@ -115,7 +115,7 @@ class MSEObserver(_SampleObserver):
             v = v[torch.randperm(v.numel(), generator=self.gen)[:self.search_values]]
         best, best_err = (lo, hi), math.inf
         for r in self.ratios.tolist():  # a search over candidate clip ratios, not over samples
-            scale, zp = qparams(torch.tensor(lo * r, device=v.device), torch.tensor(hi * r, device=v.device), self.bits)
+            scale, zp = qparams(torch.tensor(lo * r), torch.tensor(hi * r), self.bits)
             err = (fake_quant(v, scale, zp, self.bits) - v).pow(2).mean().item()
             if err < best_err:
                 best, best_err = (lo * r, hi * r), err

@@ -1,0 +1,62 @@
+"""Quantization speed as a user meets it: `python -m dsg_core quantize` on the default model, one
+fresh process per run, for every rule at its default settings (W4A4, 64 real calibration images,
+evaluation on the 1,000 test images included). Issue 3's targets: min/max under 5 s, reconstruction
+under 60 s on 2 cores.
+
+    python bench/quant_speed.py              # 2 interleaved runs of each rule -> docs/quant-speed.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+from common import header, write_doc
+
+QUANTIZERS = ("minmax", "dsg-avg", "percentile", "mse", "adaround", "brecq")
+TARGETS = {"minmax": 5.0, "adaround": 60.0, "brecq": 60.0}
+
+
+def cli_quantize(quantizer: str) -> tuple[float, float, float]:
+    """(seconds the CLI reports for quantization + evaluation, wall seconds of the process, top-1)."""
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "dsg_core", "quantize", "--calib", "real", "--wbits", "4",
+                          "--abits", "4", "--quantizer", quantizer, "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - t
+    res = json.loads(out)
+    return res["seconds"], wall, res["quant_top1"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args()
+    runs: dict[str, list[tuple[float, float, float]]] = {q: [] for q in QUANTIZERS}
+    for _ in range(args.repeats):  # interleaved: the machine's speed drifts
+        for q in QUANTIZERS:
+            runs[q].append(cli_quantize(q))
+            print(q, runs[q][-1], flush=True)
+    lines = [header("Quantization speed (CLI, default model, W4A4, default settings)"), "",
+             "Each run is a fresh `python -m dsg_core quantize --calib real --wbits 4 --abits 4 --quantizer Q "
+             "--json`. *Quantize + evaluate* is the CLI's own `seconds` (calibration, reconstruction, then "
+             "top-1, agreement and KL on the 1,000 test images); *wall* adds Python's start, imports and "
+             "loading the model and data.", "",
+             "| quantizer | quantize + evaluate (s) | wall (s) | top-1 % | target (wall) |", "|---|---|---|---|---|"]
+    for q, rs in runs.items():
+        inner, wall, top1 = (" / ".join(f"{r[i]:.1f}" for r in rs) for i in range(3))
+        target = TARGETS.get(q)
+        verdict = "-" if target is None else (
+            f"<= {target:.0f} s: {'met' if max(r[1] for r in rs) <= target else 'NOT met'}")
+        lines.append(f"| {q} | {inner} | {wall} | {top1} | {verdict} |")
+    med = {q: statistics.median(r[1] for r in rs) for q, rs in runs.items()}
+    lines += ["", "Median wall: " + ", ".join(f"{q} {s:.1f} s" for q, s in med.items()) + "."]
+    write_doc("quant-speed.md", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
