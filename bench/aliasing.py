@@ -27,11 +27,11 @@ import torch
 
 from common import header, write_doc
 from dsg_core.data import real_split
-from dsg_core.evaluate import evaluate_quantized
 from dsg_core.experiments import SetCache, calibration_set
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec, load_model
 from dsg_core.quant import QuantConfig, quantize_model
+from dsg_core.quant.jitter import range_jitter
 from dsg_core.quant.modules import act_quantizers
 
 MODEL = "resnet20_mnist"
@@ -64,14 +64,7 @@ def background_share(model, test_x: torch.Tensor) -> list[tuple[str, float]]:
 def sweep(model, images, test_x, test_y, wbits: int, abits: int, rule: str) -> list[float]:
     """top-1 for each range factor (the calibrated ranges scaled, weights untouched)."""
     q = quantize_model(model, images, QuantConfig(wbits=wbits, abits=abits, quantizer=rule))
-    quants = act_quantizers(q)
-    base = {n: (float(a.lo), float(a.hi)) for n, a in quants.items()}
-    accs = []
-    for f in FACTORS:
-        for n, a in quants.items():
-            a.set_range(base[n][0] * f, base[n][1] * f)
-        accs.append(evaluate_quantized(model, q, test_x, test_y)["quant_top1"])
-    return accs
+    return list(range_jitter(model, q, test_x, test_y, FACTORS).values())
 
 
 def measure(model, spec, test_x, test_y) -> list[dict]:

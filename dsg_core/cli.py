@@ -182,6 +182,9 @@ def add_quant_args(p: argparse.ArgumentParser, many: bool = False) -> None:
         g.add_argument("--wbits", type=int, default=DEFAULT_WBITS, help="weight bits, 2-8 or 32 (off)")
         g.add_argument("--abits", type=int, default=DEFAULT_ABITS, help="activation bits, 2-8 or 32 (off)")
         g.add_argument("--quantizer", choices=QUANTIZERS, default=DEFAULT_QUANTIZER)
+        g.add_argument("--range-jitter", nargs="?", const="0.8,0.9,1.0,1.1,1.2", metavar="FACTORS",
+                       help="also evaluate with every activation range scaled by these factors (default "
+                            "0.8,0.9,1.0,1.1,1.2): a result that swings is partly the grid's luck")
     g.add_argument("--recon-iters", type=int, help="AdaRound/BRECQ steps per layer or block")
     g.add_argument("--first-last", choices=["same", "8bit"], default="same")
     g.add_argument("--fold-bn", action="store_true")
@@ -224,7 +227,8 @@ def cmd_quantize(args) -> None:
     t0 = time.perf_counter()
     try:
         res = quantize_and_evaluate(model, calib.to(args.device), qcfg, test_x.to(args.device),
-                                    test_y.to(args.device) if test_y is not None else None, callback, cancel)
+                                    test_y.to(args.device) if test_y is not None else None, callback, cancel,
+                                    jitter=parse_factors(args.range_jitter) if args.range_jitter else None)
     finally:
         close()
     res = {"model": args.model, "calib": str(args.calib), "wbits": args.wbits, "abits": args.abits,
@@ -232,8 +236,20 @@ def cmd_quantize(args) -> None:
            "seconds": round(time.perf_counter() - t0, 3)}  # quantization + evaluation
     top1 = (f"top-1 {res['quant_top1']:.2f}% (FP32 {res['fp32_top1']:.2f}%), " if res["quant_top1"] is not None
             else "no labels, ")
+    jitter = ("; with activation ranges x" + ", x".join(f"{f} {v:.1f}%" for f, v in res["range_jitter"].items())
+              if "range_jitter" in res else "")
     return _emit(res, args.json, f"W{args.wbits}A{args.abits} {args.quantizer} on {args.calib}: {top1}agreement with "
-                 f"FP32 {res['agreement']:.3f}, KL {res['kl']:.4f}")
+                 f"FP32 {res['agreement']:.3f}, KL {res['kl']:.4f}{jitter}")
+
+
+def parse_factors(text: str) -> tuple[float, ...]:
+    try:
+        factors = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--range-jitter takes comma-separated numbers, e.g. 0.9,1.0,1.1; got {text!r}") from None
+    if not factors or any(not f > 0 for f in factors):
+        raise ConfigError(f"--range-jitter factors must be positive numbers; got {text!r}")
+    return factors
 
 
 def cmd_compare(args) -> None:

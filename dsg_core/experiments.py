@@ -92,9 +92,18 @@ def calibration_set(model: nn.Module, spec: ModelSpec, source: str, base: Genera
 
 
 def quantize_and_evaluate(model: nn.Module, calib: torch.Tensor, qcfg: QuantConfig, test_x: torch.Tensor,
-                          test_y: torch.Tensor, progress: ProgressFn = None, cancel: CancelFn = None) -> dict:
+                          test_y: torch.Tensor, progress: ProgressFn = None, cancel: CancelFn = None,
+                          jitter: tuple[float, ...] | None = None) -> dict:
+    """The metrics of ``evaluate_quantized``; with ``jitter`` factors, also top-1 with every activation
+    range scaled by each (``quant/jitter.py``: how much of the result is the grid's luck)."""
     q = quantize_model(model, calib, qcfg, progress, cancel)
-    return evaluate_quantized(model, q, test_x, test_y)
+    res = evaluate_quantized(model, q, test_x, test_y)
+    if jitter:
+        from .quant.jitter import range_jitter
+        accs = range_jitter(model, q, test_x, test_y, tuple(jitter))
+        res["range_jitter"] = {f"{f:g}": v for f, v in accs.items()}
+        res["range_jitter_spread"] = max(accs.values()) - min(accs.values())
+    return res
 
 
 def parse_bits(text: str) -> list[tuple[int, int]]:

@@ -60,6 +60,16 @@ def test_quantize_json(capsys, synthetic_file):
     assert code == 0
     assert {"fp32_top1", "quant_top1", "agreement", "kl"} <= set(res)
     assert 0 <= res["quant_top1"] <= 100 and 0 <= res["agreement"] <= 1 and res["kl"] >= 0
+    assert res["seconds"] > 0 and "range_jitter" not in res
+
+
+def test_quantize_range_jitter_json(capsys, synthetic_file):
+    code, out, _ = run_cli(capsys, "quantize", "--calib", str(synthetic_file), "--wbits", "4", "--abits", "4",
+                           "--quantizer", "minmax", "--json", "--eval-samples", "200", "--range-jitter", "0.9,1,1.1")
+    res = json.loads(out)
+    assert code == 0 and list(res["range_jitter"]) == ["0.9", "1", "1.1"]
+    assert res["range_jitter"]["1"] == pytest.approx(res["quant_top1"])
+    assert res["range_jitter_spread"] == pytest.approx(max(res["range_jitter"].values()) - min(res["range_jitter"].values()))
 
 
 def test_compare_json_reuses_cached_sets(capsys, tmp_path):
@@ -84,6 +94,8 @@ def test_compare_json_reuses_cached_sets(capsys, tmp_path):
     (["generate", "--iterations", "0", "--out", "x.safetensors"], "iterations"),
     (["generate", "--model", "resnet20", "--out", "x.safetensors"], "unknown model"),
     (["quantize", "--wbits", "9"], "wbits"),
+    (["quantize", "--range-jitter", "0.9,x"], "range-jitter"),
+    (["quantize", "--range-jitter", "0,1"], "positive"),
     (["compare", "--bits", "4-4"], "W/A"),
     (["compare", "--sources", "zeroq,magic"], "magic"),
 ])

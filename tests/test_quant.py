@@ -385,3 +385,31 @@ def test_inference_fake_quant_equals_torch_kernel(bits):
                                                 0, 2 ** bits - 1)
     with torch.no_grad():
         assert torch.equal(fake_quant(x, scale, zp, bits), ref)
+
+
+def test_scaled_ranges_scale_every_calibrated_range_and_restore_them():
+    from dsg_core.quant.jitter import scaled_ranges
+    net = small_net()
+    q = quantize_model(net, torch.randn(16, 1, 8, 8), QuantConfig(wbits=8, abits=4, quantizer="minmax"))
+    before = {n: (float(a.lo), float(a.hi), float(a.scale)) for n, a in act_quantizers(q).items()}
+    with scaled_ranges(q, 1.5):
+        for n, a in act_quantizers(q).items():
+            assert float(a.hi) == pytest.approx(1.5 * before[n][1])
+            assert float(a.scale) == pytest.approx(1.5 * before[n][2])
+    assert {n: (float(a.lo), float(a.hi), float(a.scale)) for n, a in act_quantizers(q).items()} == before
+    with pytest.raises(ConfigError, match="> 0"):
+        with scaled_ranges(q, 0.0):
+            pass
+
+
+def test_range_jitter_at_factor_one_is_the_plain_top1():
+    from dsg_core.evaluate import evaluate_quantized
+    from dsg_core.quant.jitter import range_jitter
+    net = small_net()
+    x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    q = quantize_model(net, x[:16], QuantConfig(wbits=4, abits=3, quantizer="minmax"))
+    accs = range_jitter(net, q, x, y, (0.5, 1.0, 2.0))
+    assert list(accs) == [0.5, 1.0, 2.0] and all(0 <= v <= 100 for v in accs.values())
+    assert accs[1.0] == pytest.approx(evaluate_quantized(net, q, x, y)["quant_top1"])
+    no_labels = range_jitter(net, q, x, None, (1.0,))  # agreement with FP32 instead
+    assert no_labels[1.0] == pytest.approx(100 * evaluate_quantized(net, q, x, None)["agreement"])

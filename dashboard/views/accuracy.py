@@ -28,6 +28,12 @@ def summary(results: pd.DataFrame) -> pd.DataFrame:
     return stats.pivot(index="set", columns="bits", values="top1")[order]
 
 
+GRID_LUCK = ("On the MNIST models a single low-bit result can be the grid's luck: their constant background "
+             "makes rounding an offset over whole regions, and scaling the calibrated ranges by 0.9-1.1 moves a "
+             "W4A4 result by tens of points (docs/aliasing.md). Compare several seeds, or check one result with "
+             "`python -m dsg_core quantize --range-jitter`.")
+
+
 def render(result: RunResult | None, busy: bool = False) -> bool:
     """Draw the view; True when the user asked for the epsilon ablation (the app starts it)."""
     if not intro(CAPTION, result):
@@ -40,6 +46,7 @@ def render(result: RunResult | None, busy: bool = False) -> bool:
                 + (f", mean ± std over {res['seed'].nunique()} seeds" if res["seed"].nunique() > 1 else "")
                 + (f"; FP32 {fp32:.2f}%" if fp32 is not None else ""))
     st.dataframe(summary(res), key="accuracy_table")
+    st.caption(GRID_LUCK)
     with st.expander("Every result row"):
         st.dataframe(res, hide_index=True)
     return ablation(result, busy)
