@@ -46,15 +46,20 @@ def main() -> None:
              "--json`. *Quantize + evaluate* is the CLI's own `seconds` (calibration, reconstruction, then "
              "top-1, agreement and KL on the 1,000 test images); *wall* adds Python's start, imports and "
              "loading the model and data.", "",
-             "| quantizer | quantize + evaluate (s) | wall (s) | top-1 % | target (wall) |", "|---|---|---|---|---|"]
+             "| quantizer | quantize + evaluate (s) | wall (s) | top-1 % | target | met by quantize + evaluate | met by wall |",
+             "|---|---|---|---|---|---|---|"]
     for q, rs in runs.items():
         inner, wall, top1 = (" / ".join(f"{r[i]:.1f}" for r in rs) for i in range(3))
         target = TARGETS.get(q)
-        verdict = "-" if target is None else (
-            f"<= {target:.0f} s: {'met' if max(r[1] for r in rs) <= target else 'NOT met'}")
-        lines.append(f"| {q} | {inner} | {wall} | {top1} | {verdict} |")
+        met = ["-", "-"] if target is None else [
+            "yes" if max(r[i] for r in rs) <= target else "NO" for i in (0, 1)]
+        lines.append(f"| {q} | {inner} | {wall} | {top1} | {'-' if target is None else f'<= {target:.0f} s'} | "
+                     f"{met[0]} | {met[1]} |")
     med = {q: statistics.median(r[1] for r in rs) for q, rs in runs.items()}
-    lines += ["", "Median wall: " + ", ".join(f"{q} {s:.1f} s" for q, s in med.items()) + "."]
+    lines += ["", "Median wall: " + ", ".join(f"{q} {s:.1f} s" for q, s in med.items()) + ".", "",
+              "The wall clock includes starting Python and importing torch, about 2-2.5 s of it on these cores "
+              "(`python -X importtime`); the evaluation of the FP32 and the quantized model on the 1,000 test "
+              "images is about 1 s each, near the cores' arithmetic bound."]
     write_doc("quant-speed.md", "\n".join(lines) + "\n")
 
 
