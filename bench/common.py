@@ -21,7 +21,10 @@ def machine() -> str:
 
 
 def header(title: str, timing: bool = True) -> str:
-    cmd = "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])
+    script = Path(sys.argv[0]).resolve()
+    if script.is_relative_to(DOCS.parent):  # the command as typed at the repository root
+        script = script.relative_to(DOCS.parent)
+    cmd = "python " + " ".join([script.as_posix()] + sys.argv[1:])
     note = ("Numbers are medians of repeats measured side by side in one run; these machines are noisy, "
             "so read the ratios, not the absolute times.\n") if timing else ""
     return f"# {title}\n\nProduced by `{cmd}` on {_dt.date.today()} ({machine()}).\n" + note

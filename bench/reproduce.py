@@ -136,11 +136,23 @@ def loaded(model_name: str, device: torch.device):
     return _MODELS[model_name]
 
 
-def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: torch.device) -> None:
-    kind, eps = ("main" if task.epsilon is None else "epsilon"), task.epsilon
-    key = dict(model=task.model, source=task.source, seed=task.seed, epsilon=eps)
+def row_fields(task: Task) -> tuple[str, dict]:
+    """(kind, the key fields) of the task's result rows."""
+    kind = "main" if task.epsilon is None else "epsilon"
+    return kind, dict(model=task.model, source=task.source, seed=task.seed, epsilon=task.epsilon)
+
+
+def pending(task: Task, rows: Rows) -> tuple[list[tuple[str, str]], bool]:
+    """(the task's (bits, quantizer) still without a row, whether its set's metrics are missing)."""
+    kind, key = row_fields(task)
     todo = [(b, q) for b, q in task.combos if not rows.has(kind=kind, bits=b, quantizer=q, **key)]
-    need_metrics = not rows.has(kind="metrics", bits=None, quantizer=None, **key)
+    return todo, not rows.has(kind="metrics", bits=None, quantizer=None, **key)
+
+
+def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: torch.device) -> None:
+    kind, key = row_fields(task)
+    eps = task.epsilon
+    todo, need_metrics = pending(task, rows)
     if not todo and not need_metrics:
         return
     model, test_x, test_y, real = loaded(task.model, device)
@@ -313,10 +325,9 @@ def in_shard(task: Task, i: int, n: int) -> bool:
 
 
 def done(task: Task, rows: Rows) -> bool:
-    kind = "main" if task.epsilon is None else "epsilon"
-    key = dict(model=task.model, source=task.source, seed=task.seed, epsilon=task.epsilon)
-    return (all(rows.has(kind=kind, bits=b, quantizer=q, **key) for b, q in task.combos)
-            and rows.has(kind="metrics", bits=None, quantizer=None, **key))
+    todo, need_metrics = pending(task, rows)
+    return not todo and not need_metrics
+
 
 if __name__ == "__main__":
     main()

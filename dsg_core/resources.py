@@ -54,11 +54,11 @@ def available_bytes(device: torch.device) -> int:
 
 
 @torch.no_grad()
-def activation_values(model: nn.Module, input_shape: tuple[int, ...], device) -> int:
-    """Number of values all leaf modules output for one sample (counted where the model is; the
+def activation_values(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Number of values all leaf modules output for one sample (probed where the model is; the
     device it will run on may be another)."""
     param = next(model.parameters(), None)
-    device = param.device if param is not None else device
+    device = param.device if param is not None else "cpu"
     total = [0]
 
     def hook(_m, _inp, out):
@@ -75,8 +75,8 @@ def activation_values(model: nn.Module, input_shape: tuple[int, ...], device) ->
     return total[0]
 
 
-def estimate_generation_bytes(model: nn.Module, input_shape: tuple[int, ...], batch: int, device) -> int:
-    per_sample = activation_values(model, input_shape, device) * BYTES_PER_VALUE * ACTIVATION_FACTOR
+def estimate_generation_bytes(model: nn.Module, input_shape: tuple[int, ...], batch: int) -> int:
+    per_sample = activation_values(model, input_shape) * BYTES_PER_VALUE * ACTIVATION_FACTOR
     return int(per_sample * batch)
 
 
@@ -84,7 +84,7 @@ def fit_batch_size(model: nn.Module, input_shape: tuple[int, ...], wanted: int, 
     """The largest batch <= ``wanted`` that fits (``--batch-size auto``): a large run on a small
     device is split into more, smaller batches instead of refused. Raises when not even 1 fits."""
     device = torch.device(device)
-    per_sample = estimate_generation_bytes(model, input_shape, 1, device)
+    per_sample = estimate_generation_bytes(model, input_shape, 1)
     fits = int(0.8 * available_bytes(device) // max(per_sample, 1))
     if fits < 1:
         check_generation_fits(model, input_shape, 1, device)  # raises with the estimate
@@ -94,7 +94,7 @@ def fit_batch_size(model: nn.Module, input_shape: tuple[int, ...], wanted: int, 
 def check_generation_fits(model: nn.Module, input_shape: tuple[int, ...], batch: int, device) -> int:
     """Raise ConfigError with the estimate when a batch cannot fit; return the estimate otherwise."""
     device = torch.device(device)
-    need, have = estimate_generation_bytes(model, input_shape, batch, device), available_bytes(device)
+    need, have = estimate_generation_bytes(model, input_shape, batch), available_bytes(device)
     if need > 0.8 * have:
         raise ConfigError(f"a batch of {batch} at {tuple(input_shape)} needs about {need / 2**30:.1f} GiB for "
                           f"generation but only {have / 2**30:.1f} GiB is available on {device}: lower the batch "

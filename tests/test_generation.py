@@ -329,7 +329,7 @@ def test_float16_is_refused_with_the_reason(tiny_net):
 
 def test_auto_batch_size_fits_the_free_memory(monkeypatch, tiny_net):
     from dsg_core import resources
-    per_sample = resources.estimate_generation_bytes(tiny_net, SHAPE, 1, "cpu")
+    per_sample = resources.estimate_generation_bytes(tiny_net, SHAPE, 1)
     monkeypatch.setattr(resources, "available_bytes", lambda _d: int(10.5 * per_sample / 0.8))
     assert resources.fit_batch_size(tiny_net, SHAPE, 64, "cpu") == 10
     assert resources.fit_batch_size(tiny_net, SHAPE, 4, "cpu") == 4
