@@ -6,7 +6,9 @@ import datetime as _dt
 import json
 import os
 import platform
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Hashable
 
@@ -28,6 +30,15 @@ def header(title: str, timing: bool = True) -> str:
     note = ("Numbers are medians of repeats measured side by side in one run; these machines are noisy, "
             "so read the ratios, not the absolute times.\n") if timing else ""
     return f"# {title}\n\nProduced by `{cmd}` on {_dt.date.today()} ({machine()}).\n" + note
+
+
+def timed_cli(*args: str) -> tuple[dict, float]:
+    """(the JSON that ``python -m dsg_core ARGS --json`` prints, wall seconds of the fresh process):
+    what a user waits for, imports and all."""
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "dsg_core", *args, "--json"], check=True, capture_output=True,
+                         text=True).stdout
+    return json.loads(out), time.perf_counter() - t
 
 
 def write_doc(name: str, text: str) -> Path:

@@ -9,13 +9,9 @@ under 60 s on 2 cores.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
-import time
 
-from common import header, write_doc
+from common import header, timed_cli, write_doc
 
 QUANTIZERS = ("minmax", "dsg-avg", "percentile", "mse", "adaround", "brecq")
 TARGETS = {"minmax": 5.0, "adaround": 60.0, "brecq": 60.0}
@@ -23,12 +19,7 @@ TARGETS = {"minmax": 5.0, "adaround": 60.0, "brecq": 60.0}
 
 def cli_quantize(quantizer: str) -> tuple[float, float, float]:
     """(seconds the CLI reports for quantization + evaluation, wall seconds of the process, top-1)."""
-    t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "dsg_core", "quantize", "--calib", "real", "--wbits", "4",
-                          "--abits", "4", "--quantizer", quantizer, "--json"],
-                         check=True, capture_output=True, text=True).stdout
-    wall = time.perf_counter() - t
-    res = json.loads(out)
+    res, wall = timed_cli("quantize", "--calib", "real", "--wbits", "4", "--abits", "4", "--quantizer", quantizer)
     return res["seconds"], wall, res["quant_top1"]
 
 

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from common import header, write_doc
+from common import header, timed_cli, write_doc
 from dsg_core.generation import GenerationConfig, generate
 from dsg_core.generation.generator import fast_copy, forward_fn
 from dsg_core.models import get_spec, load_model
@@ -108,11 +108,9 @@ def samples_scaling(model, shape, counts, iters: int) -> list[tuple[int, float]]
 def cli_run(iterations: int) -> tuple[float, float]:
     """(generation seconds as the CLI reports them, wall seconds of the whole process)."""
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "dsg_core", "generate", "--method", "dsg", "--samples", "64",
-                              "--iterations", str(iterations), "--out", f"{tmp}/s.safetensors", "--json"],
-                             check=True, capture_output=True, text=True).stdout
-        return json.loads(out)["seconds"], time.perf_counter() - t
+        res, wall = timed_cli("generate", "--method", "dsg", "--samples", "64", "--iterations", str(iterations),
+                              "--out", f"{tmp}/s.safetensors")
+        return res["seconds"], wall
 
 
 PEAK_PROBE = """

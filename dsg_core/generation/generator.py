@@ -100,11 +100,18 @@ def fast_copy(model: nn.Module, shape: tuple[int, ...], device) -> nn.Module:
     statistics and gradient; a model that changes a BN output in place (``out += identity`` in
     torchvision's ResNets) gets folded BNs that copy their output, and one that still fails the
     check is not folded. The caller's model is left as it is."""
+    ref = _on_cpu(model)  # folds are built and checked on the CPU: a GPU's TF32 would blur the check
     for fold in ("fold", "fold-copy", None):
-        fast = _copy(model, fold)
-        if fold is None or _same_function(model, fast, shape):
+        fast = _copy(ref, fold)
+        if fold is None or _same_function(ref, fast, shape):
             return _place(fast, shape, device)
     raise AssertionError("unreachable")
+
+
+def _on_cpu(model: nn.Module) -> nn.Module:
+    """The model itself when it is on the CPU, else a CPU copy of it."""
+    param = next(model.parameters(), None)
+    return model if param is None or param.device.type == "cpu" else copy.deepcopy(model).cpu()
 
 
 def _copy(model: nn.Module, fold: str | None) -> nn.Module:
@@ -128,11 +135,7 @@ def _same_function(model: nn.Module, fast: nn.Module, shape: tuple[int, ...]) ->
     """Logits, BN-input statistics and the gradient to the input agree on a random batch. A fold of a
     BN that does not follow its conv in the forward pass, one whose tiny gamma amplifies rounding, or
     one followed by an in-place op that overwrites the statistics' saved input (``F.relu(x,
-    inplace=True)``) fails this, and the copy is not folded. Checked on the CPU in float32 whatever
-    the device the copy will run on: a GPU's TF32 convolutions would blur the comparison."""
-    param = next(model.parameters(), None)
-    if param is not None and param.device.type != "cpu":
-        model, fast = copy.deepcopy(model).cpu(), fast.cpu()
+    inplace=True)``) fails this, and the copy is not folded. Both models are on the CPU."""
     x = torch.randn((4, *shape), generator=torch.Generator().manual_seed(0))
     outs = []
     for m in (model, fast):
