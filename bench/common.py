@@ -32,12 +32,12 @@ def header(title: str, timing: bool = True) -> str:
     return f"# {title}\n\nProduced by `{cmd}` on {_dt.date.today()} ({machine()}).\n" + note
 
 
-def timed_cli(*args: str) -> tuple[dict, float]:
+def timed_cli(*args: str, env: dict[str, str] | None = None) -> tuple[dict, float]:
     """(the JSON that ``python -m dsg_core ARGS --json`` prints, wall seconds of the fresh process):
-    what a user waits for, imports and all."""
+    what a user waits for, imports and all. ``env``: variables to set for the run (e.g. DSG_CACHE)."""
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "dsg_core", *args, "--json"], check=True, capture_output=True,
-                         text=True).stdout
+                         text=True, env={**os.environ, **(env or {})}).stdout
     return json.loads(out), time.perf_counter() - t
 
 

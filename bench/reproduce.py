@@ -26,6 +26,7 @@ from common import Rows, header, write_doc
 from dsg_core.data import real_split
 from dsg_core.diagnostics import diagnose
 from dsg_core.experiments import SetCache, calibration_set, quantize_and_evaluate
+from dsg_core.logit_cache import fp32_logits
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec, load_model
 from dsg_core.quant import QuantConfig
@@ -128,11 +129,13 @@ _MODELS: dict = {}
 
 
 def loaded(model_name: str, device: torch.device):
-    """(model, test images, test labels, 512 real training images), on ``device``, once per process."""
+    """(model, test images, test labels, 512 real training images, the FP32 logits on the test images),
+    on ``device``, once per process."""
     if model_name not in _MODELS:
-        test_x, test_y = real_split(model_name, "test")
-        _MODELS[model_name] = (load_model(model_name, device=device), test_x.to(device), test_y.to(device),
-                               real_split(model_name, "train")[0][:512].to(device))
+        model = load_model(model_name, device=device)
+        test_x, test_y = (t.to(device) for t in real_split(model_name, "test"))
+        _MODELS[model_name] = (model, test_x, test_y, real_split(model_name, "train")[0][:512].to(device),
+                               fp32_logits(model, test_x))
     return _MODELS[model_name]
 
 
@@ -155,7 +158,7 @@ def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: tor
     todo, need_metrics = pending(task, rows)
     if not todo and not need_metrics:
         return
-    model, test_x, test_y, real = loaded(task.model, device)
+    model, test_x, test_y, real, fp = loaded(task.model, device)
     base = GenerationConfig(samples=profile["samples"], batch_size=profile["samples"],
                             iterations=profile["iterations"], seed=task.seed)
     if eps is not None:
@@ -169,7 +172,7 @@ def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: tor
         w, a = (int(v) for v in bits.split("/"))
         qcfg = QuantConfig(wbits=w, abits=a, quantizer=qz, recon_iters=profile["recon_iters"], seed=task.seed)
         t = time.time()
-        res = quantize_and_evaluate(model, images, qcfg, test_x, test_y)
+        res = quantize_and_evaluate(model, images, qcfg, test_x, test_y, fp_logits=fp)
         rows.add({"kind": kind, "bits": bits, "quantizer": qz, **key, "top1": res["quant_top1"],
                   "fp32_top1": res["fp32_top1"], "agreement": res["agreement"], "kl": res["kl"],
                   "seconds": round(time.time() - t, 2), "device": device.type})

@@ -23,9 +23,10 @@ import torch.nn as nn
 
 from dsg_core.diagnostics import REAL, Diagnosis, diagnose
 from dsg_core.errors import Cancelled, DSGError
-from dsg_core.evaluate import evaluate_quantized, logits
+from dsg_core.evaluate import evaluate_quantized
 from dsg_core.experiments import SetCache, calibration_set, real_calibration
 from dsg_core.generation import Margins, SyntheticSet
+from dsg_core.logit_cache import fp32_logits
 from dsg_core.quant import quantize_model
 from dsg_core.runstore import Run, RunStore
 
@@ -198,15 +199,15 @@ def metrics_frame(df: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class TestSet:
-    """The evaluation images with the FP32 model's logits, computed once per run instead of once per
-    quantized model."""
+    """The evaluation images with the FP32 model's logits, computed once (and kept on disk, see
+    ``dsg_core/logit_cache.py``) instead of once per quantized model."""
     x: torch.Tensor
     y: torch.Tensor
     fp_logits: torch.Tensor
 
     @classmethod
     def of(cls, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> "TestSet":
-        return cls(x, y, logits(model, x))
+        return cls(x, y, fp32_logits(model, x))
 
     def evaluate(self, q_model: nn.Module) -> dict[str, float]:
         return evaluate_quantized(None, q_model, self.x, self.y, fp_logits=self.fp_logits)

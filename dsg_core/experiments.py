@@ -18,6 +18,7 @@ from .data import real_split
 from .errors import ConfigError
 from .evaluate import evaluate_quantized
 from .generation import GenerationConfig, SyntheticSet, generate
+from .logit_cache import fp32_logits
 from .models import ModelSpec, get_spec, load_model
 from .progress import CancelFn, Progress, ProgressFn
 from .quant import QuantConfig, quantize_model
@@ -93,11 +94,12 @@ def calibration_set(model: nn.Module, spec: ModelSpec, source: str, base: Genera
 
 def quantize_and_evaluate(model: nn.Module, calib: torch.Tensor, qcfg: QuantConfig, test_x: torch.Tensor,
                           test_y: torch.Tensor, progress: ProgressFn = None, cancel: CancelFn = None,
-                          jitter: tuple[float, ...] | None = None) -> dict:
+                          jitter: tuple[float, ...] | None = None, fp_logits: torch.Tensor | None = None) -> dict:
     """The metrics of ``evaluate_quantized``; with ``jitter`` factors, also top-1 with every activation
-    range scaled by each (``quant/jitter.py``: how much of the result is the grid's luck)."""
+    range scaled by each (``quant/jitter.py``: how much of the result is the grid's luck).
+    ``fp_logits``: the FP32 model's logits on ``test_x``, when the caller has them already."""
     q = quantize_model(model, calib, qcfg, progress, cancel)
-    res = evaluate_quantized(model, q, test_x, test_y)
+    res = evaluate_quantized(model, q, test_x, test_y, fp_logits=fp_logits)
     if jitter:
         from .quant.jitter import range_jitter
         accs = range_jitter(model, q, test_x, test_y, tuple(jitter))
@@ -139,6 +141,8 @@ def compare(model_name: str, sources: list[str], bits: list[tuple[int, int]], qu
     if eval_limit:
         test_x, test_y = test_x[:eval_limit], test_y[:eval_limit]
     cache, out = SetCache(cache_dir, weights), Comparison()
+    test_x, test_y = test_x.to(device), test_y.to(device)
+    fp = fp32_logits(model, test_x)  # one FP32 pass for every row
     for seed in seeds:
         for source in sources:
             images, s = calibration_set(model, spec, source, base.replace(seed=seed), cache=cache,
@@ -147,8 +151,8 @@ def compare(model_name: str, sources: list[str], bits: list[tuple[int, int]], qu
             for qz in quantizers:
                 for w, a in bits:
                     qcfg = replace(qbase, wbits=w, abits=a, quantizer=qz, seed=seed)
-                    res = quantize_and_evaluate(model, images.to(device), qcfg, test_x.to(device), test_y.to(device),
-                                                _staged(progress, f"{source} W{w}A{a}"), cancel)
+                    res = quantize_and_evaluate(model, images.to(device), qcfg, test_x, test_y,
+                                                _staged(progress, f"{source} W{w}A{a}"), cancel, fp_logits=fp)
                     out.rows.append({"model": model_name, "source": source, "wbits": w, "abits": a, "quantizer": qz,
                                      "seed": seed, "top1": res["quant_top1"], "fp32_top1": res["fp32_top1"],
                                      "agreement": res["agreement"], "kl": res["kl"]})

