@@ -46,7 +46,10 @@ def _callbacks(args, bar: bool):
 
 
 def _emit(obj, as_json: bool, text: str):
-    print(json.dumps(obj, indent=2, default=float) if as_json else text)
+    try:
+        print(json.dumps(obj, indent=2, default=float) if as_json else text)
+    except OSError as exc:  # a full disk, or a pipe whose reader has gone: an error, not a traceback
+        raise DSGError(f"cannot write the output: {exc.strerror or exc}") from None
     return obj
 
 

@@ -7,6 +7,15 @@ import torch.nn as nn
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory):
+    """The suite's caches (parsed MNIST, FP32 logits) in a folder of its own, for it and every
+    process it starts: a developer's ~/.cache can neither help nor mislead a test."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DSG_CACHE", str(tmp_path_factory.mktemp("dsg_cache")))
+        yield
+
+
 class TinyBNNet(nn.Module):
     """Two conv-BN-ReLU layers and a classifier: fast enough for loss and hook tests."""
 

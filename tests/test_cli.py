@@ -1,6 +1,7 @@
 """The CLI's JSON contract and its error handling (exit 2, one line, no traceback)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -136,6 +137,14 @@ def test_module_entry_point_keeps_output_and_exit_code_without_teardown(tmp_path
     bad = subprocess.run([*cmd, "--out", str(tmp_path / "b.safetensors"), "--model", "resnet20_mnist", "--lr", "nan"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and not (tmp_path / "b.safetensors").exists()
+
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_output_lost_to_a_full_disk_is_not_reported_as_success():
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([sys.executable, "-m", "dsg_core", "models", "--json"], stdout=full, timeout=120)
+    assert res.returncode != 0
 
 
 def test_generate_with_auto_batch_and_bf16(capsys, tmp_path):

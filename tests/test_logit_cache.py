@@ -67,6 +67,49 @@ def test_corrupt_or_unwritable_cache_only_means_computing_again(cache, images, t
     assert torch.allclose(logit_cache.fp32_logits(tiny_net, images), want)
 
 
+class Scaled(torch.nn.Module):
+    """Output depends on a plain float and a plain (unregistered) tensor attribute."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(28 * 28, 10)
+        self.gain, self.shift = 1.0, torch.zeros(10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)) * self.gain + self.shift
+
+
+def test_plain_attributes_are_part_of_the_key(cache, images):
+    torch.manual_seed(0)
+    net = Scaled()
+    logit_cache.fp32_logits(net, images)
+    net.gain = 3.0
+    assert torch.allclose(logit_cache.fp32_logits(net, images), logits(net, images))
+    net.shift = torch.ones(10)
+    assert torch.allclose(logit_cache.fp32_logits(net, images), logits(net, images))
+    assert len(list(cache.glob("*.npy"))) == 3
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # a legacy input we still read
+def test_programs_and_unreadable_models_are_computed_not_cached(cache, images, tiny_net, monkeypatch):
+    scripted = torch.jit.script(tiny_net)
+    assert torch.allclose(logit_cache.fp32_logits(scripted, images), logits(tiny_net, images))
+    assert not cache.exists()
+
+    def fail(*a):
+        raise RuntimeError("a tensor that cannot be viewed as bytes")
+    monkeypatch.setattr(logit_cache, "fingerprint", fail)
+    assert torch.allclose(logit_cache.fp32_logits(tiny_net, images), logits(tiny_net, images))
+    assert not cache.exists()
+
+
+def test_the_cache_keeps_only_the_newest_files(cache, images, tiny_net, monkeypatch):
+    monkeypatch.setattr(logit_cache, "MAX_FILES", 2)
+    for k in range(4):
+        logit_cache.fp32_logits(tiny_net, images[k:])
+    assert len(list(cache.glob("*.npy"))) == 2
+
+
 def test_nonfinite_logits_are_not_cached(cache, images, tiny_net):
     with torch.no_grad():
         tiny_net.fc.bias.fill_(float("nan"))
