@@ -3,7 +3,7 @@
 Every ``quantize`` call scores the quantized model against the same FP32 reference: one pass of the
 full-precision model over the 1,000 test images, about 1.2 s of a 2-core machine's arithmetic and
 half of a min/max quantize. The reference only changes when the model or the images do, so it is
-keyed by both: each module's class (and its source code), its plain settings and every tensor it
+keyed by both: each module's class (and the file that defines it), its plain settings and every tensor it
 holds, the images, and the versions of torch and dsg_core. Only eager modules on the CPU are cached:
 a TorchScript or exported program (code the key cannot see whole) and a GPU (whose TF32 and cuDNN
 switches change the logits, and where the pass takes milliseconds) are always computed. Plain .npy
@@ -13,7 +13,7 @@ files, read without pickle; a cache that cannot be read or written only means co
 from __future__ import annotations
 
 import hashlib
-import inspect
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,12 +31,16 @@ MAX_FILES = 256  # oldest dropped beyond this: ~40 KB each for 1,000 images x 10
 
 @lru_cache(maxsize=None)
 def _class_digest(cls: type) -> str:
-    """The class's qualified name and source: a changed ``forward`` must miss the cache."""
+    """The class's name and the source file that defines it: a changed ``forward`` must miss the
+    cache. torch's own classes are covered by torch's version."""
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if cls.__module__.split(".")[0] == "torch":
+        return name
     try:
-        src = inspect.getsource(cls)
-    except (OSError, TypeError):  # built in, or defined where no source is kept
-        src = ""
-    return f"{cls.__module__}.{cls.__qualname__}:{hashlib.sha256(src.encode()).hexdigest()}"
+        src = Path(sys.modules[cls.__module__].__file__).read_bytes()
+    except (KeyError, AttributeError, TypeError, OSError):  # defined where no file is kept
+        src = b""
+    return f"{name}:{hashlib.sha256(src).hexdigest()}"
 
 
 def _update(h: "hashlib._Hash", t: torch.Tensor) -> None:

@@ -90,6 +90,24 @@ def test_plain_attributes_are_part_of_the_key(cache, images):
     assert len(list(cache.glob("*.npy"))) == 3
 
 
+def test_an_edited_forward_misses_the_cache(cache, images, tmp_path, monkeypatch):
+    """Same class name, same weights, a changed ``forward`` in the file that defines it."""
+    import importlib
+    import sys
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # no .pyc of the first version to reload
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = ("import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+           "        self.fc = torch.nn.Linear(784, 10)\n    def forward(self, x):\n        return self.fc(x.flatten(1)) * {}\n")
+    (tmp_path / "edited_net.py").write_text(src.format(1))
+    mod = importlib.import_module("edited_net")
+    net = mod.Net()
+    first = logit_cache.fp32_logits(net, images)
+    (tmp_path / "edited_net.py").write_text(src.format(2))
+    edited = importlib.reload(mod).Net()
+    edited.load_state_dict(net.state_dict())
+    assert torch.allclose(logit_cache.fp32_logits(edited, images), 2 * first, atol=1e-5)
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # a legacy input we still read
 def test_programs_and_unreadable_models_are_computed_not_cached(cache, images, tiny_net, monkeypatch):
     scripted = torch.jit.script(tiny_net)
