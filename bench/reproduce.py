@@ -83,7 +83,7 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
         base = list(only_seeds if only_seeds is not None else range(p["seeds"]))
         extra = [] if only_seeds is not None else list(range(p["seeds"], p.get("swing_seeds", 0)))
         for seed in base + extra:
-            tasks = [(0, Task(model_name, seed, src, None, plain)) for src in p["sources"]]
+            tasks = [(0, Task(model_name, seed, src, None, plain)) for src in p["sources"] if plain]
             tasks += [(1, Task(model_name, seed, "dsg", eps, ((DEFAULT_BITS, DEFAULT_QUANTIZER),)))
                       for eps in p["epsilons"]]
             tasks += [(2 + i, Task(model_name, seed, src, None, tuple((bits, q) for q in p["recon_quantizers"])))
@@ -266,20 +266,28 @@ def md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def restrict(profile: dict, models: str | None, sources: str | None) -> dict:
-    """The profile on some of its models, or on some sources without the epsilon ablation."""
-    for given, known in ((models, profile["models"]), (sources, profile["sources"])):
+def restrict(profile: dict, models: str | None = None, sources: str | None = None, bits: str | None = None,
+             quantizers: str | None = None) -> dict:
+    """The profile on some of its models, bit-widths or quantizers, or on some sources without the
+    epsilon ablation: a part of a long protocol that fits the time at hand."""
+    recon_q = profile.get("recon_quantizers", [])
+    for given, known in ((models, profile["models"]), (sources, profile["sources"]),
+                         (bits, profile["bits"]), (quantizers, profile["quantizers"] + recon_q)):
         unknown = set(given.split(",")) - set(known) if given else set()
         if unknown:
             raise SystemExit(f"not in the profile: {', '.join(sorted(unknown))} (it has {', '.join(known)})")
-    if models:
-        profile = {**profile, "models": [m for m in profile["models"] if m in models.split(",")]}
+    only = lambda names, given: [s for s in names if s in given.split(",")] if given else names
+    profile = {**profile, "models": only(profile["models"], models), "bits": only(profile["bits"], bits),
+               "quantizers": only(profile["quantizers"], quantizers)}
+    if "recon_bits" in profile:
+        profile.update(recon_bits=only(profile["recon_bits"], bits), recon_quantizers=only(recon_q, quantizers))
     if sources:
-        keep = sources.split(",")
-        only = lambda names: [s for s in names if s in keep]
-        profile = {**profile, "sources": only(profile["sources"]), "epsilons": [],
-                   "overrides": {m: {**o, "epsilons": [], "sources": only(o.get("sources", profile["sources"]))}
+        profile = {**profile, "sources": only(profile["sources"], sources),
+                   "overrides": {m: {**o, "sources": only(o.get("sources", profile["sources"]), sources)}
                                  for m, o in profile.get("overrides", {}).items()}}
+    if sources or DEFAULT_BITS not in profile["bits"] or DEFAULT_QUANTIZER not in profile["quantizers"]:
+        profile = {**profile, "epsilons": [],  # the ablation runs at the default cell, on DSG's own sets
+                   "overrides": {m: {**o, "epsilons": []} for m, o in profile.get("overrides", {}).items()}}
     return profile
 
 
@@ -293,6 +301,8 @@ def main() -> None:
     p.add_argument("--sources", help="comma-separated sources to run, without the epsilon ablation "
                                      "(e.g. more seeds where results swing)")
     p.add_argument("--out", default=None, help="markdown file under docs/ (default results-<profile>.md)")
+    p.add_argument("--bits", help="comma-separated W/A widths of the profile to run, e.g. 4/4,3/3")
+    p.add_argument("--quantizers", help="comma-separated quantizers of the profile to run, e.g. minmax,dsg-avg")
     p.add_argument("--device", default="cpu", help="cpu or cuda: where sets are generated and quantized")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th task from the i-th (parallel processes)")
     p.add_argument("--list", action="store_true", help="print the tasks still to run and stop")
@@ -304,7 +314,7 @@ def main() -> None:
     if not args.render_only:
         i, n = (int(v) for v in args.shard.split("/"))
         only = [int(v) for v in args.only_seeds.split(",")] if args.only_seeds else None
-        sub = restrict(profile, args.models, args.sources)
+        sub = restrict(profile, args.models, args.sources, args.bits, args.quantizers)
         if not 0 <= i < n:
             raise SystemExit(f"--shard {args.shard}: need 0 <= i < n")
         tasks = [t for t in plan(sub, rows, only) if in_shard(t, i, n) and not done(t, rows)]
