@@ -3,8 +3,9 @@
 Every ``quantize`` call scores the quantized model against the same FP32 reference: one pass of the
 full-precision model over the 1,000 test images, about 1.2 s of a 2-core machine's arithmetic and
 half of a min/max quantize. The reference only changes when the model or the images do, so it is
-keyed by both: each module's class (and the file that defines it), its plain settings and every tensor it
-holds, the images, and the versions of torch and dsg_core. Only eager modules on the CPU are cached:
+keyed by both: each module's class (and the file that defines it), its plain settings and every
+tensor it holds, the images, and the versions of torch and dsg_core. Only eager modules on the CPU
+are cached:
 a TorchScript or exported program (code the key cannot see whole) and a GPU (whose TF32 and cuDNN
 switches change the logits, and where the pass takes milliseconds) are always computed. Plain .npy
 files, read without pickle; a cache that cannot be read or written only means computing again.
