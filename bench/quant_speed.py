@@ -19,18 +19,15 @@ import tempfile
 from common import header, timed_cli, write_doc
 
 COLD = "minmax, empty cache"
-QUANTIZERS = ("minmax", "dsg-avg", "percentile", "mse", "adaround", "brecq", COLD)
+RULES = {q: q for q in ("minmax", "dsg-avg", "percentile", "mse", "adaround", "brecq")} | {COLD: "minmax"}
 TARGETS = {"minmax": 5.0, COLD: 5.0, "adaround": 60.0, "brecq": 60.0}
 
 
-def cli_quantize(quantizer: str) -> tuple[float, float, float]:
+def cli_quantize(label: str) -> tuple[float, float, float]:
     """(seconds the CLI reports for quantization + evaluation, wall seconds of the process, top-1)."""
-    args = ("quantize", "--calib", "real", "--wbits", "4", "--abits", "4", "--quantizer", quantizer.split(",")[0])
-    if quantizer == COLD:
-        with tempfile.TemporaryDirectory() as empty:
-            res, wall = timed_cli(*args, env={"DSG_CACHE": empty})
-    else:
-        res, wall = timed_cli(*args)
+    args = ("quantize", "--calib", "real", "--wbits", "4", "--abits", "4", "--quantizer", RULES[label])
+    with tempfile.TemporaryDirectory() as empty:
+        res, wall = timed_cli(*args, env={"DSG_CACHE": empty} if label == COLD else None)
     return res["seconds"], wall, res["quant_top1"]
 
 
@@ -38,10 +35,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
-    runs: dict[str, list[tuple[float, float, float]]] = {q: [] for q in QUANTIZERS}
+    runs: dict[str, list[tuple[float, float, float]]] = {label: [] for label in RULES}
     cli_quantize("minmax")  # warm the caches, as any earlier call would have
     for _ in range(args.repeats):  # interleaved: the machine's speed drifts
-        for q in QUANTIZERS:
+        for q in RULES:
             runs[q].append(cli_quantize(q))
             print(q, runs[q][-1], flush=True)
     lines = [header("Quantization speed (CLI, default model, W4A4, default settings)"), "",

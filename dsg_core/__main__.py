@@ -10,7 +10,7 @@ code = main()
 # result is written (atomically) and the process group is gone; only the standard streams and
 # logging still hold buffered output. A profiler, tracer or coverage run gets the normal exit, so
 # its report is still written.
-if sys.gettrace() or sys.getprofile() or "coverage" in sys.modules or __name__ != "__main__":
+if sys.gettrace() or sys.getprofile() or "coverage" in sys.modules:
     sys.exit(code)
 for stream in (sys.stdout, sys.stderr):
     try:

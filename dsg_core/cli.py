@@ -206,7 +206,6 @@ def cmd_quantize(args) -> None:
     from .data import real_split
     from .data.folder import load_images
     from .experiments import quantize_and_evaluate, real_calibration
-    from .logit_cache import fp32_logits
     from .models import get_spec, load_model
     spec = get_spec(args.model)
     qcfg = quant_config(args, wbits=args.wbits, abits=args.abits, quantizer=args.quantizer, seed=args.seed)
@@ -232,8 +231,7 @@ def cmd_quantize(args) -> None:
     t0 = time.perf_counter()
     try:
         res = quantize_and_evaluate(model, calib.to(args.device), qcfg, test_x, test_y, callback, cancel,
-                                    jitter=parse_factors(args.range_jitter) if args.range_jitter else None,
-                                    fp_logits=fp32_logits(model, test_x))
+                                    jitter=parse_factors(args.range_jitter) if args.range_jitter else None)
     finally:
         close()
     res = {"model": args.model, "calib": str(args.calib), "wbits": args.wbits, "abits": args.abits,

@@ -97,9 +97,11 @@ def quantize_and_evaluate(model: nn.Module, calib: torch.Tensor, qcfg: QuantConf
                           jitter: tuple[float, ...] | None = None, fp_logits: torch.Tensor | None = None) -> dict:
     """The metrics of ``evaluate_quantized``; with ``jitter`` factors, also top-1 with every activation
     range scaled by each (``quant/jitter.py``: how much of the result is the grid's luck).
-    ``fp_logits``: the FP32 model's logits on ``test_x``, when the caller has them already."""
+    ``fp_logits``: the FP32 model's logits on ``test_x``, when the caller has them already; else
+    they come from ``logit_cache`` (computed once per model and images, then read from disk)."""
     q = quantize_model(model, calib, qcfg, progress, cancel)
-    res = evaluate_quantized(model, q, test_x, test_y, fp_logits=fp_logits)
+    fp = fp_logits if fp_logits is not None else fp32_logits(model, test_x)
+    res = evaluate_quantized(model, q, test_x, test_y, fp_logits=fp)
     if jitter:
         from .quant.jitter import range_jitter
         accs = range_jitter(model, q, test_x, test_y, tuple(jitter))
