@@ -197,7 +197,7 @@ def add_quant_args(p: argparse.ArgumentParser, many: bool = False) -> None:
 def quant_config(args, **kw):
     from .quant import QuantConfig
     over = {"first_last": args.first_last, "fold_bn": args.fold_bn, **kw}
-    if args.recon_iters:
+    if args.recon_iters is not None:
         over["recon_iters"] = args.recon_iters
     return QuantConfig(**over).validate()
 

@@ -159,3 +159,8 @@ def test_bad_batch_size_is_a_usage_error(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["generate", "--batch-size", "many", "--out", str(tmp_path / "a.safetensors")])
     assert exc.value.code == 2 and "number or 'auto'" in capsys.readouterr().err
+
+
+def test_zero_reconstruction_steps_is_an_error_not_the_default(capsys):
+    code, _, err = run_cli(capsys, "quantize", "--quantizer", "adaround", "--recon-iters", "0")
+    assert code == 2 and "recon_iters must be a positive integer" in err
