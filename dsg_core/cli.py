@@ -86,6 +86,9 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     for prior in ("ce", "tv", "l2"):
         g.add_argument(f"--{prior}-weight", type=float)
     g.add_argument("--jitter", type=int, help="max random translation in pixels")
+    g.add_argument("--pixel-range", choices=["free", "clip", "clamp-after"],
+                   help="pixels against the model's valid input range: free (default, the paper), clip "
+                        "(projected after every step) or clamp-after (clamped once at the end)")
 
 
 def _batch_size(text: str) -> int | str:
@@ -102,7 +105,8 @@ def generation_config(args, image_size: int):
     over = {"method": args.method, "seed": args.seed}
     names = {"epsilon": "epsilon", "lse_weight": "lse_weight", "sci_weight": "sci_weight", "samples": "samples",
              "batch_size": "batch_size", "iterations": "iterations", "lr": "lr", "init": "init", "schedule": "schedule",
-             "ce_weight": "ce_weight", "tv_weight": "tv_weight", "l2_weight": "l2_weight", "jitter": "jitter"}
+             "ce_weight": "ce_weight", "tv_weight": "tv_weight", "l2_weight": "l2_weight", "jitter": "jitter",
+             "pixel_range": "pixel_range"}
     if args.batch_size == "auto" and args.command != "generate":
         raise ConfigError("--batch-size auto is for `generate`; give a number here")
     over.update({field: getattr(args, a) for a, field in names.items() if getattr(args, a) not in (None, "auto")})

@@ -44,6 +44,7 @@ def generate_shard(model, spec, cfg: GenerationConfig, out: Path, rank: int, siz
     """Generate this rank's batches and write them as one shard (with their batch indices)."""
     ks = my_batches(cfg, rank, size)
     s = generate(model, spec.input_shape, cfg, model_name=spec.name, num_classes=spec.num_classes,
+                     valid_range=spec.valid_range,
                  progress=progress, cancel=cancel, device=device, batch_indices=ks, precision=precision)
     s.history = [dict(h, rank=rank) for h in s.history]
     path = shard_dir(out) / f"shard-{rank:05d}.safetensors"

@@ -86,6 +86,7 @@ def calibration_set(model: nn.Module, spec: ModelSpec, source: str, base: Genera
     s = cache.get(spec.name, cfg) if cache else None
     if s is None:
         s = generate(model, spec.input_shape, cfg, model_name=spec.name, num_classes=spec.num_classes,
+                     valid_range=spec.valid_range,
                      progress=_staged(progress, source), cancel=cancel, device=device)
         if cache:
             cache.put(spec.name, cfg, s)

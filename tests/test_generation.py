@@ -429,3 +429,46 @@ def test_a_fresh_process_generates_without_importing_torch_dynamo(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.safetensors")], capture_output=True,
                          text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
+
+
+# ---- pixel range (issue: diversity or pixel range?) ----------------------------------------------
+VALID = ((-0.5,), (1.5,))
+
+
+@pytest.mark.parametrize("method", ["dsg", "zeroq", "gaussian"])
+def test_clip_and_clamp_after_keep_every_pixel_in_the_valid_range(tiny_net, method):
+    free = generate(tiny_net, SHAPE, GenerationConfig(method=method, samples=8, batch_size=8, iterations=5, seed=1),
+                    num_classes=10)
+    assert free.images.min() < -0.5 or free.images.max() > 1.5  # the control: unbounded sets leave the range
+    for mode in ("clip", "clamp-after"):
+        cfg = GenerationConfig(method=method, samples=8, batch_size=8, iterations=5, seed=1, pixel_range=mode)
+        s = generate(tiny_net, SHAPE, cfg, num_classes=10, valid_range=VALID)
+        assert s.images.min() >= -0.5 and s.images.max() <= 1.5
+        assert s.config["pixel_range"] == mode and f"[{mode}]" in s.label
+
+
+def test_clamp_after_is_the_free_set_clamped(tiny_net):
+    base = GenerationConfig(samples=8, batch_size=8, iterations=5, seed=2)
+    free = generate(tiny_net, SHAPE, base, num_classes=10)
+    after = generate(tiny_net, SHAPE, base.replace(pixel_range="clamp-after"), num_classes=10, valid_range=VALID)
+    assert torch.equal(after.images, free.images.clamp(-0.5, 1.5))
+
+
+def test_clip_projects_during_optimization_not_only_at_the_end(tiny_net):
+    base = GenerationConfig(samples=8, batch_size=8, iterations=20, seed=2)
+    after = generate(tiny_net, SHAPE, base.replace(pixel_range="clamp-after"), num_classes=10, valid_range=VALID)
+    clip = generate(tiny_net, SHAPE, base.replace(pixel_range="clip"), num_classes=10, valid_range=VALID)
+    assert not torch.allclose(after.images, clip.images)
+
+
+def test_pixel_range_needs_the_valid_range_and_a_known_mode(tiny_net):
+    with pytest.raises(ConfigError, match="valid range"):
+        generate(tiny_net, SHAPE, GenerationConfig(samples=4, batch_size=4, iterations=2, pixel_range="clip"))
+    with pytest.raises(ConfigError, match="pixel range"):
+        GenerationConfig(pixel_range="wrap").validate()
+
+
+def test_spec_valid_range_is_the_normalized_unit_interval():
+    from dsg_core.models import get_spec
+    lo, hi = get_spec("resnet20_mnist").valid_range
+    assert lo[0] == pytest.approx(-0.4242, abs=1e-3) and hi[0] == pytest.approx(2.8215, abs=1e-3)

@@ -17,4 +17,4 @@ def generate_named(model_name: str, cfg: GenerationConfig, *, weights: str | Non
     spec = get_spec(model_name)
     model = load_model(model_name, weights=weights, device=device)
     return generate(model, spec.input_shape, cfg, model_name=model_name, num_classes=spec.num_classes,
-                    progress=progress, cancel=cancel, device=device, precision=precision)
+                    valid_range=spec.valid_range, progress=progress, cancel=cancel, device=device, precision=precision)

@@ -22,6 +22,7 @@ METHODS = ("gaussian", "zeroq", "dsg")
 INITS = ("gaussian", "uniform")
 SCHEDULES = ("plateau", "cosine", "constant")
 PRESETS = ("paper", "reference")
+PIXEL_RANGES = ("free", "clip", "clamp-after")  # see GenerationConfig.pixel_range
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ class GenerationConfig:
     l2_weight: float = 0.0
     jitter: int = 0                 # max random translation in pixels per iteration
     targets: tuple[int, ...] | None = None  # chosen target labels (cycled); None = balanced random
+    # Pixels against the valid input range [(0 - mean) / std, (1 - mean) / std] per channel:
+    # "free" leaves them unbounded (the paper), "clip" projects the images onto the range after every
+    # optimizer step (as MCT does), "clamp-after" clamps once at the end (issue: diversity or range?)
+    pixel_range: str = "free"
 
     @property
     def uses_bn(self) -> bool:
@@ -68,11 +73,12 @@ class GenerationConfig:
     @property
     def label(self) -> str:
         """Short human name, e.g. 'DSG (SDA+LSE)', 'ZeroQ + priors'."""
+        clipped = "" if self.pixel_range == "free" else f" [{self.pixel_range}]"
         if self.method == "gaussian":
-            return "Gaussian"
+            return "Gaussian" + clipped
         parts = [n for n, on in zip(("SDA", "LSE", "SCI"), self.components) if on]
         name = "ZeroQ" if self.method == "zeroq" else f"DSG ({'+'.join(parts) or 'none'})"
-        return name + (" + priors" if self.has_priors else "")
+        return name + (" + priors" if self.has_priors else "") + clipped
 
     @property
     def has_priors(self) -> bool:
@@ -82,6 +88,8 @@ class GenerationConfig:
         checks = [
             (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}"),
             (self.init in INITS, f"init must be one of {', '.join(INITS)}, not {self.init!r}"),
+            (self.pixel_range in PIXEL_RANGES,
+             f"pixel range must be one of {', '.join(PIXEL_RANGES)}, not {self.pixel_range!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}"),
             (self.samples >= 1, f"samples must be a positive number, not {self.samples}"),
             (self.batch_size >= 1, f"batch size must be positive, not {self.batch_size}"),

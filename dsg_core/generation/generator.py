@@ -162,6 +162,30 @@ def initial_images(n: int, shape: tuple[int, ...], cfg: GenerationConfig, batch_
     return torch.randn((n, *shape), generator=gen)
 
 
+class PixelRange:
+    """The valid input range per channel, applied as ``cfg.pixel_range`` says (see config.py)."""
+
+    def __init__(self, mode: str, valid_range: tuple[tuple[float, ...], tuple[float, ...]] | None, device):
+        if mode != "free" and valid_range is None:
+            raise ConfigError(f"pixel range {mode!r} needs the model's input normalization (its valid range)")
+        self.mode = mode
+        if valid_range is not None:
+            lo, hi = (torch.tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1) for v in valid_range)
+            self.lo, self.hi = lo, hi
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Clamp ``x`` onto the range (in place; keeps x a leaf): the projection step of ``clip``."""
+        with torch.no_grad():
+            return x.clamp_(min=self.lo, max=self.hi)
+
+    def each_step(self, x: torch.Tensor) -> None:
+        if self.mode == "clip":
+            self.project(x)
+
+    def at_end(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(x) if self.mode != "free" else x
+
+
 def batch_seed(seed: int, batch_index: int) -> int:
     return (seed * 1_000_003 + batch_index * 7919) % (2**63 - 1)
 
@@ -187,12 +211,15 @@ def batches(samples: int, batch_size: int) -> list[tuple[int, int]]:
 def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConfig, *, model_name: str = "",
              num_classes: int | None = None, progress: ProgressFn = None, cancel: CancelFn = None,
              device: str | torch.device = "cpu", batch_indices: list[int] | None = None,
-             precision: str = "fp32") -> SyntheticSet:
+             precision: str = "fp32",
+             valid_range: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> SyntheticSet:
     """Generate ``cfg.samples`` images for ``model`` (eval mode, frozen).
 
     ``batch_indices`` selects a subset of the batches (used to split work across processes).
     ``precision="bf16"`` runs the model's convolutions under autocast (mixed precision, for GPUs);
     the images, BN statistics, losses and optimizer stay in float32.
+    ``valid_range``: (low, high) per channel of model inputs (``ModelSpec.valid_range``), needed
+    when ``cfg.pixel_range`` is not "free".
     Raises NumericalError (with the last finite images) on NaN/Inf and Cancelled on ``cancel()``.
     """
     cfg = cfg.validate()
@@ -204,14 +231,16 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
     if batch_indices is not None:
         plan = [plan[k] for k in batch_indices]
     want_labels = bool(cfg.ce_weight or cfg.targets)
+    pixels = PixelRange(cfg.pixel_range, valid_range, "cpu")
     if not cfg.uses_bn:
-        imgs = [initial_images(n, shape, cfg, k) for k, n in plan]
+        imgs = [pixels.at_end(initial_images(n, shape, cfg, k)) for k, n in plan]
         labels = [batch_labels(n, cfg, num_classes, k) for k, n in plan] if want_labels else []
         return _result(imgs, labels, cfg, model_name, None, [], t0)
     check_generation_fits(model, shape, max(n for _, n in plan), device)
     retain_freed_memory()
     model = fast_copy(model, shape, device)
     objective = Objective.build(model, shape, cfg, device, num_classes)
+    pixels = PixelRange(cfg.pixel_range, valid_range, device)
     done, history, labels_out = [], [], []
     total = len(plan) * cfg.iterations
     with BNStats(model, objective.targets.names) as stats:
@@ -219,8 +248,9 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
             labels = batch_labels(n, cfg, num_classes, k) if want_labels else None
             x = _optimize(forward_fn(model, device, precision), stats, objective,
                           initial_images(n, shape, cfg, k).to(device), labels.to(device) if labels is not None
-                          else None, cfg, history, k, b * cfg.iterations, total, progress, cancel, done)
-            done.append(x)
+                          else None, cfg, history, k, b * cfg.iterations, total, progress, cancel, done,
+                          pixels)
+            done.append(pixels.at_end(x))
             if labels is not None:
                 labels_out.append(labels)
     return _result(done, labels_out, cfg, model_name, objective.margins, history, t0)
@@ -228,11 +258,12 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
 
 def _optimize(forward, stats: BNStats, objective: Objective, x: torch.Tensor, labels, cfg: GenerationConfig,
               history: list, batch_index: int, offset: int, total: int, progress: ProgressFn,
-              cancel: CancelFn, done: list) -> torch.Tensor:
+              cancel: CancelFn, done: list, pixels: PixelRange) -> torch.Tensor:
     """Optimize one batch. ``offset``/``total`` count iterations for progress in this process;
     the jitter stream is seeded by the global batch index, so results do not depend on the split."""
     if x.dim() == 4 and x.device.type == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)
+    pixels.each_step(x)  # clip starts inside the range
     x.requires_grad_(True)
     opt = ImageAdam(x, cfg.lr)
     sched = make_schedule(opt, cfg.schedule, cfg.iterations, cfg.plateau_patience)
@@ -249,6 +280,7 @@ def _optimize(forward, stats: BNStats, objective: Objective, x: torch.Tensor, la
                                  "the images before that step are kept (lower the learning rate or a weight)",
                                  iteration=offset + t + 1, last_good=torch.cat(done + [x.detach().clone()]))
         opt.step()
+        pixels.each_step(x)
         value = loss.item()
         if sched is not None:
             sched.step(value)

@@ -43,6 +43,12 @@ class ModelSpec:
         return len(self.class_names)
 
     @property
+    def valid_range(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(low, high) per channel of model inputs made from pixels in [0, 1]: (v - mean) / std."""
+        return (tuple(-m / s for m, s in zip(self.mean, self.std)),
+                tuple((1 - m) / s for m, s in zip(self.mean, self.std)))
+
+    @property
     def meta(self) -> dict:
         """Facts stored beside an embedded checkpoint (FP32 accuracy, training recipe)."""
         path = CHECKPOINT_DIR / f"{self.name}.json"
