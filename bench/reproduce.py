@@ -4,6 +4,7 @@ embedded model, plus the epsilon ablation and which diversity metric predicts ac
     python bench/reproduce.py                          # the full protocol (hours on 2 cores)
     python bench/reproduce.py --profile quick          # the reduced run recorded in docs/results.md
     python bench/reproduce.py --render-only            # rebuild docs/results.md from saved rows
+    python bench/reproduce.py --profile control        # the pixel-range control (docs/pixel-range.md)
 
 Resumable: every finished row is appended to bench/cache/<profile>/rows.jsonl and skipped on the
 next run; generated sets are cached beside it. Stop it any time and start it again.
@@ -24,8 +25,8 @@ import torch
 
 from common import Rows, header, write_doc
 from dsg_core.data import real_split
-from dsg_core.diagnostics import diagnose
-from dsg_core.experiments import SetCache, calibration_set, quantize_and_evaluate
+from dsg_core.diagnostics import activation_ranges, clamp_to_range, diagnose, range_ratios
+from dsg_core.experiments import SetCache, calibration_set, quantize_and_evaluate, real_calibration
 from dsg_core.logit_cache import fp32_logits
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec, load_model
@@ -45,6 +46,13 @@ PROFILES = {
                   recon_bits=["3/3", "4/4", "2/4", "6/6", "8/8"], recon_quantizers=["adaround", "brecq"],
                   samples=64, iterations=200, recon_iters=100, epsilons=[0.5, 0.7, 0.9, 1.0],
                   swing_seeds=10, overrides={"mobilenetv2_mnist": dict(epsilons=[])}),
+    # issue 21: every synthetic set as generated (free), clamped to the valid input range afterwards
+    # (no generation) and generated with clip; the cells of docs/results.md, each with range jitter.
+    # Seeds come in waves (all of seeds 0-4 on both models before 5-9): partial results are useful.
+    "control": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=["gaussian", "zeroq", "dsg", "real"],
+                    seeds=10, wave=5, bits=["3/3", "4/4"], quantizers=["minmax", "dsg-avg"],
+                    pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 0.9, 1.0, 1.1, 1.2],
+                    samples=64, iterations=200, recon_iters=100, epsilons=[]),
 }
 SWING_STD = 5.0  # points of top-1: a cell that spreads this much over the profile's seeds gets swing_seeds
 DEFAULT_BITS, DEFAULT_QUANTIZER = "4/4", "minmax"  # the project's default view (see docs/results-quick.md)
@@ -54,7 +62,8 @@ PAPER_TABLE3 = [("ResNet-18", "4/4", 65.22, 26.04, 39.90, 66.67), ("ResNet-18", 
 
 
 def row_key(r: dict) -> str:
-    return json.dumps({k: r[k] for k in ("kind", "model", "source", "bits", "quantizer", "seed", "epsilon")})
+    key = {k: r[k] for k in ("kind", "model", "source", "bits", "quantizer", "seed", "epsilon")}
+    return json.dumps({**key, "pixel_range": r.get("pixel_range", "free")})  # rows before issue 21: free
 
 
 def for_model(profile: dict, model_name: str) -> dict:
@@ -70,12 +79,14 @@ class Task:
     source: str
     epsilon: float | None
     combos: tuple[tuple[str, str], ...]  # (bits, quantizer)
+    pixel_range: str = "free"  # free, clamp-after (the free set clamped) or clip (GenerationConfig.pixel_range)
 
 
 def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list[Task]:
     """Every task of the profile, cheapest and most telling first: the range rules at every width,
     the epsilon ablation, then reconstruction one width at a time (the W3A3 cliff first); within
-    each, the profile's seeds before extra seeds for the cells that swing (``swings``)."""
+    each, the profile's seeds before extra seeds for the cells that swing (``swings``). A profile
+    with ``wave`` runs its seeds in waves of that many, every model in each wave before the next."""
     plain = tuple((b, q) for b in profile["bits"] for q in profile["quantizers"])
     keyed = []  # (phase, extra seed?, task)
     for model_name in profile["models"]:
@@ -83,7 +94,9 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
         base = list(only_seeds if only_seeds is not None else range(p["seeds"]))
         extra = [] if only_seeds is not None else list(range(p["seeds"], p.get("swing_seeds", 0)))
         for seed in base + extra:
-            tasks = [(0, Task(model_name, seed, src, None, plain)) for src in p["sources"] if plain]
+            ranges = p.get("pixel_ranges", ["free"])
+            tasks = [(0, Task(model_name, seed, src, None, plain, pr)) for src in p["sources"] if plain
+                     for pr in ranges if pr in pixel_ranges_of(src, ranges)]
             tasks += [(1, Task(model_name, seed, "dsg", eps, ((DEFAULT_BITS, DEFAULT_QUANTIZER),)))
                       for eps in p["epsilons"]]
             tasks += [(2 + i, Task(model_name, seed, src, None, tuple((bits, q) for q in p["recon_quantizers"])))
@@ -91,8 +104,16 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
             if seed in extra:
                 tasks = [(ph, t) for ph, t in tasks
                          if t.epsilon is None and swings(rows.rows, model_name, t.source, range(p["seeds"]), t.combos)]
-            keyed += [(ph, seed in extra, t) for ph, t in tasks]
-    return [t for _, _, t in sorted(keyed, key=lambda k: (k[0], k[1]))]  # stable: model, seed, source within
+            keyed += [(seed // p.get("wave", 10**9), ph, seed in extra, t) for ph, t in tasks]
+    return [t[-1] for t in sorted(keyed, key=lambda k: k[:3])]  # stable: model, seed, source within
+
+
+def pixel_ranges_of(source: str, ranges: list[str]) -> list[str]:
+    """The pixel ranges worth running for a source: real images are in range already, and a set that
+    is not optimized (Gaussian noise) is the same clipped at the start as clamped at the end."""
+    if source == "real":
+        return ["free"]
+    return [r for r in ranges if r != "clip"] if source == "gaussian" and "clamp-after" in ranges else ranges
 
 
 def swings(rows: list[dict], model_name: str, source: str, seeds, combos) -> bool:
@@ -119,7 +140,7 @@ def run(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: t
             failed += 1
             status = "FAILED "
             traceback.print_exc()
-        print(f"[{i + 1}/{len(tasks)}] {status}{task.model} seed {task.seed} {task.source}"
+        print(f"[{i + 1}/{len(tasks)}] {status}{task.model} seed {task.seed} {task.source} {task.pixel_range}"
               f"{'' if task.epsilon is None else f' eps={task.epsilon}'} {','.join(b + ' ' + q for b, q in task.combos)}"
               f" ({time.time() - t0:.0f} s)", flush=True)
     return failed
@@ -142,7 +163,8 @@ def loaded(model_name: str, device: torch.device):
 def row_fields(task: Task) -> tuple[str, dict]:
     """(kind, the key fields) of the task's result rows."""
     kind = "main" if task.epsilon is None else "epsilon"
-    return kind, dict(model=task.model, source=task.source, seed=task.seed, epsilon=task.epsilon)
+    return kind, dict(model=task.model, source=task.source, seed=task.seed, epsilon=task.epsilon,
+                      pixel_range=task.pixel_range)
 
 
 def pending(task: Task, rows: Rows) -> tuple[list[tuple[str, str]], bool]:
@@ -154,28 +176,58 @@ def pending(task: Task, rows: Rows) -> tuple[list[tuple[str, str]], bool]:
 
 def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: torch.device) -> None:
     kind, key = row_fields(task)
-    eps = task.epsilon
     todo, need_metrics = pending(task, rows)
     if not todo and not need_metrics:
         return
     model, test_x, test_y, real, fp = loaded(task.model, device)
-    base = GenerationConfig(samples=profile["samples"], batch_size=profile["samples"],
-                            iterations=profile["iterations"], seed=task.seed)
-    if eps is not None:
-        base = base.replace(epsilon=eps)
-    images, _ = calibration_set(model, get_spec(task.model), task.source, base, cache=cache, device=device)
-    images = images.to(device)
+    spec = get_spec(task.model)
+    images = task_images(task, profile, model, cache, device)
     if need_metrics:
-        m = diagnose(model, {"set": images}, real, get_spec(task.model).input_shape).metrics().loc["set"].to_dict()
+        m = diagnose(model, {"set": images}, real, spec.input_shape, valid_range=spec.valid_range)
+        m = m.metrics().loc["set"].to_dict()
+        if profile.get("pixel_ranges"):  # the control: the activation ranges the set calibrates, vs real's
+            m.update(range_ratios(activation_ranges(model, images), real_ranges(task, profile, model, device)))
         rows.add({"kind": "metrics", "bits": None, "quantizer": None, **key, **m})
+    factors = profile.get("jitter", [])
+    jitter = tuple(f for f in factors if f != 1.0) or None  # factor 1 is the calibrated result itself
     for bits, qz in todo:
         w, a = (int(v) for v in bits.split("/"))
         qcfg = QuantConfig(wbits=w, abits=a, quantizer=qz, recon_iters=profile["recon_iters"], seed=task.seed)
         t = time.time()
-        res = quantize_and_evaluate(model, images, qcfg, test_x, test_y, fp_logits=fp)
+        res = quantize_and_evaluate(model, images, qcfg, test_x, test_y, fp_logits=fp, jitter=jitter)
+        extra = {}
+        if factors:
+            accs = {f"{f:g}": res["quant_top1"] if f == 1.0 else res["range_jitter"][f"{f:g}"] for f in factors}
+            extra = {"range_jitter": accs, "jitter_mean": sum(accs.values()) / len(accs)}
         rows.add({"kind": kind, "bits": bits, "quantizer": qz, **key, "top1": res["quant_top1"],
-                  "fp32_top1": res["fp32_top1"], "agreement": res["agreement"], "kl": res["kl"],
+                  "fp32_top1": res["fp32_top1"], "agreement": res["agreement"], "kl": res["kl"], **extra,
                   "seconds": round(time.time() - t, 2), "device": device.type})
+
+
+_REAL_RANGES: dict = {}
+
+
+def real_ranges(task: Task, profile: dict, model, device: torch.device) -> torch.Tensor:
+    """The min/max activation ranges of the real set of the task's seed (once per model and seed)."""
+    k = (task.model, task.seed)
+    if k not in _REAL_RANGES:
+        ref = real_calibration(task.model, profile["samples"], task.seed).to(device)
+        _REAL_RANGES[k] = activation_ranges(model, ref)
+    return _REAL_RANGES[k]
+
+
+def task_images(task: Task, profile: dict, model, cache: SetCache, device: torch.device) -> torch.Tensor:
+    """The task's calibration images: ``clamp-after`` is the free set (generated once, cached)
+    clamped to the valid input range, which is what generating with clamp-after gives."""
+    spec = get_spec(task.model)
+    generated = "free" if task.pixel_range == "clamp-after" else task.pixel_range
+    base = GenerationConfig(samples=profile["samples"], batch_size=profile["samples"],
+                            iterations=profile["iterations"], seed=task.seed, pixel_range=generated)
+    if task.epsilon is not None:
+        base = base.replace(epsilon=task.epsilon)
+    images, _ = calibration_set(model, spec, task.source, base, cache=cache, device=device)
+    images = images.to(device)
+    return clamp_to_range(images, spec.valid_range) if task.pixel_range == "clamp-after" else images
 
 
 # ------------------------------------------------------------------------------------------ render
