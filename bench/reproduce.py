@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 import traceback
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -311,6 +313,171 @@ def metric_section(met: pd.DataFrame, main: pd.DataFrame) -> list[str]:
     return out
 
 
+# ------------------------------------------------------------------------ render: the pixel-range control
+PIXEL_NAMES = {"free": "as generated", "clamp-after": "clamped after", "clip": "clipped every step"}
+RANGE_METRICS = ("out_of_range_fraction", "max_excursion", "images_out_of_range", "range_ratio", "max_layer_ratio")
+MIN_RHO_POINTS = 8  # no rank correlation from fewer sets
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per key (parallel runs may repeat one), with pixel_range filled in for older rows."""
+    df = pd.DataFrame({row_key(r): r for r in rows}.values())
+    if "pixel_range" not in df:
+        df["pixel_range"] = "free"
+    return df.fillna({"pixel_range": "free"})
+
+
+def render_control(rows: list[dict], profile_name: str, profile: dict) -> str:
+    df = frame(rows)
+    main, met = df[df.kind == "main"], df[df.kind == "metrics"]
+    factors = ", ".join(f"{f:g}" for f in profile["jitter"])
+    out = [header("Diversity or pixel range? The pixel-range control (issue 21)", timing=False), "",
+           f"Settings ({profile_name} profile): {json.dumps({k: v for k, v in profile.items() if k != 'sources'})}.",
+           "",
+           "Every synthetic set three ways: **as generated** (free, unbounded pixels: the paper and "
+           "`docs/results.md`), **clamped after** (the same set, every pixel clamped to the model's valid input "
+           "range `ModelSpec.valid_range`, no new generation) and **clipped every step** (generated with "
+           "`--pixel-range clip`: projected onto the range after every Adam step). Gaussian noise is not "
+           "optimized, so clipping it is clamping it: it has no separate clip row. Real images are in range.",
+           "",
+           "Cells: top-1 % on the 1,000-image MNIST test split, mean ± std [min, max] over seeds (n seeds; a "
+           f"cell with fewer says its own n). **Jitter mean**: top-1 averaged over every calibrated activation "
+           f"range scaled by {factors} (`dsg_core/quant/jitter.py`; `docs/aliasing.md`): a difference that "
+           "survives it is the data's, not the grid's luck.", ""]
+    for model_name, dm in main.groupby("model", sort=False):
+        out += control_model_section(model_name, dm, profile)
+        mm = met[met.model == model_name]
+        if len(mm):
+            out += control_metric_section(model_name, mm, dm)
+    return "\n".join(out) + "\n"
+
+
+def control_model_section(model_name: str, dm: pd.DataFrame, profile: dict) -> list[str]:
+    n = dm.seed.nunique()
+    out = [f"## {model_name} (FP32 {dm.fp32_top1.iloc[0]:.2f}%, seeds {fmt_seeds(dm.seed)})", ""]
+    cells = [(b, q) for b in profile["bits"] for q in profile["quantizers"]]
+    for bits, qz in cells:
+        dc = dm[(dm.bits == bits) & (dm.quantizer == qz)]
+        if not len(dc):
+            continue
+        out += [f"### W{bits.replace('/', 'A')} `{qz}`", "", "| source | pixels | top-1 | jitter mean |",
+                "|---|---|---|---|"]
+        for source in profile["sources"]:
+            for pr in pixel_ranges_of(source, profile["pixel_ranges"]):
+                g = dc[(dc.source == source) & (dc.pixel_range == pr)]
+                if len(g):
+                    out.append(f"| {source} | {PIXEL_NAMES[pr]} | {fmt(g.top1, n)} | {fmt(g.jitter_mean, n)} |")
+        out.append("")
+    out += [f"### DSG minus ZeroQ, seed by seed ({model_name})", "",
+            "Top-1 points of DSG's set minus ZeroQ's set of the same seed and pixel handling: mean ± std over "
+            "the seeds both have, and on how many of them DSG is ahead.", "",
+            "| cell | pixels | top-1: DSG - ZeroQ | DSG ahead | jitter mean: DSG - ZeroQ | DSG ahead |",
+            "|---|---|---|---|---|---|"]
+    for bits, qz in cells:
+        for pr in profile["pixel_ranges"]:
+            gap = paired_gap(dm[(dm.bits == bits) & (dm.quantizer == qz) & (dm.pixel_range == pr)])
+            if gap is not None:
+                out.append(f"| W{bits.replace('/', 'A')} {qz} | {PIXEL_NAMES[pr]} | {gap['top1']} | {gap['top1_ahead']} "
+                           f"| {gap['jitter_mean']} | {gap['jitter_mean_ahead']} |")
+    return out + [""]
+
+
+def fmt_seeds(seeds: pd.Series) -> str:
+    s = sorted(set(int(v) for v in seeds))
+    return f"{s[0]}-{s[-1]}" if s == list(range(s[0], s[-1] + 1)) else ", ".join(map(str, s))
+
+
+def paired_gap(dc: pd.DataFrame) -> dict | None:
+    """DSG - ZeroQ per seed, for top-1 and the jitter mean (None without a seed that has both)."""
+    wide = dc.pivot_table(index="seed", columns="source", values=["top1", "jitter_mean"])
+    if not {("top1", "dsg"), ("top1", "zeroq")} <= set(wide.columns):
+        return None
+    out = {}
+    for col in ("top1", "jitter_mean"):
+        d = (wide[(col, "dsg")] - wide[(col, "zeroq")]).dropna()
+        out[col] = f"{d.mean():+.1f} ± {d.std(ddof=0):.1f} (n={len(d)})"
+        out[f"{col}_ahead"] = f"{int((d > 0).sum())} of {len(d)}"
+    return out
+
+
+def control_metric_section(model_name: str, mm: pd.DataFrame, dm: pd.DataFrame) -> list[str]:
+    """Mean metrics per source and pixel handling, and Spearman rho between each metric of a synthetic
+    set and the min/max accuracy it gives: over all sets, over the sets inside the valid range only, and
+    over all sets with the out-of-range fraction partialled out."""
+    syn = mm[mm.source != "real"]
+    targets = {}
+    for bits in CORRELATION_BITS:
+        acc = dm[(dm.bits == bits) & (dm.quantizer == DEFAULT_QUANTIZER)]
+        for col, name in (("top1", "top-1"), ("jitter_mean", "jitter mean")):
+            targets[f"W{bits.replace('/', 'A')} {name}"] = acc[["source", "pixel_range", "seed", col]].rename(
+                columns={col: "y"})
+    cols = [c for c in (*METRICS, *RANGE_METRICS) if c in mm and mm[c].notna().any()]
+    mean = mm.assign(set=mm.source + " / " + mm.pixel_range.map(PIXEL_NAMES)).groupby("set", sort=False)[cols].mean()
+    out = [f"## Diversity metrics with the pixel range controlled ({model_name})", "",
+           "Mean over seeds of each metric per source and pixel handling (out_of_range_fraction: pixels outside "
+           "the valid range; max_excursion: the largest, in normalized units beyond the bound; range_ratio: "
+           "the min/max activation ranges the set calibrates over real data's, geometric mean over layers; "
+           "max_layer_ratio: the largest layer's).", "", md_table(mean.T.rename_axis("metric")), ""]
+    blocks = [("all synthetic sets", syn, None),
+              ("sets inside the valid range only (clamped after, clipped, and clamped noise)",
+               syn[syn.out_of_range_fraction == 0], None),
+              ("all synthetic sets, out-of-range fraction partialled out (partial Spearman)", syn,
+               "out_of_range_fraction")]
+    for title, sets, covariate in blocks:
+        joined = {name: sets.merge(t, on=["source", "pixel_range", "seed"]) for name, t in targets.items()}
+        out += [f"### Spearman rho, {title}: metric vs `{DEFAULT_QUANTIZER}` accuracy", "",
+                "| metric | " + " | ".join(f"{name} (n={len(j)})" for name, j in joined.items()) + " |",
+                "|---|" + "---|" * len(joined)]
+        for c in cols:
+            if c == covariate:
+                continue
+            rhos = [spearman(j[c], j.y, j[covariate] if covariate else None) for j in joined.values()]
+            out.append(f"| {c} | " + " | ".join("-" if pd.isna(r) else f"{r:+.2f}" for r in rhos) + " |")
+        out.append("")
+    out += [f"(\"-\": fewer than {MIN_RHO_POINTS} sets, or a metric constant over them.)", ""]
+    return out
+
+
+def spearman(x: pd.Series, y: pd.Series, z: pd.Series | None = None) -> float:
+    """Spearman rho of x and y; with z, the partial rank correlation (ranks of x and y, each with its
+    linear fit on the ranks of z removed). NaN from fewer than MIN_RHO_POINTS points."""
+    ok = x.notna() & y.notna() & (z.notna() if z is not None else True)
+    if ok.sum() < MIN_RHO_POINTS:
+        return float("nan")
+    rx, ry = x[ok].rank().to_numpy(float), y[ok].rank().to_numpy(float)
+    if z is not None:
+        design = np.column_stack([np.ones(len(rx)), z[ok].rank().to_numpy(float)])
+        rx = rx - design @ np.linalg.lstsq(design, rx, rcond=None)[0]
+        ry = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+ROW_FIELDS = ("kind", "model", "source", "pixel_range", "seed", "bits", "quantizer", "top1", "jitter_mean")
+
+
+def control_rows(rows: list[dict]) -> str:
+    """The rows as compact JSON lines for the dashboard's evidence page: the key fields, top-1 and the
+    jitter mean of a result, the metric values of a set (floats to 4 significant digits)."""
+    keep = set(ROW_FIELDS) | set(METRICS) | set(RANGE_METRICS)
+    lines = []
+    for r in frame(rows).to_dict("records"):
+        if r["kind"] not in ("main", "metrics"):
+            continue
+        fields = ROW_FIELDS if r["kind"] == "main" else keep - {"bits", "quantizer", "top1", "jitter_mean"}
+        row = {k: r.get(k) for k in ROW_FIELDS if k in fields}
+        row.update({k: r[k] for k in sorted(fields - set(ROW_FIELDS)) if k in r})
+        lines.append(json.dumps({k: round_sig(v) for k, v in row.items()}))
+    return "\n".join(lines) + "\n"
+
+
+def round_sig(v):
+    if isinstance(v, float):
+        return None if math.isnan(v) else float(f"{v:.4g}")
+    return v
+
+
 def md_table(df: pd.DataFrame) -> str:
     cols = [df.index.name or ""] + list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -380,6 +547,10 @@ def main() -> None:
         if n > 1:
             return  # the other shards are still running: render once they are done (--render-only)
     rows.refresh()
+    if "pixel_ranges" in profile:
+        write_doc(args.out or "pixel-range.md", render_control(rows.rows, args.profile, profile))
+        write_doc(f"data/{args.profile}-rows.jsonl", control_rows(rows.rows))
+        return
     write_doc(args.out or f"results-{args.profile}.md", render(rows.rows, args.profile, PROFILES[args.profile]))
 
 

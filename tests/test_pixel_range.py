@@ -42,6 +42,15 @@ def test_clamping_brings_every_pixel_in_and_leaves_inside_pixels_alone():
     assert x[0, 0, 0, 0] == 3.0  # a copy: the input set is untouched
 
 
+def test_real_pixels_normalized_in_float32_are_inside():
+    from dsg_core.data import real_split
+    from dsg_core.models import get_spec
+    real = real_split("resnet20_mnist", "train")[0][:64]
+    assert pixel_range_metrics(real, get_spec("resnet20_mnist").valid_range)["out_of_range_fraction"] == 0.0
+    lo = get_spec("resnet20_mnist").valid_range[0][0]
+    assert excursion(torch.full((1, 1, 1, 1), lo - 1e-3), ((lo,), (lo + 1,))).item() == pytest.approx(1e-3, rel=1e-4)
+
+
 def test_a_range_for_other_channels_is_refused():
     with pytest.raises(DataError, match="channels"):
         excursion(torch.zeros(1, 3, 2, 2), VALID)
@@ -56,7 +65,7 @@ def test_wider_inputs_calibrate_wider_activation_ranges(tiny_net):
     torch.manual_seed(0)
     x = torch.randn(16, 1, 8, 8)
     base, wide = activation_ranges(tiny_net, x), activation_ranges(tiny_net, 5 * x)
-    assert len(base) >= 2 and bool((wide > base).all())
+    assert len(base) >= 1 and bool((wide > base).all())
     assert range_ratios(base, base)["range_ratio"] == pytest.approx(1.0)
 
 

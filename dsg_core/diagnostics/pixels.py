@@ -12,13 +12,17 @@ import torch
 from ..errors import DataError
 
 ValidRange = tuple[tuple[float, ...], tuple[float, ...]]
+# A pixel of exactly 0 or 1, normalized in float32, lands within an ulp or two of its bound: real
+# images would count as out of range. Excursions up to this (normalized units) count as inside.
+TOLERANCE = 1e-5
 
 
 def excursion(images: torch.Tensor, valid_range: ValidRange) -> torch.Tensor:
     """(N, C, H, W) -> same shape: how far each pixel lies beyond its channel's bound, in normalized
-    units (0 inside the range)."""
+    units (0 inside the range, or within TOLERANCE of it)."""
     lo, hi = bounds(images, valid_range)
-    return (lo - images).clamp_min(0) + (images - hi).clamp_min(0)
+    e = (lo - images).clamp_min(0) + (images - hi).clamp_min(0)
+    return e.where(e > TOLERANCE, torch.zeros((), dtype=e.dtype, device=e.device))
 
 
 def per_image(images: torch.Tensor, valid_range: ValidRange) -> tuple[torch.Tensor, torch.Tensor]:
