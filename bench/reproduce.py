@@ -315,7 +315,8 @@ def metric_section(met: pd.DataFrame, main: pd.DataFrame) -> list[str]:
 
 # ------------------------------------------------------------------------ render: the pixel-range control
 PIXEL_NAMES = {"free": "as generated", "clamp-after": "clamped after", "clip": "clipped every step"}
-RANGE_METRICS = ("out_of_range_fraction", "max_excursion", "images_out_of_range", "range_ratio", "max_layer_ratio")
+PIXEL_METRICS = ("out_of_range_fraction", "max_excursion", "images_out_of_range")
+RANGE_METRICS = (*PIXEL_METRICS, "range_ratio", "max_layer_ratio")
 MIN_RHO_POINTS = 8  # no rank correlation from fewer sets
 
 
@@ -429,8 +430,8 @@ def control_metric_section(model_name: str, mm: pd.DataFrame, dm: pd.DataFrame) 
                 "| metric | " + " | ".join(f"{name} (n={len(j)})" for name, j in joined.items()) + " |",
                 "|---|" + "---|" * len(joined)]
         for c in cols:
-            if c == covariate:
-                continue
+            if title != blocks[0][0] and c in PIXEL_METRICS:
+                continue  # constant inside the range, or the covariate itself
             rhos = [spearman(j[c], j.y, j[covariate] if covariate else None) for j in joined.values()]
             out.append(f"| {c} | " + " | ".join("-" if pd.isna(r) else f"{r:+.2f}" for r in rhos) + " |")
         out.append("")
@@ -465,7 +466,7 @@ def control_rows(rows: list[dict]) -> str:
     for r in frame(rows).to_dict("records"):
         if r["kind"] not in ("main", "metrics"):
             continue
-        fields = ROW_FIELDS if r["kind"] == "main" else keep - {"bits", "quantizer", "top1", "jitter_mean"}
+        fields = set(ROW_FIELDS) if r["kind"] == "main" else keep - {"bits", "quantizer", "top1", "jitter_mean"}
         row = {k: r.get(k) for k in ROW_FIELDS if k in fields}
         row.update({k: r[k] for k in sorted(fields - set(ROW_FIELDS)) if k in r})
         lines.append(json.dumps({k: round_sig(v) for k, v in row.items()}))
