@@ -50,9 +50,11 @@ PROFILES = {
                   swing_seeds=10, overrides={"mobilenetv2_mnist": dict(epsilons=[])}),
     # issue 21: every synthetic set as generated (free), clamped to the valid input range afterwards
     # (no generation) and generated with clip; the cells of docs/results.md, each with range jitter.
-    # Seeds come in waves (all of seeds 0-4 on both models before 5-9): partial results are useful.
-    "control": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=["gaussian", "zeroq", "dsg", "real"],
-                    seeds=10, wave=5, bits=["3/3", "4/4"], quantizers=["minmax", "dsg-avg"],
+    # Seeds come in waves (all of seeds 0-4 on both models before 5-9) and within a seed the focus
+    # comparison (ZeroQ vs DSG, free and clamped) comes first, clip next, references last: partial
+    # results are useful.
+    "control": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=["zeroq", "dsg", "real", "gaussian"],
+                    focus=["zeroq", "dsg"], seeds=10, wave=5, bits=["3/3", "4/4"], quantizers=["minmax", "dsg-avg"],
                     pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 0.9, 1.0, 1.1, 1.2],
                     samples=64, iterations=200, recon_iters=100, epsilons=[]),
 }
@@ -97,8 +99,8 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
         extra = [] if only_seeds is not None else list(range(p["seeds"], p.get("swing_seeds", 0)))
         for seed in base + extra:
             ranges = p.get("pixel_ranges", ["free"])
-            tasks = [(0, Task(model_name, seed, src, None, plain, pr)) for src in p["sources"] if plain
-                     for pr in ranges if pr in pixel_ranges_of(src, ranges)]
+            tasks = sorted([(0, Task(model_name, seed, src, None, plain, pr)) for src in p["sources"] if plain
+                            for pr in ranges if pr in pixel_ranges_of(src, ranges)], key=lambda k: focus(k[1], p))
             tasks += [(1, Task(model_name, seed, "dsg", eps, ((DEFAULT_BITS, DEFAULT_QUANTIZER),)))
                       for eps in p["epsilons"]]
             tasks += [(2 + i, Task(model_name, seed, src, None, tuple((bits, q) for q in p["recon_quantizers"])))
@@ -108,6 +110,14 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
                          if t.epsilon is None and swings(rows.rows, model_name, t.source, range(p["seeds"]), t.combos)]
             keyed += [(seed // p.get("wave", 10**9), ph, seed in extra, t) for ph, t in tasks]
     return [t[-1] for t in sorted(keyed, key=lambda k: k[:3])]  # stable: model, seed, source within
+
+
+def focus(task: Task, profile: dict) -> int:
+    """0 for the profile's focus sources as generated or clamped, 1 for them clipped (a new generation),
+    2 for the rest (the references); 0 for every task of a profile without a focus."""
+    if task.source not in profile.get("focus", [task.source]):
+        return 2
+    return int(task.pixel_range == "clip")
 
 
 def pixel_ranges_of(source: str, ranges: list[str]) -> list[str]:

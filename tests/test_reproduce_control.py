@@ -24,6 +24,13 @@ def test_control_runs_every_model_on_a_wave_of_seeds_before_the_next_wave():
     assert firsts[10] == ("resnet20_mnist", 5) and len(firsts) == 20
 
 
+def test_within_a_seed_the_focus_comparison_comes_first_then_clip_then_the_references():
+    tasks = [t for t in R.plan(R.PROFILES["control"], NoRows()) if t.model == "resnet20_mnist" and t.seed == 0]
+    assert [(t.source, t.pixel_range) for t in tasks] == [
+        ("zeroq", "free"), ("zeroq", "clamp-after"), ("dsg", "free"), ("dsg", "clamp-after"),
+        ("zeroq", "clip"), ("dsg", "clip"), ("real", "free"), ("gaussian", "free"), ("gaussian", "clamp-after")]
+
+
 def test_control_pixel_ranges_per_source():
     tasks = [t for t in R.plan(R.PROFILES["control"], NoRows()) if t.model == "resnet20_mnist" and t.seed == 0]
     got = {(t.source, t.pixel_range) for t in tasks}
