@@ -84,3 +84,12 @@ def test_diagnose_reports_pixel_range_per_set_and_per_image(tiny_net):
     assert len(per) == 32 + 16 + 16 and set(per.set) == {"Real", "wild", "clamped"}
     assert per[per.set == "wild"].out_of_range_fraction.mean() == pytest.approx(expected)
     assert "out_of_range_fraction" not in diagnose(tiny_net, {"wild": wild}, real, (1, 8, 8)).metrics()
+
+
+def test_clamping_a_free_set_is_generating_with_clamp_after(tiny_net):
+    from dsg_core.generation import GenerationConfig, generate
+    cfg = GenerationConfig(samples=8, batch_size=8, iterations=5, seed=3)
+    free = generate(tiny_net, (1, 8, 8), cfg, num_classes=10)
+    after = generate(tiny_net, (1, 8, 8), cfg.replace(pixel_range="clamp-after"), num_classes=10,
+                     valid_range=((-0.5,), (1.5,)))
+    assert torch.equal(clamp_to_range(free.images, ((-0.5,), (1.5,))), after.images)
