@@ -276,23 +276,28 @@ def plan_from_args(args):
 
 def plan_argv(plan) -> list[str]:
     """A plan as ``compare`` arguments, every setting explicit (background jobs run this)."""
-    g, q = plan.generation, plan.quant
+    q = plan.quant
     argv = ["compare", "--model", plan.model, "--sources", ",".join(plan.sources),
             "--seeds", ",".join(map(str, plan.seeds)), "--bits", ",".join(f"{w}/{a}" for w, a in plan.bits),
             "--quantizers", ",".join(plan.quantizers), "--workers", str(plan.workers),
-            "--method", g.method, "--samples", str(g.samples), "--batch-size", str(g.batch_size),
-            "--iterations", str(g.iterations), "--lr", repr(g.lr), "--init", g.init, "--schedule", g.schedule,
-            "--epsilon", repr(g.epsilon), "--lse-weight", repr(g.lse_weight), "--sci-weight", repr(g.sci_weight),
-            "--ce-weight", repr(g.ce_weight), "--tv-weight", repr(g.tv_weight), "--l2-weight", repr(g.l2_weight),
-            "--jitter", str(g.jitter), "--pixel-range", g.pixel_range, "--seed", str(g.seed),
-            "--recon-iters", str(q.recon_iters), "--first-last", q.first_last]
-    argv += [f"--no-{part}" for part in ("sda", "lse", "sci") if not getattr(g, part)]
+            *generation_argv(plan.generation), "--recon-iters", str(q.recon_iters), "--first-last", q.first_last]
     argv += ["--fold-bn"] * q.fold_bn + ["--priors"] * plan.priors + ["--no-diagnose"] * (not plan.diagnose)
     argv += ["--eval-samples", str(plan.eval_images)] if plan.eval_images else []
     argv += ["--range-jitter", ",".join(map(repr, plan.jitter))] if plan.jitter else []
     argv += ["--weights", plan.weights] if plan.weights else []
     argv += ["--title", plan.title] if plan.title else []
     return argv
+
+
+def generation_argv(g) -> list[str]:
+    """A generation config as the generation arguments ``generation_config`` reads back (every
+    setting explicit; ``generate`` and ``compare`` share them)."""
+    argv = ["--method", g.method, "--samples", str(g.samples), "--batch-size", str(g.batch_size),
+            "--iterations", str(g.iterations), "--lr", repr(g.lr), "--init", g.init, "--schedule", g.schedule,
+            "--epsilon", repr(g.epsilon), "--lse-weight", repr(g.lse_weight), "--sci-weight", repr(g.sci_weight),
+            "--ce-weight", repr(g.ce_weight), "--tv-weight", repr(g.tv_weight), "--l2-weight", repr(g.l2_weight),
+            "--jitter", str(g.jitter), "--pixel-range", g.pixel_range, "--seed", str(g.seed)]
+    return argv + [f"--no-{part}" for part in ("sda", "lse", "sci") if not getattr(g, part)]
 
 
 def _seeds(text: str) -> tuple[int, ...]:

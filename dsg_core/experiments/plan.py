@@ -45,6 +45,7 @@ class Plan:
     weights: str | None = None          # a weights file replacing the registry's
     test_dir: str | None = None         # labelled test images replacing the embedded split
     workers: int = 1                    # sets generated / quantized at once (threads)
+    snapshots: int = 0                  # keep images and statistics every N iterations of seed 0 (replay)
     title: str = ""
 
     def __post_init__(self):  # lists from JSON or argv become tuples, so the plan stays hashable

@@ -22,7 +22,7 @@ from ..data import real_split
 from ..data.folder import load_image_folder
 from ..diagnostics import REAL, Diagnosis, diagnose
 from ..evaluate import evaluate_quantized
-from ..generation import Margins, SyntheticSet
+from ..generation import Margins, SyntheticSet, generate
 from ..logit_cache import fp32_logits
 from ..models import ModelSpec, get_spec, load_model
 from ..progress import CancelFn, Progress, ProgressFn
@@ -134,7 +134,8 @@ def run(plan: Plan, *, progress: ProgressFn = None, cancel: CancelFn = None, sto
     plan = plan.validate()
     res = resources or Resources.load(plan, device)
     report = _Reporter(progress, task_names(plan))
-    sets = _generate(plan, res, report, cancel, cache, device)
+    snapshots: dict = {}
+    sets = _generate(plan, res, report, cancel, cache, device, snapshots)
     calib = {key: s.images for key, s in sets.items()}
     for seed in plan.seeds:
         if "real" in plan.sources:
@@ -149,7 +150,8 @@ def run(plan: Plan, *, progress: ProgressFn = None, cancel: CancelFn = None, sto
              for i, (src, seed) in enumerate(plan.calibrations)]
     rows = [row for chunk in in_parallel(tasks, plan.workers) for row in chunk]
     result = RunResult(plan, {k: sets[k] for k in plan.calibrations}, {k: calib[k] for k in plan.calibrations},
-                       diagnosis, metrics, pd.DataFrame(rows), seconds=round(time.perf_counter() - t0, 2))
+                       diagnosis, metrics, pd.DataFrame(rows), seconds=round(time.perf_counter() - t0, 2),
+                       extras={"snapshots": snapshots} if snapshots else {})
     if store is not None:
         with report.task(len(report.names) - 1):
             result.run_id = save(store, result)
@@ -157,17 +159,34 @@ def run(plan: Plan, *, progress: ProgressFn = None, cancel: CancelFn = None, sto
 
 
 def _generate(plan: Plan, res: Resources, report: "_Reporter", cancel: CancelFn, cache: SetCache | None,
-              device) -> dict[tuple[str, int], SyntheticSet]:
+              device, snapshots: dict) -> dict[tuple[str, int], SyntheticSet]:
+    """Every generated set of the plan; with ``plan.snapshots``, seed 0's BN-matched sets are made
+    afresh and their snapshots land in ``snapshots``."""
     size = res.spec.input_shape[-1]
 
     def one(k: int, source: str, seed: int) -> SyntheticSet:
         cfg = plan.source_config(source, seed, size)
         with report.task(k):
+            if plan.snapshots and seed == plan.seeds[0] and cfg.uses_bn:  # fresh, so there is something to replay
+                kept = snapshots.setdefault((source, seed), [])
+                return generate(_private(res.model), res.spec.input_shape, cfg, model_name=res.spec.name,
+                                num_classes=res.spec.num_classes, valid_range=res.spec.valid_range, cancel=cancel,
+                                device=device, progress=_keeping(report.sub(k), kept), snapshot_every=plan.snapshots)
             return generated_set(_private(res.model), res.spec, cfg, cache=cache, cancel=cancel, device=device,
                                  progress=report.sub(k))
 
     made = in_parallel([partial(one, k, src, seed) for k, (src, seed) in enumerate(plan.generated)], plan.workers)
     return dict(zip(plan.generated, made))
+
+
+def _keeping(progress: ProgressFn, kept: list) -> ProgressFn:
+    """Pass progress on, keeping the generator's snapshots (and not handing them further)."""
+    def report(p: Progress) -> None:
+        if "snapshot" in p.extra:
+            kept.append(p.extra.pop("snapshot"))
+        if progress is not None:
+            progress(p)
+    return report
 
 
 def _quantize_rows(plan: Plan, res: Resources, source: str, seed: int, images: torch.Tensor, progress: ProgressFn,
