@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import DOCS, machine
+
 from dsg_core.diagnostics import REAL
 from dsg_core.diagnostics import views as dv
 from dsg_core.experiments import Plan, RunResult, SetCache, run
@@ -120,7 +120,8 @@ def snapshot_rows(result: RunResult, **key) -> list[dict]:
         for s in kept:
             cols = [dv.targets_offset(diag.targets, i) for i in layers]
             out.append({**key, "source": source, "iteration": s["iteration"], "layers": layers,
-                        "mean": [rounded(s["mean"][:, c]) for c in cols], "std": [rounded(s["std"][:, c]) for c in cols]})
+                        "mean": [rounded(s["mean"][:, c]) for c in cols],
+                        "std": [rounded(s["std"][:, c]) for c in cols]})
     return out
 
 

@@ -76,8 +76,9 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     for part in ("sda", "lse", "sci"):
         g.add_argument(f"--no-{part}", action="store_true", help=f"switch {part.upper()} off")
     g.add_argument("--samples", type=int, help="number of images (default 64)")
-    g.add_argument("--batch-size", type=_batch_size, help="images optimized together (default 64, at most the samples); "
-                                                          "'auto': the largest up to that default which fits the free memory")
+    g.add_argument("--batch-size", type=_batch_size,
+                   help="images optimized together (default 64, at most the samples); "
+                        "'auto': the largest up to that default which fits the free memory")
     g.add_argument("--iterations", type=int, help="Adam iterations per batch (default 500)")
     g.add_argument("--lr", type=float)
     g.add_argument("--init", choices=["gaussian", "uniform"])
@@ -172,7 +173,8 @@ def check_set_fits(synthetic, spec) -> None:
     from .errors import DataError
     if tuple(synthetic.images.shape[1:]) != tuple(spec.input_shape):
         raise DataError(f"the synthetic set has images of shape {tuple(synthetic.images.shape[1:])} but "
-                        f"{spec.name} takes {tuple(spec.input_shape)} (it was made for {synthetic.model or 'another model'})")
+                        f"{spec.name} takes {tuple(spec.input_shape)} "
+                        f"(it was made for {synthetic.model or 'another model'})")
 
 
 # ---------------------------------------------------------------------------------------- quantize

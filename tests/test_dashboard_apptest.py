@@ -155,28 +155,42 @@ def test_run_fills_session_state_the_store_and_the_link(ran, runs_dir):
     assert result.extras.get("snapshots"), "the Run keeps snapshots for the replay"
 
 
+EXPLORE_TABS = ["Samples", "Homogenization", "Embedding", "Diversity metrics"]
+
+
+def show_tab(at: AppTest, tab: str) -> AppTest:
+    """Only the open tab of Explore is drawn (in the browser a switch reruns the app)."""
+    at.session_state["tab"] = tab
+    return at.run()
+
+
 def test_explore_and_accuracy_show_charts_with_data(ran):
-    specs = []
-    for page in ("explore", "accuracy"):
-        open_page(ran, page)
-        assert not ran.exception, page
+    specs, text = [], []
+    open_page(ran, "explore")
+    for tab in EXPLORE_TABS:
+        show_tab(ran, tab)
+        assert not ran.exception, tab
         specs += plotly_specs(ran)
+        text += [m.value for m in ran.markdown]
+    open_page(ran, "accuracy")
+    assert not ran.exception
+    specs += plotly_specs(ran)
     got = {s["layout"].get("title", {}).get("text", "") for s in specs}
     for expected in ("Per-sample statistics", "Pre-BN activations", "Spread of per-sample", "SDA slack band",
                      "Penultimate features", "W4A4, dsg-avg", "Similarity spectrum", "Pixel values",
                      "one objective per panel", "Watch it happen"):
         assert any(expected in t for t in got), f"no chart titled {expected!r}: {got}"
     assert all(s["data"] for s in specs), "every chart has traces"
-    open_page(ran, "explore")
-    assert len(ran.image) >= 4 and "%" in ran.image[0].captions[0]
-    text = " ".join(m.value for m in ran.markdown)
+    text = " ".join(text)
     assert "What this grid shows" in text and "What this shows" in text
+    show_tab(open_page(ran, "explore"), "Samples")
+    assert len(ran.image) >= 4 and "%" in ran.image[0].captions[0]
 
 
 def test_plot_selectors_do_not_regenerate(ran):
     before = ran.session_state["result"]
-    open_page(ran, "explore").selectbox(key="layer").set_value(3).run()
-    ran.radio(key="color").set_value("class").run()
+    show_tab(open_page(ran, "explore"), "Homogenization").selectbox(key="layer").set_value(3).run()
+    show_tab(ran, "Embedding").radio(key="color").set_value("class").run()
     assert not ran.exception
     assert ran.session_state["result"] is before
 
@@ -282,7 +296,8 @@ def test_model_without_weights_shows_an_error(tmp_path, monkeypatch):
 def test_foreign_upload_shows_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("DSG_RUNS_DIR", str(tmp_path))
     at = new_app(page="your-model")
-    at.file_uploader(key="byom_weights").set_value(("weights.pt", b"this is not a state dict", "application/octet-stream"))
+    at.file_uploader(key="byom_weights").set_value(("weights.pt", b"this is not a state dict",
+                                                    "application/octet-stream"))
     at.run()
     assert not at.exception
     assert any("cannot read weights" in e for e in errors(at))

@@ -48,7 +48,8 @@ def takeaway(cell: pd.DataFrame) -> str:
             out += " Too few seeds to call a difference."
         elif separated:
             lead = "DSG" if d["mean"] > z["mean"] else "ZeroQ"
-            holds = "jitter" not in g or (g.loc["DSG", "jitter"] - g.loc["ZeroQ", "jitter"]) * (d["mean"] - z["mean"]) > 0
+            jitter_gap = g.loc["DSG", "jitter"] - g.loc["ZeroQ", "jitter"] if "jitter" in g else None
+            holds = jitter_gap is None or jitter_gap * (d["mean"] - z["mean"]) > 0
             out += (f" {lead}'s seeds all lie above the other's" + (", and the order holds under range jitter."
                                                                    if holds else ", but range jitter reverses it: "
                                                                    "the grid's luck, not the data."))

@@ -147,8 +147,9 @@ def homogenization_section(b: Bundle, model: str, pr: str) -> None:
     st.markdown("**What this shows:** the spread of per-sample BN means relative to real data, averaged over layers — "
                 + ", ".join(f"{s} {v:.2f}" for s, v in syn.sort_values().items()) + " (1 = as varied as real). "
                 + ("Every synthetic set is more alike than real data: homogenized. " if (syn < 1).all() else "")
-                + (f"DSG spreads {syn['DSG'] / syn['ZeroQ']:.1f}× as much as ZeroQ. " if {"DSG", "ZeroQ"} <= set(syn.index)
-                   else "") + "The ✕ is the BN running statistics; the dotted box is DSG's slack band (±δ, ±γ).")
+                + (f"DSG spreads {syn['DSG'] / syn['ZeroQ']:.1f}× as much as ZeroQ. "
+                   if {"DSG", "ZeroQ"} <= set(syn.index) else "")
+                + "The ✕ is the BN running statistics; the dotted box is DSG's slack band (±δ, ±γ).")
     st.caption("Seed 0, channel 0 of the chosen layer. The spread chart is the same measure at every layer "
                "(metrics over all seeds are in docs/pixel-range.md).")
 

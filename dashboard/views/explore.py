@@ -33,15 +33,14 @@ def render(result, present: bool = False) -> None:
     if not intro(CAPTION, result):
         return
     spec = get_spec(result.plan.model)
-    tabs = st.tabs(["Samples", "Homogenization", "Embedding", "Diversity metrics"])
-    with tabs[0]:
-        samples(result, spec, present)
-    with tabs[1]:
-        homogenization(result)
-    with tabs[2]:
-        embedding(result, spec, present)
-    with tabs[3]:
-        metrics(result)
+    views = {"Samples": lambda: samples(result, spec, present), "Homogenization": lambda: homogenization(result),
+             "Embedding": lambda: embedding(result, spec, present), "Diversity metrics": lambda: metrics(result)}
+    # Bound to the URL, the tabs rerun the script on a switch and say which one is open: only that one
+    # is drawn, so a switch or a plot selector costs one view, not four.
+    for tab, draw in zip(st.tabs(list(views), key="tab", bind="query-params"), views.values()):
+        if tab.open:
+            with tab:
+                draw()
 
 
 # ---------------------------------------------------------------------------------------- samples

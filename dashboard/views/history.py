@@ -15,7 +15,7 @@ from dsg_core.runstore import Run, RunStore, set_file
 from dsg_core.sources import label
 
 from .. import charts
-from ..state import plain, plan_of_record
+from ..state import plan_of_record
 from .accuracy import fp32_of, summary
 
 CAPTION = ("What to look for: how a setting changed the outcome — load two runs side by side. Every Run is "

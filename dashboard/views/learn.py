@@ -33,7 +33,8 @@ LSE = (r"\mathcal{L}_{DSG} = \frac{1}{B} \sum_{i=1}^{N} \sum_{j=1}^{B} X_{ij}\, 
        r"X = \mathbf{1}\mathbf{1}^\top + (w - 1)\, I_{\,i = j \bmod N}")
 SCI = (r"S = \hat{Z}\hat{Z}^\top,\ \hat z_j = \frac{z_j}{\lVert z_j \rVert} \\ "
        r"\mathcal{L}_{SCI} = \frac{1}{N}\, \mathrm{MSE}\big(\lambda(S),\ \lambda(S^{g})\big)")
-QUANT = r"q(x) = \mathrm{clamp}\Big(\big\lfloor \tfrac{x}{s} \big\rceil + z,\ 0,\ 2^{b} - 1\Big), \quad s = \frac{\max - \min}{2^{b} - 1}"
+QUANT = (r"q(x) = \mathrm{clamp}\Big(\big\lfloor \tfrac{x}{s} \big\rceil + z,\ 0,\ 2^{b} - 1\Big), \quad "
+         r"s = \frac{\max - \min}{2^{b} - 1}")
 
 
 PAGES: dict = {}

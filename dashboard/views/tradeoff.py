@@ -7,7 +7,6 @@ import streamlit as st
 
 from dsg_core.diagnostics import BETTER
 from dsg_core.runstore import RunStore
-
 from dsg_core.sources import label
 
 from .. import charts
@@ -20,7 +19,8 @@ CAPTION = ("One point per set and seed (pooled with the saved runs of this model
 MIN_POINTS = 8  # fewer points than this and a rank correlation is noise: it is not computed
 
 
-def points(metrics: pd.DataFrame, results: pd.DataFrame, bits: str, quantizer: str, run: str, title: str) -> pd.DataFrame:
+def points(metrics: pd.DataFrame, results: pd.DataFrame, bits: str, quantizer: str, run: str,
+           title: str) -> pd.DataFrame:
     """One row per set and seed: its metrics joined with its top-1 at one cell."""
     res = results[(results["bits"] == bits) & (results["quantizer"] == quantizer)][["source", "seed", "top1"]]
     out = metrics.merge(res, on=["source", "seed"])
