@@ -42,8 +42,8 @@ def timed_cli(*args: str, env: dict[str, str] | None = None) -> tuple[dict, floa
 
 
 def write_doc(name: str, text: str) -> Path:
-    DOCS.mkdir(exist_ok=True)
     path = DOCS / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     print(f"wrote {path}")
     return path

@@ -17,31 +17,21 @@ The ratios below are measured; how much of a W4A4 cell they explain is limited b
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from common import Rows, header, write_doc
+from dsg_core.diagnostics import activation_ranges, range_ratios
 from dsg_core.experiments import SetCache, calibration_set
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec, load_model
-from dsg_core.quant import QuantConfig
-from dsg_core.quant.modules import act_quantizers
-from dsg_core.quant.ptq import quantize_model
 from dsg_core.sources import SOURCES, source_config
 from reproduce import PROFILES, row_key
 
 MODEL = "resnet20_mnist"
 ROOT = Path(__file__).resolve().parent / "cache" / "quick"
-
-
-def layer_ranges(model, images: torch.Tensor) -> torch.Tensor:
-    """hi - lo of every activation quantizer after min/max calibration on ``images`` (floored at
-    1e-8, so that a dead layer does not make a log ratio infinite)."""
-    q = quantize_model(model, images, QuantConfig(wbits=4, abits=4, quantizer="minmax"))
-    return torch.tensor([float(a.hi - a.lo) for a in act_quantizers(q).values()]).clamp_min(1e-8)
 
 
 def cached_sets(model, profile: dict):
@@ -70,12 +60,9 @@ def main() -> None:
     torch.manual_seed(0)
     profile = PROFILES["quick"]
     model = load_model(MODEL)
-    ranges = {(s, seed): layer_ranges(model, x) for s, seed, x in cached_sets(model, profile)}
+    ranges = {(s, seed): activation_ranges(model, x) for s, seed, x in cached_sets(model, profile)}
     real = torch.stack([r for (s, _), r in ranges.items() if s == "real"]).mean(0)
-    sets = pd.DataFrame([{"source": s, "seed": seed,
-                          "range_ratio": math.exp((r / real).log().mean().item()),
-                          "max_layer_ratio": (r / real).max().item()}
-                         for (s, seed), r in ranges.items()])
+    sets = pd.DataFrame([{"source": s, "seed": seed, **range_ratios(r, real)} for (s, seed), r in ranges.items()])
     df = sets.merge(accuracies(), on=["source", "seed"], how="left")
     syn = df[df.source != "real"].dropna()
     per_source = df.groupby("source")[["range_ratio", "max_layer_ratio", "w4a4", "w3a3"]].agg(["mean", "std"])

@@ -4,6 +4,7 @@ embedded model, plus the epsilon ablation and which diversity metric predicts ac
     python bench/reproduce.py                          # the full protocol (hours on 2 cores)
     python bench/reproduce.py --profile quick          # the reduced run recorded in docs/results.md
     python bench/reproduce.py --render-only            # rebuild docs/results.md from saved rows
+    python bench/reproduce.py --profile control        # the pixel-range control (docs/pixel-range.md)
 
 Resumable: every finished row is appended to bench/cache/<profile>/rows.jsonl and skipped on the
 next run; generated sets are cached beside it. Stop it any time and start it again.
@@ -13,19 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 import traceback
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from common import Rows, header, write_doc
 from dsg_core.data import real_split
-from dsg_core.diagnostics import diagnose
-from dsg_core.experiments import SetCache, calibration_set, quantize_and_evaluate
+from dsg_core.diagnostics import activation_ranges, clamp_to_range, diagnose, range_ratios
+from dsg_core.experiments import SetCache, calibration_set, quantize_and_evaluate, real_calibration
 from dsg_core.logit_cache import fp32_logits
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec, load_model
@@ -45,6 +48,13 @@ PROFILES = {
                   recon_bits=["3/3", "4/4", "2/4", "6/6", "8/8"], recon_quantizers=["adaround", "brecq"],
                   samples=64, iterations=200, recon_iters=100, epsilons=[0.5, 0.7, 0.9, 1.0],
                   swing_seeds=10, overrides={"mobilenetv2_mnist": dict(epsilons=[])}),
+    # issue 21: every synthetic set as generated (free), clamped to the valid input range afterwards
+    # (no generation) and generated with clip; the cells of docs/results.md, each with range jitter.
+    # Seeds come in waves (all of seeds 0-4 on both models before 5-9): partial results are useful.
+    "control": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=["gaussian", "zeroq", "dsg", "real"],
+                    seeds=10, wave=5, bits=["3/3", "4/4"], quantizers=["minmax", "dsg-avg"],
+                    pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 0.9, 1.0, 1.1, 1.2],
+                    samples=64, iterations=200, recon_iters=100, epsilons=[]),
 }
 SWING_STD = 5.0  # points of top-1: a cell that spreads this much over the profile's seeds gets swing_seeds
 DEFAULT_BITS, DEFAULT_QUANTIZER = "4/4", "minmax"  # the project's default view (see docs/results-quick.md)
@@ -54,7 +64,8 @@ PAPER_TABLE3 = [("ResNet-18", "4/4", 65.22, 26.04, 39.90, 66.67), ("ResNet-18", 
 
 
 def row_key(r: dict) -> str:
-    return json.dumps({k: r[k] for k in ("kind", "model", "source", "bits", "quantizer", "seed", "epsilon")})
+    key = {k: r[k] for k in ("kind", "model", "source", "bits", "quantizer", "seed", "epsilon")}
+    return json.dumps({**key, "pixel_range": r.get("pixel_range", "free")})  # rows before issue 21: free
 
 
 def for_model(profile: dict, model_name: str) -> dict:
@@ -70,12 +81,14 @@ class Task:
     source: str
     epsilon: float | None
     combos: tuple[tuple[str, str], ...]  # (bits, quantizer)
+    pixel_range: str = "free"  # free, clamp-after (the free set clamped) or clip (GenerationConfig.pixel_range)
 
 
 def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list[Task]:
     """Every task of the profile, cheapest and most telling first: the range rules at every width,
     the epsilon ablation, then reconstruction one width at a time (the W3A3 cliff first); within
-    each, the profile's seeds before extra seeds for the cells that swing (``swings``)."""
+    each, the profile's seeds before extra seeds for the cells that swing (``swings``). A profile
+    with ``wave`` runs its seeds in waves of that many, every model in each wave before the next."""
     plain = tuple((b, q) for b in profile["bits"] for q in profile["quantizers"])
     keyed = []  # (phase, extra seed?, task)
     for model_name in profile["models"]:
@@ -83,7 +96,9 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
         base = list(only_seeds if only_seeds is not None else range(p["seeds"]))
         extra = [] if only_seeds is not None else list(range(p["seeds"], p.get("swing_seeds", 0)))
         for seed in base + extra:
-            tasks = [(0, Task(model_name, seed, src, None, plain)) for src in p["sources"] if plain]
+            ranges = p.get("pixel_ranges", ["free"])
+            tasks = [(0, Task(model_name, seed, src, None, plain, pr)) for src in p["sources"] if plain
+                     for pr in ranges if pr in pixel_ranges_of(src, ranges)]
             tasks += [(1, Task(model_name, seed, "dsg", eps, ((DEFAULT_BITS, DEFAULT_QUANTIZER),)))
                       for eps in p["epsilons"]]
             tasks += [(2 + i, Task(model_name, seed, src, None, tuple((bits, q) for q in p["recon_quantizers"])))
@@ -91,8 +106,16 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
             if seed in extra:
                 tasks = [(ph, t) for ph, t in tasks
                          if t.epsilon is None and swings(rows.rows, model_name, t.source, range(p["seeds"]), t.combos)]
-            keyed += [(ph, seed in extra, t) for ph, t in tasks]
-    return [t for _, _, t in sorted(keyed, key=lambda k: (k[0], k[1]))]  # stable: model, seed, source within
+            keyed += [(seed // p.get("wave", 10**9), ph, seed in extra, t) for ph, t in tasks]
+    return [t[-1] for t in sorted(keyed, key=lambda k: k[:3])]  # stable: model, seed, source within
+
+
+def pixel_ranges_of(source: str, ranges: list[str]) -> list[str]:
+    """The pixel ranges worth running for a source: real images are in range already, and a set that
+    is not optimized (Gaussian noise) is the same clipped at the start as clamped at the end."""
+    if source == "real":
+        return ["free"]
+    return [r for r in ranges if r != "clip"] if source == "gaussian" and "clamp-after" in ranges else ranges
 
 
 def swings(rows: list[dict], model_name: str, source: str, seeds, combos) -> bool:
@@ -119,7 +142,7 @@ def run(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: t
             failed += 1
             status = "FAILED "
             traceback.print_exc()
-        print(f"[{i + 1}/{len(tasks)}] {status}{task.model} seed {task.seed} {task.source}"
+        print(f"[{i + 1}/{len(tasks)}] {status}{task.model} seed {task.seed} {task.source} {task.pixel_range}"
               f"{'' if task.epsilon is None else f' eps={task.epsilon}'} {','.join(b + ' ' + q for b, q in task.combos)}"
               f" ({time.time() - t0:.0f} s)", flush=True)
     return failed
@@ -142,7 +165,8 @@ def loaded(model_name: str, device: torch.device):
 def row_fields(task: Task) -> tuple[str, dict]:
     """(kind, the key fields) of the task's result rows."""
     kind = "main" if task.epsilon is None else "epsilon"
-    return kind, dict(model=task.model, source=task.source, seed=task.seed, epsilon=task.epsilon)
+    return kind, dict(model=task.model, source=task.source, seed=task.seed, epsilon=task.epsilon,
+                      pixel_range=task.pixel_range)
 
 
 def pending(task: Task, rows: Rows) -> tuple[list[tuple[str, str]], bool]:
@@ -154,28 +178,58 @@ def pending(task: Task, rows: Rows) -> tuple[list[tuple[str, str]], bool]:
 
 def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: torch.device) -> None:
     kind, key = row_fields(task)
-    eps = task.epsilon
     todo, need_metrics = pending(task, rows)
     if not todo and not need_metrics:
         return
     model, test_x, test_y, real, fp = loaded(task.model, device)
-    base = GenerationConfig(samples=profile["samples"], batch_size=profile["samples"],
-                            iterations=profile["iterations"], seed=task.seed)
-    if eps is not None:
-        base = base.replace(epsilon=eps)
-    images, _ = calibration_set(model, get_spec(task.model), task.source, base, cache=cache, device=device)
-    images = images.to(device)
+    spec = get_spec(task.model)
+    images = task_images(task, profile, model, cache, device)
     if need_metrics:
-        m = diagnose(model, {"set": images}, real, get_spec(task.model).input_shape).metrics().loc["set"].to_dict()
+        m = diagnose(model, {"set": images}, real, spec.input_shape, valid_range=spec.valid_range)
+        m = m.metrics().loc["set"].to_dict()
+        if profile.get("pixel_ranges"):  # the control: the activation ranges the set calibrates, vs real's
+            m.update(range_ratios(activation_ranges(model, images), real_ranges(task, profile, model, device)))
         rows.add({"kind": "metrics", "bits": None, "quantizer": None, **key, **m})
+    factors = profile.get("jitter", [])
+    jitter = tuple(f for f in factors if f != 1.0) or None  # factor 1 is the calibrated result itself
     for bits, qz in todo:
         w, a = (int(v) for v in bits.split("/"))
         qcfg = QuantConfig(wbits=w, abits=a, quantizer=qz, recon_iters=profile["recon_iters"], seed=task.seed)
         t = time.time()
-        res = quantize_and_evaluate(model, images, qcfg, test_x, test_y, fp_logits=fp)
+        res = quantize_and_evaluate(model, images, qcfg, test_x, test_y, fp_logits=fp, jitter=jitter)
+        extra = {}
+        if factors:
+            accs = {f"{f:g}": res["quant_top1"] if f == 1.0 else res["range_jitter"][f"{f:g}"] for f in factors}
+            extra = {"range_jitter": accs, "jitter_mean": sum(accs.values()) / len(accs)}
         rows.add({"kind": kind, "bits": bits, "quantizer": qz, **key, "top1": res["quant_top1"],
-                  "fp32_top1": res["fp32_top1"], "agreement": res["agreement"], "kl": res["kl"],
+                  "fp32_top1": res["fp32_top1"], "agreement": res["agreement"], "kl": res["kl"], **extra,
                   "seconds": round(time.time() - t, 2), "device": device.type})
+
+
+_REAL_RANGES: dict = {}
+
+
+def real_ranges(task: Task, profile: dict, model, device: torch.device) -> torch.Tensor:
+    """The min/max activation ranges of the real set of the task's seed (once per model and seed)."""
+    k = (task.model, task.seed)
+    if k not in _REAL_RANGES:
+        ref = real_calibration(task.model, profile["samples"], task.seed).to(device)
+        _REAL_RANGES[k] = activation_ranges(model, ref)
+    return _REAL_RANGES[k]
+
+
+def task_images(task: Task, profile: dict, model, cache: SetCache, device: torch.device) -> torch.Tensor:
+    """The task's calibration images: ``clamp-after`` is the free set (generated once, cached)
+    clamped to the valid input range, which is what generating with clamp-after gives."""
+    spec = get_spec(task.model)
+    generated = "free" if task.pixel_range == "clamp-after" else task.pixel_range
+    base = GenerationConfig(samples=profile["samples"], batch_size=profile["samples"],
+                            iterations=profile["iterations"], seed=task.seed, pixel_range=generated)
+    if task.epsilon is not None:
+        base = base.replace(epsilon=task.epsilon)
+    images, _ = calibration_set(model, spec, task.source, base, cache=cache, device=device)
+    images = images.to(device)
+    return clamp_to_range(images, spec.valid_range) if task.pixel_range == "clamp-after" else images
 
 
 # ------------------------------------------------------------------------------------------ render
@@ -259,6 +313,172 @@ def metric_section(met: pd.DataFrame, main: pd.DataFrame) -> list[str]:
     return out
 
 
+# ------------------------------------------------------------------------ render: the pixel-range control
+PIXEL_NAMES = {"free": "as generated", "clamp-after": "clamped after", "clip": "clipped every step"}
+PIXEL_METRICS = ("out_of_range_fraction", "max_excursion", "images_out_of_range")
+RANGE_METRICS = (*PIXEL_METRICS, "range_ratio", "max_layer_ratio")
+MIN_RHO_POINTS = 8  # no rank correlation from fewer sets
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per key (parallel runs may repeat one), with pixel_range filled in for older rows."""
+    df = pd.DataFrame({row_key(r): r for r in rows}.values())
+    if "pixel_range" not in df:
+        df["pixel_range"] = "free"
+    return df.fillna({"pixel_range": "free"})
+
+
+def render_control(rows: list[dict], profile_name: str, profile: dict) -> str:
+    df = frame(rows)
+    main, met = df[df.kind == "main"], df[df.kind == "metrics"]
+    factors = ", ".join(f"{f:g}" for f in profile["jitter"])
+    out = [header("Diversity or pixel range? The pixel-range control (issue 21)", timing=False), "",
+           f"Settings ({profile_name} profile): {json.dumps({k: v for k, v in profile.items() if k != 'sources'})}.",
+           "",
+           "Every synthetic set three ways: **as generated** (free, unbounded pixels: the paper and "
+           "`docs/results.md`), **clamped after** (the same set, every pixel clamped to the model's valid input "
+           "range `ModelSpec.valid_range`, no new generation) and **clipped every step** (generated with "
+           "`--pixel-range clip`: projected onto the range after every Adam step). Gaussian noise is not "
+           "optimized, so clipping it is clamping it: it has no separate clip row. Real images are in range.",
+           "",
+           "Cells: top-1 % on the 1,000-image MNIST test split, mean ± std [min, max] over seeds (n seeds; a "
+           f"cell with fewer says its own n). **Jitter mean**: top-1 averaged over every calibrated activation "
+           f"range scaled by {factors} (`dsg_core/quant/jitter.py`; `docs/aliasing.md`): a difference that "
+           "survives it is the data's, not the grid's luck.", ""]
+    for model_name, dm in main.groupby("model", sort=False):
+        out += control_model_section(model_name, dm, profile)
+        mm = met[met.model == model_name]
+        if len(mm):
+            out += control_metric_section(model_name, mm, dm)
+    return "\n".join(out) + "\n"
+
+
+def control_model_section(model_name: str, dm: pd.DataFrame, profile: dict) -> list[str]:
+    n = dm.seed.nunique()
+    out = [f"## {model_name} (FP32 {dm.fp32_top1.iloc[0]:.2f}%, seeds {fmt_seeds(dm.seed)})", ""]
+    cells = [(b, q) for b in profile["bits"] for q in profile["quantizers"]]
+    for bits, qz in cells:
+        dc = dm[(dm.bits == bits) & (dm.quantizer == qz)]
+        if not len(dc):
+            continue
+        out += [f"### W{bits.replace('/', 'A')} `{qz}`", "", "| source | pixels | top-1 | jitter mean |",
+                "|---|---|---|---|"]
+        for source in profile["sources"]:
+            for pr in pixel_ranges_of(source, profile["pixel_ranges"]):
+                g = dc[(dc.source == source) & (dc.pixel_range == pr)]
+                if len(g):
+                    out.append(f"| {source} | {PIXEL_NAMES[pr]} | {fmt(g.top1, n)} | {fmt(g.jitter_mean, n)} |")
+        out.append("")
+    out += [f"### DSG minus ZeroQ, seed by seed ({model_name})", "",
+            "Top-1 points of DSG's set minus ZeroQ's set of the same seed and pixel handling: mean ± std over "
+            "the seeds both have, and on how many of them DSG is ahead.", "",
+            "| cell | pixels | top-1: DSG - ZeroQ | DSG ahead | jitter mean: DSG - ZeroQ | DSG ahead |",
+            "|---|---|---|---|---|---|"]
+    for bits, qz in cells:
+        for pr in profile["pixel_ranges"]:
+            gap = paired_gap(dm[(dm.bits == bits) & (dm.quantizer == qz) & (dm.pixel_range == pr)])
+            if gap is not None:
+                out.append(f"| W{bits.replace('/', 'A')} {qz} | {PIXEL_NAMES[pr]} | {gap['top1']} | {gap['top1_ahead']} "
+                           f"| {gap['jitter_mean']} | {gap['jitter_mean_ahead']} |")
+    return out + [""]
+
+
+def fmt_seeds(seeds: pd.Series) -> str:
+    s = sorted(set(int(v) for v in seeds))
+    return f"{s[0]}-{s[-1]}" if s == list(range(s[0], s[-1] + 1)) else ", ".join(map(str, s))
+
+
+def paired_gap(dc: pd.DataFrame) -> dict | None:
+    """DSG - ZeroQ per seed, for top-1 and the jitter mean (None without a seed that has both)."""
+    wide = dc.pivot_table(index="seed", columns="source", values=["top1", "jitter_mean"])
+    if not {("top1", "dsg"), ("top1", "zeroq")} <= set(wide.columns):
+        return None
+    out = {}
+    for col in ("top1", "jitter_mean"):
+        d = (wide[(col, "dsg")] - wide[(col, "zeroq")]).dropna()
+        out[col] = f"{d.mean():+.1f} ± {d.std(ddof=0):.1f} (n={len(d)})"
+        out[f"{col}_ahead"] = f"{int((d > 0).sum())} of {len(d)}"
+    return out
+
+
+def control_metric_section(model_name: str, mm: pd.DataFrame, dm: pd.DataFrame) -> list[str]:
+    """Mean metrics per source and pixel handling, and Spearman rho between each metric of a synthetic
+    set and the min/max accuracy it gives: over all sets, over the sets inside the valid range only, and
+    over all sets with the out-of-range fraction partialled out."""
+    syn = mm[mm.source != "real"]
+    targets = {}
+    for bits in CORRELATION_BITS:
+        acc = dm[(dm.bits == bits) & (dm.quantizer == DEFAULT_QUANTIZER)]
+        for col, name in (("top1", "top-1"), ("jitter_mean", "jitter mean")):
+            targets[f"W{bits.replace('/', 'A')} {name}"] = acc[["source", "pixel_range", "seed", col]].rename(
+                columns={col: "y"})
+    cols = [c for c in (*METRICS, *RANGE_METRICS) if c in mm and mm[c].notna().any()]
+    mean = mm.assign(set=mm.source + " / " + mm.pixel_range.map(PIXEL_NAMES)).groupby("set", sort=False)[cols].mean()
+    out = [f"## Diversity metrics with the pixel range controlled ({model_name})", "",
+           "Mean over seeds of each metric per source and pixel handling (out_of_range_fraction: pixels outside "
+           "the valid range; max_excursion: the largest, in normalized units beyond the bound; range_ratio: "
+           "the min/max activation ranges the set calibrates over real data's, geometric mean over layers; "
+           "max_layer_ratio: the largest layer's).", "", md_table(mean.T.rename_axis("metric")), ""]
+    blocks = [("all synthetic sets", syn, None),
+              ("sets inside the valid range only (clamped after, clipped, and clamped noise)",
+               syn[syn.out_of_range_fraction == 0], None),
+              ("all synthetic sets, out-of-range fraction partialled out (partial Spearman)", syn,
+               "out_of_range_fraction")]
+    for title, sets, covariate in blocks:
+        joined = {name: sets.merge(t, on=["source", "pixel_range", "seed"]) for name, t in targets.items()}
+        out += [f"### Spearman rho, {title}: metric vs `{DEFAULT_QUANTIZER}` accuracy", "",
+                "| metric | " + " | ".join(f"{name} (n={len(j)})" for name, j in joined.items()) + " |",
+                "|---|" + "---|" * len(joined)]
+        for c in cols:
+            if title != blocks[0][0] and c in PIXEL_METRICS:
+                continue  # constant inside the range, or the covariate itself
+            rhos = [spearman(j[c], j.y, j[covariate] if covariate else None) for j in joined.values()]
+            out.append(f"| {c} | " + " | ".join("-" if pd.isna(r) else f"{r:+.2f}" for r in rhos) + " |")
+        out.append("")
+    out += [f"(\"-\": fewer than {MIN_RHO_POINTS} sets, or a metric constant over them.)", ""]
+    return out
+
+
+def spearman(x: pd.Series, y: pd.Series, z: pd.Series | None = None) -> float:
+    """Spearman rho of x and y; with z, the partial rank correlation (ranks of x and y, each with its
+    linear fit on the ranks of z removed). NaN from fewer than MIN_RHO_POINTS points."""
+    ok = x.notna() & y.notna() & (z.notna() if z is not None else True)
+    if ok.sum() < MIN_RHO_POINTS:
+        return float("nan")
+    rx, ry = x[ok].rank().to_numpy(float), y[ok].rank().to_numpy(float)
+    if z is not None:
+        design = np.column_stack([np.ones(len(rx)), z[ok].rank().to_numpy(float)])
+        rx = rx - design @ np.linalg.lstsq(design, rx, rcond=None)[0]
+        ry = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+ROW_FIELDS = ("kind", "model", "source", "pixel_range", "seed", "bits", "quantizer", "top1", "jitter_mean")
+
+
+def control_rows(rows: list[dict]) -> str:
+    """The rows as compact JSON lines for the dashboard's evidence page: the key fields, top-1 and the
+    jitter mean of a result, the metric values of a set (floats to 4 significant digits)."""
+    keep = set(ROW_FIELDS) | set(METRICS) | set(RANGE_METRICS)
+    lines = []
+    for r in frame(rows).to_dict("records"):
+        if r["kind"] not in ("main", "metrics"):
+            continue
+        fields = set(ROW_FIELDS) if r["kind"] == "main" else keep - {"bits", "quantizer", "top1", "jitter_mean"}
+        row = {k: r.get(k) for k in ROW_FIELDS if k in fields}
+        row.update({k: r[k] for k in sorted(fields - set(ROW_FIELDS)) if k in r})
+        lines.append(json.dumps({k: round_sig(v) for k, v in row.items()}))
+    return "\n".join(lines) + "\n"
+
+
+def round_sig(v):
+    if isinstance(v, float):
+        return None if math.isnan(v) else float(f"{v:.4g}")
+    return v
+
+
 def md_table(df: pd.DataFrame) -> str:
     cols = [df.index.name or ""] + list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -328,6 +548,10 @@ def main() -> None:
         if n > 1:
             return  # the other shards are still running: render once they are done (--render-only)
     rows.refresh()
+    if "pixel_ranges" in profile:
+        write_doc(args.out or "pixel-range.md", render_control(rows.rows, args.profile, profile))
+        write_doc(f"data/{args.profile}-rows.jsonl", control_rows(rows.rows))
+        return
     write_doc(args.out or f"results-{args.profile}.md", render(rows.rows, args.profile, PROFILES[args.profile]))
 
 

@@ -163,7 +163,8 @@ def cmd_diagnose(args) -> None:
     model = load_model(args.model, weights=args.weights, device=args.device)
     real = (load_image_folder(args.real_folder, spec, limit=args.real_samples)[0] if args.real_folder
             else real_split(args.model, "train")[0][:args.real_samples])
-    report = diagnose(model, {"synthetic": synthetic.images}, real, spec.input_shape).metrics()
+    report = diagnose(model, {"synthetic": synthetic.images}, real, spec.input_shape,
+                      valid_range=spec.valid_range).metrics()
     row = report.loc["synthetic"].to_dict()
     return _emit(row, args.json, report.T.to_string(float_format=lambda v: f"{v:.4g}"))
 

@@ -52,6 +52,7 @@ def test_diagnose_json(capsys, synthetic_file):
                 "frechet_distance", "precision", "recall", "class_entropy"):
         assert isinstance(metrics[key], float), key
     assert 0 <= metrics["precision"] <= 1 and 0 <= metrics["class_entropy"] <= 1
+    assert 0 <= metrics["out_of_range_fraction"] <= 1 and metrics["max_excursion"] >= 0  # the pixel-range columns
 
 
 def test_quantize_json(capsys, synthetic_file):

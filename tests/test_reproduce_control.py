@@ -1,0 +1,68 @@
+"""The pixel-range control profile of bench/reproduce.py: task order, rows, and its statistics."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import reproduce as R  # noqa: E402 - bench/ is not a package: its path goes first
+
+
+class NoRows:
+    rows: list = []
+
+
+def test_control_runs_every_model_on_a_wave_of_seeds_before_the_next_wave():
+    tasks = R.plan(R.PROFILES["control"], NoRows())
+    order = [(t.model, t.seed) for t in tasks]
+    firsts = list(dict.fromkeys(order))
+    assert firsts[:5] == [("resnet20_mnist", s) for s in range(5)]
+    assert firsts[5:10] == [("mobilenetv2_mnist", s) for s in range(5)]
+    assert firsts[10] == ("resnet20_mnist", 5) and len(firsts) == 20
+
+
+def test_control_pixel_ranges_per_source():
+    tasks = [t for t in R.plan(R.PROFILES["control"], NoRows()) if t.model == "resnet20_mnist" and t.seed == 0]
+    got = {(t.source, t.pixel_range) for t in tasks}
+    assert got == {("gaussian", "free"), ("gaussian", "clamp-after"), ("real", "free"),
+                   *((s, p) for s in ("zeroq", "dsg") for p in ("free", "clamp-after", "clip"))}
+    assert all(t.combos == (("3/3", "minmax"), ("3/3", "dsg-avg"), ("4/4", "minmax"), ("4/4", "dsg-avg"))
+               for t in tasks)
+
+
+def test_row_key_reads_older_rows_as_free():
+    old = dict(kind="main", model="m", source="dsg", bits="4/4", quantizer="minmax", seed=0, epsilon=None)
+    assert R.row_key(old) == R.row_key({**old, "pixel_range": "free"})
+    assert R.row_key(old) != R.row_key({**old, "pixel_range": "clip"})
+
+
+def test_partial_spearman_removes_a_shared_cause():
+    rng = np.random.default_rng(0)
+    z = pd.Series(rng.normal(size=200))
+    x, y = z + 0.1 * rng.normal(size=200), z + 0.1 * rng.normal(size=200)  # related only through z
+    assert R.spearman(pd.Series(x), pd.Series(y)) > 0.9
+    assert abs(R.spearman(pd.Series(x), pd.Series(y), z)) < 0.2
+    assert np.isnan(R.spearman(pd.Series(x[:7]), pd.Series(y[:7])))  # never from fewer than 8 points
+
+
+def test_paired_gap_is_per_seed():
+    dc = pd.DataFrame({"source": ["dsg", "zeroq"] * 3, "seed": [0, 0, 1, 1, 2, 2],
+                       "top1": [90, 80, 50, 60, 70, 70.0], "jitter_mean": [1, 0, 1, 0, 1, 0.0]})
+    gap = R.paired_gap(dc)
+    assert gap["top1"].startswith("+0.0 ± 8.2 (n=3)") and gap["top1_ahead"] == "1 of 3"
+    assert gap["jitter_mean_ahead"] == "3 of 3"
+
+
+def test_control_rows_keep_only_the_dashboards_fields():
+    rows = [dict(kind="main", model="m", source="dsg", bits="4/4", quantizer="minmax", seed=0, epsilon=None,
+                 pixel_range="clip", top1=98.123456, jitter_mean=90.0, kl=0.1, range_jitter={"1": 98.1}),
+            dict(kind="metrics", model="m", source="dsg", bits=None, quantizer=None, seed=0, epsilon=None,
+                 pixel_range="clip", out_of_range_fraction=0.0, effective_rank=12.3456789, precision=float("nan"))]
+    import json
+    main, met = (json.loads(line) for line in R.control_rows(rows).splitlines())
+    assert main == dict(kind="main", model="m", source="dsg", pixel_range="clip", seed=0, bits="4/4",
+                        quantizer="minmax", top1=98.12, jitter_mean=90.0)
+    assert met["effective_rank"] == pytest.approx(12.35) and met["precision"] is None and "top1" not in met
