@@ -28,8 +28,7 @@ import torch
 from common import Rows, header, write_doc
 from dsg_core.data import real_split
 from dsg_core.diagnostics import activation_ranges, clamp_to_range, diagnose, range_ratios
-from dsg_core.experiments import SetCache, calibration_set, quantize_and_evaluate, real_calibration
-from dsg_core.logit_cache import fp32_logits
+from dsg_core.experiments import SetCache, TestSet, calibration_set, quantize_and_evaluate, real_calibration
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec, load_model
 from dsg_core.quant import QuantConfig
@@ -91,7 +90,8 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
     the epsilon ablation, then reconstruction one width at a time (the W3A3 cliff first); within
     each, the profile's seeds before extra seeds for the cells that swing (``swings``). A profile
     with ``wave`` runs its seeds in waves of that many, every model in each wave before the next."""
-    plain = tuple((b, q) for b in profile["bits"] for q in profile["quantizers"])
+    plain = (tuple(tuple(c) for c in profile["cells"]) if "cells" in profile
+             else tuple((b, q) for b in profile["bits"] for q in profile["quantizers"]))
     keyed = []  # (phase, extra seed?, task)
     for model_name in profile["models"]:
         p = for_model(profile, model_name)
@@ -162,13 +162,12 @@ _MODELS: dict = {}
 
 
 def loaded(model_name: str, device: torch.device):
-    """(model, test images, test labels, 512 real training images, the FP32 logits on the test images),
-    on ``device``, once per process."""
+    """(model, the test set with its FP32 logits, 512 real training images), on ``device``, once per process."""
     if model_name not in _MODELS:
         model = load_model(model_name, device=device)
         test_x, test_y = (t.to(device) for t in real_split(model_name, "test"))
-        _MODELS[model_name] = (model, test_x, test_y, real_split(model_name, "train")[0][:512].to(device),
-                               fp32_logits(model, test_x))
+        _MODELS[model_name] = (model, TestSet.of(model, test_x, test_y),
+                               real_split(model_name, "train")[0][:512].to(device))
     return _MODELS[model_name]
 
 
@@ -191,7 +190,7 @@ def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: tor
     todo, need_metrics = pending(task, rows)
     if not todo and not need_metrics:
         return
-    model, test_x, test_y, real, fp = loaded(task.model, device)
+    model, test, real = loaded(task.model, device)
     spec = get_spec(task.model)
     images = task_images(task, profile, model, cache, device)
     if need_metrics:
@@ -206,7 +205,7 @@ def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: tor
         w, a = (int(v) for v in bits.split("/"))
         qcfg = QuantConfig(wbits=w, abits=a, quantizer=qz, recon_iters=profile["recon_iters"], seed=task.seed)
         t = time.time()
-        res = quantize_and_evaluate(model, images, qcfg, test_x, test_y, fp_logits=fp, jitter=jitter)
+        res = quantize_and_evaluate(model, images, qcfg, test, jitter=jitter)
         extra = {}
         if factors:
             accs = {f"{f:g}": res["quant_top1"] if f == 1.0 else res["range_jitter"][f"{f:g}"] for f in factors}

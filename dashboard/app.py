@@ -1,8 +1,10 @@
 """DSG Lab dashboard — entry point: ``streamlit run dashboard/app.py``.
 
-The page collects settings (sidebar, mirrored in the URL), runs the pipeline in a background job
-with live progress, and renders the result, which stays in session state so that changing a plot
-selector redraws without recomputing. Every error a user can cause is shown as ``st.error``.
+Pages (``st.navigation``): the committed Evidence first, then the views of a live run. The sidebar
+collects settings (mirrored in the URL); the Run button hands ``Settings.to_plan()`` to the engine's
+``run`` in a background job with live progress. A finished run stays in session state and in the
+URL (``?run=ID``), so a link reopens it from the history without recomputing; a setting changed
+after a run marks the views stale. Every error a user can cause is shown as ``st.error``.
 """
 
 from __future__ import annotations
@@ -13,19 +15,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` puts only dashboard/ on the path
 
-import streamlit as st  # noqa: E402
+import streamlit as st
 
 st.set_page_config(page_title="DSG Lab", page_icon="🧪", layout="wide")
 
-from dsg_core.errors import DSGError  # noqa: E402
-from dsg_core.models import get_spec  # noqa: E402
-from dsg_core.jobs import JobStore  # noqa: E402
-from dsg_core.runstore import RunStore  # noqa: E402
+from dashboard import charts, resources, state, style
+from dashboard.runner import Job, reopen_run, run_job
+from dashboard.views import accuracy, byom, evidence, explore, history, jobs, learn, qat
+from dsg_core.errors import DSGError
+from dsg_core.jobs import JobStore
+from dsg_core.runstore import RunStore
 
-from dashboard import charts, resources, state  # noqa: E402
-from dashboard.runner import Job, ablation_job, result_from_run, run_job  # noqa: E402
-from dashboard.views import (accuracy, byom, embedding, history, homogenization, jobs, learn, metrics,  # noqa: E402
-                             qat, samples, tradeoff)
 
 def custom_weights(model: str) -> dict:
     """The user's uploaded weights/test images when they belong to the selected architecture."""
@@ -57,23 +57,22 @@ def live_panel() -> None:
         st.rerun()
     t = job.tracker
     elapsed = time.time() - t.started
-    st.progress(t.overall, text=f"{t.done} of {len(t.stages)} stages done · {elapsed:.0f} s — "
-                                f"{' · '.join(t.active) or 'starting'}")
-    st.button("Cancel", key="cancel", on_click=job.cancel, help="Stop the run at its next step")
-    if any(t.curves.values()):
-        st.plotly_chart(charts.loss_curves(t.curves), key="live_loss")
+    st.progress(t.overall, text=f"{t.overall:.0%} · {t.done} of {len(t.stages)} steps done · {elapsed:.0f} s — "
+                                f"{' · '.join(t.active[:3]) or 'starting'}")
+    st.button("Cancel", key="cancel", on_click=job.cancel, help="Stop the run at its next step; nothing is saved")
+    curves = {k: list(v) for k, v in list(t.curves.items()) if v}
+    if curves:
+        st.plotly_chart(charts.live_losses(curves), key="live_loss")
 
 
 def finish(job: Job) -> None:
     """Move a finished job's result (or its error) into the session, once."""
     st.session_state.pop("job")
-    if job.status == "done" and job.kind == "ablation":
-        result = st.session_state.get("result")
-        if result is not None:
-            result.ablation = job.result
-        st.session_state["notice"] = ("success", "The ε ablation is in Quantized accuracy.")
+    if job.status == "done" and job.kind.startswith("ablation"):
+        st.session_state[job.kind] = job.result
+        st.session_state["notice"] = ("success", "The small multiples are on the Accuracy page.")
     elif job.status == "done":
-        st.session_state["result"] = job.result
+        show_result(job.result)
         st.session_state["notice"] = ("success", f"Run #{job.result.run_id} finished in {job.result.seconds:.0f} s "
                                                  "and was saved to the history.")
     elif job.status == "cancelled":
@@ -82,34 +81,75 @@ def finish(job: Job) -> None:
         st.session_state["notice"] = ("error", job.error)
 
 
+def show_result(result) -> None:
+    """Put a run on screen and in the link (``?run=ID`` reopens it)."""
+    st.session_state["result"] = result
+    for kind in ("ablation-epsilon", "ablation-components"):
+        st.session_state.pop(kind, None)
+    if result.run_id is not None:
+        st.query_params["run"] = str(result.run_id)
+
+
 def show_notice() -> None:
     kind, text = st.session_state.get("notice", (None, None))
     if kind:
         getattr(st, kind)(text)
 
 
-def load_run(run) -> None:
-    """Put a stored run on screen (History's Load button)."""
-    ctx = load_context(run.model, weights=run.config.get("weights"), test_dir=run.config.get("test_dir"))
+def load_run(record, set_sidebar: bool = True) -> None:
+    """Put a stored run on screen (History's Load button, or a link's ``run=``) and, by default,
+    set the sidebar to its settings."""
+    ctx = load_context(record.model, weights=record.config.get("weights"), test_dir=record.config.get("test_dir"))
     if ctx is None:
         return
     try:
-        st.session_state["result"] = result_from_run(run, ctx)
+        result = reopen_run(record, ctx)
     except DSGError as exc:
-        st.error(f"cannot reload run #{run.id}: {exc}")
+        st.error(f"cannot reopen run #{record.id}: {exc}")
         return
-    st.session_state["notice"] = ("info", f"Showing saved run #{run.id}: {run.title}")
+    show_result(result)
+    if set_sidebar:
+        state.apply_settings(state.Settings.from_plan(result.plan))
+    st.session_state["notice"] = ("info", f"Showing saved run #{record.id}: {record.title}")
     st.rerun()
 
 
+def follow_link(store: RunStore) -> None:
+    """A link with ``run=ID`` reopens that run, once per id, before the sidebar is drawn."""
+    wanted = st.query_params.get("run")
+    shown = st.session_state.get("result")
+    if not wanted or (shown is not None and str(shown.run_id) == wanted) or st.session_state.get("followed") == wanted:
+        return
+    st.session_state["followed"] = wanted
+    try:
+        record = store.get(int(wanted))
+    except (ValueError, DSGError):
+        st.session_state["notice"] = ("warning", f"The link's run={state.plain(wanted[:20])} is not a saved run.")
+        return
+    load_run(record)
+
+
+def stale_banner(settings: state.Settings, result, ctx) -> None:
+    """Say at once when the view no longer shows the sidebar's settings."""
+    if result is None or ctx is None:
+        return
+    notes = state.stale_notes(settings.to_plan(ctx.weights, ctx.test_dir), result.plan)
+    if notes:
+        st.warning("**Stale view:** " + "; ".join(notes) + ". Press **Run** to update, or load the run's "
+                   "settings back.", icon="⏳")
+        st.button("Put the run's settings back in the sidebar", key="restore_settings",
+                  on_click=state.apply_settings, args=(state.Settings.from_plan(result.plan),))
+
+
 def main() -> None:
+    store = RunStore(state.runs_dir())
+    follow_link(store)
     run_box = st.sidebar.container()
+    present = st.sidebar.toggle("Presentation mode", False, key="present", bind="query-params",
+                                help="Larger text and images, for a projector.")
+    style.apply(present)
     settings = state.sidebar()
     custom = custom_weights(settings.model)
-    st.title("DSG Lab")
-    st.caption("Data-free quantization with diverse synthetic samples: generate calibration images from the "
-               "model's BatchNorm statistics (ZeroQ vs DSG), see how homogenized they are, and what that does "
-               "to quantized accuracy.")
     ctx = load_context(settings.model, **custom)
     job = st.session_state.get("job")
     if job is not None and not job.running:
@@ -117,45 +157,49 @@ def main() -> None:
         job = None
     running = job is not None
     if run_box.button("Run", type="primary", disabled=ctx is None or running, key="run", width="stretch",
-                      help="Generate DSG, ZeroQ and Gaussian sets, diagnose them, quantize with each and "
-                           "with real images, evaluate; saved to History."):
-        start(run_job(settings, ctx))
+                      help="Generate DSG, ZeroQ and Gaussian sets for every seed, diagnose them, quantize with "
+                           "each and with real images, evaluate; saved to History."):
+        start(run_job(settings.to_plan(ctx.weights, ctx.test_dir), ctx))
         st.rerun()  # redraw the whole page: Run disabled, live panel shown
+    plan = settings.to_plan()
+    run_box.caption(f"{len(plan.seeds)} seed(s) × {len(plan.generated)} generated sets, "
+                    f"{plan.generation.iterations} iterations; about a minute on 2 cores at the defaults.")
     if custom:
-        run_box.caption(f"Using your weights: {st.session_state['custom']['label']}")
+        run_box.caption(f"Using your weights: {state.plain(st.session_state['custom']['label'])}")
+    result = st.session_state.get("result")
+    pages = {
+        "evidence": st.Page(lambda: evidence.render(present), title="Evidence", icon="📊", url_path="evidence",
+                            default=True),
+        "explore": st.Page(lambda: explore.render(st.session_state.get("result"), present), title="Explore a run",
+                           icon="🔬", url_path="explore"),
+        "accuracy": st.Page(lambda: accuracy.render(st.session_state.get("result"), ctx, store, running, start),
+                            title="Accuracy", icon="🎯", url_path="accuracy"),
+        "qat": st.Page(lambda: qat.render(ctx, settings), title="Generator + QAT", icon="🏭", url_path="qat"),
+        "learn": st.Page(lambda: learn.render(settings, pages), title="Learn", icon="📖", url_path="learn"),
+        "your-model": st.Page(lambda: byom.render(state.model_names()), title="Your model", icon="🧩",
+                              url_path="your-model"),
+        "history": st.Page(lambda: history_and_jobs(store, settings, ctx), title="History & jobs", icon="🗂️",
+                           url_path="history"),
+    }
+    page = st.navigation({"What the measurements show": [pages["evidence"]],
+                          "Your run": [pages["explore"], pages["accuracy"], pages["qat"]],
+                          "More": [pages["learn"], pages["your-model"], pages["history"]]})
+    st.title(f"DSG Lab · {page.title}")
     if running:
         live_panel()
     show_notice()
-    result = st.session_state.get("result")
-    store = RunStore(state.runs_dir())
-    spec = get_spec(result.settings.model) if result else None
-    views = {
-        "Samples": lambda: samples.render(result, spec),
-        "Homogenization": lambda: homogenization.render(result),
-        "Embedding": lambda: embedding.render(result),
-        "Diversity metrics": lambda: metrics.render(result),
-        "Quantized accuracy": lambda: accuracy_tab(result, ctx, running),
-        "Diversity vs accuracy": lambda: tradeoff.render(result, store),
-        "Generator + QAT": lambda: qat.render(ctx, settings),
-        "Learn": lambda: learn.render(settings),
-        "History": lambda: history.render(result, store, spec, load_run),
-        "Bring your own model": lambda: byom.render(state.model_names()),
-        "Background jobs": lambda: jobs.render(JobStore(state.runs_dir() / "jobs"), settings,
-                                               ctx.weights if ctx else None),
-    }
-    # Bound to the URL, the tabs rerun the script on a switch and say which one is open: only that
-    # one is drawn, so a switch or a plot selector costs one view, not eleven.
-    for tab, draw in zip(st.tabs(list(views), key="view", bind="query-params"), views.values()):
-        if tab.open:
-            with tab:
-                draw()
+    if page not in (pages["evidence"], pages["learn"], pages["your-model"]):
+        stale_banner(settings, result, ctx)
+    page.run()
 
 
-def accuracy_tab(result, ctx, running: bool) -> None:
-    """Quantized accuracy, whose ablation button starts a job for the model on screen."""
-    same_model = ctx is not None and result is not None and ctx.spec.name == result.settings.model
-    if accuracy.render(result, busy=running or not same_model):
-        start(ablation_job(result.settings, ctx))
-        st.rerun()
+def history_and_jobs(store: RunStore, settings: state.Settings, ctx) -> None:
+    runs_tab, jobs_tab = st.tabs(["History", "Background jobs"])
+    with runs_tab:
+        history.render(st.session_state.get("result"), store, load_run)
+    with jobs_tab:
+        plan = settings.to_plan(ctx.weights if ctx else None, ctx.test_dir if ctx else None)
+        jobs.render(JobStore(state.runs_dir() / "jobs"), plan)
+
 
 main()

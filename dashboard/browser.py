@@ -24,9 +24,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 EXCEPTION = "[data-testid='stException']"
 TABS = "[role='tab']"
-# result tab -> (images, Plotly charts) it shows at least, once a run is on screen
-RESULT_TABS = {"Samples": (4, 0), "Homogenization": (0, 4), "Embedding": (0, 1), "Diversity metrics": (0, 1),
-               "Quantized accuracy": (0, 1), "Diversity vs accuracy": (0, 1)}
+NAV = "[data-testid='stSidebarNav'] a, [data-testid='stSidebarNavLink']"
+# page -> its URL path; result page -> (images, Plotly charts) it shows at least, once a run is on screen
+PAGES = {"Evidence": "evidence", "Explore a run": "explore", "Accuracy": "accuracy", "Generator + QAT": "qat",
+         "Learn": "learn", "Your model": "your-model", "History & jobs": "history"}
+RESULT_PAGES = {"Explore a run": (4, 2), "Accuracy": (0, 2)}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -112,6 +114,34 @@ def open_tab(page, name: str) -> None:
     page.locator(TABS, has_text=name).first.click()
     page.wait_for_timeout(300)
     wait_idle(page, 60)
+
+
+def open_page(page, title: str) -> None:
+    """Click a page in the sidebar's navigation, as a person would, and wait for it to settle."""
+    page.locator(NAV, has_text=title).first.click()
+    page.wait_for_url(f"**/{PAGES[title]}**", timeout=30_000)
+    page.wait_for_timeout(300)
+    wait_idle(page, 90)
+
+
+def overflow(page) -> list[str]:
+    """What sticks out of the window: the page scrolling sideways, a chart past the right edge, or a
+    navigation label cut off (its text wider than its box)."""
+    return page.evaluate("""() => {
+        const out = [], w = window.innerWidth;
+        if (document.documentElement.scrollWidth > w + 1) out.push('page ' + document.documentElement.scrollWidth);
+        document.querySelectorAll('.js-plotly-plot').forEach((el, i) => {
+            const r = el.getBoundingClientRect();
+            if (r.width > 0 && r.right > w + 1) out.push('chart ' + i + ' ends at ' + Math.round(r.right));
+        });
+        document.querySelectorAll('[data-testid="stSidebarNav"] a span, [data-testid="stSidebarNavLink"] span')
+            .forEach(el => { if (el.scrollWidth > el.clientWidth + 1) out.push('nav ' + el.textContent); });
+        document.querySelectorAll('[role="tab"]').forEach(el => {
+            const r = el.getBoundingClientRect();
+            if (r.width > 0 && r.right > w + 1) out.push('tab ' + el.textContent);
+        });
+        return out;
+    }""")
 
 
 def wait_drawn(page, images: int, charts: int, timeout_s: float = 60) -> None:

@@ -12,8 +12,10 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-COLORS = {"DSG": "#d62728", "ZeroQ": "#1f77b4", "Gaussian": "#8c8c8c", "Real": "#2ca02c", "BN Gaussian": "#000000"}
+COLORS = {"DSG": "#d62728", "ZeroQ": "#1f77b4", "Gaussian": "#8c8c8c", "Real": "#2ca02c", "BN Gaussian": "#000000",
+          "SDA": "#ff7f0e", "LSE": "#9467bd", "SCI": "#8c564b", "SDA+LSE": "#e377c2", "SDA+LSE+SCI": "#d62728"}
 ORDER = {"set": ["DSG", "ZeroQ", "Gaussian", "Real", "BN Gaussian"]}
+PIXEL_STYLE = {"free": "circle", "clamp-after": "diamond", "clip": "square"}
 
 
 def _style(fig: go.Figure, height: int = 380) -> go.Figure:
@@ -22,7 +24,7 @@ def _style(fig: go.Figure, height: int = 380) -> go.Figure:
 
 
 def loss_curves(curves: dict[str, list[float]]) -> go.Figure:
-    """Live generation loss of every set so far (log scale: BN losses fall over decades)."""
+    """Generation loss of one objective (QAT's losses, or one source's seeds), log scale."""
     fig = go.Figure()
     for name, values in curves.items():
         if values:
@@ -32,6 +34,34 @@ def loss_curves(curves: dict[str, list[float]]) -> go.Figure:
                             line=dict(color=colour))
     fig.update_layout(xaxis_title="iteration", yaxis_title="loss", yaxis_type="log", title="Generation loss")
     return _style(fig, 300)
+
+
+def loss_panels(curves: dict[tuple[str, int], list[float]], height: int = 300) -> go.Figure:
+    """One panel per source, its seeds as lines: ZeroQ's L2 and DSG's slack hinge are different
+    objectives, so they never share an axis (a lower DSG curve would not mean "converges better")."""
+    sources = list(dict.fromkeys(src for src, _ in curves))
+    fig = make_subplots(rows=1, cols=max(1, len(sources)), subplot_titles=[f"{s} objective" for s in sources])
+    for col, src in enumerate(sources, 1):
+        for (name, seed), values in curves.items():
+            if name != src or not values:
+                continue
+            step = max(1, len(values) // 300)
+            fig.add_scatter(x=list(range(1, len(values) + 1, step)), y=values[::step], mode="lines",
+                            name=f"{src} · seed {seed}", line=dict(color=COLORS.get(src)), opacity=0.8,
+                            showlegend=False, row=1, col=col)
+        fig.update_yaxes(type="log", row=1, col=col)
+        fig.update_xaxes(title_text="iteration", row=1, col=col)
+    fig.update_layout(title="Generation loss, one objective per panel (log scale; a plateau = converged)")
+    return _style(fig, height)
+
+
+def live_losses(curves: dict[str, list[float]]) -> go.Figure:
+    """The live panel's losses: 'Generate DSG (seed 0)' -> the DSG panel, seed 0."""
+    keyed = {}
+    for stage, values in curves.items():
+        name = stage.removeprefix("Generate ").rsplit(" (seed ", 1)
+        keyed[(name[0], int(name[1].rstrip(")")) if len(name) == 2 else 0)] = values
+    return loss_panels(keyed, 260)
 
 
 def channel_scatter(df: pd.DataFrame, bn: tuple[float, float], band: tuple[float, float] | None) -> go.Figure:
@@ -91,8 +121,8 @@ def embedding(df: pd.DataFrame, color: str) -> go.Figure:
     df = df.assign(**{"class": df["class"].astype(str)})
     kwargs = dict(color_discrete_map=COLORS, category_orders=ORDER) if color == "set" else {}
     fig = px.scatter(df, x="x", y="y", color=color, symbol="set" if color != "set" else None,
-                     hover_data=["set", "class"], opacity=0.8, title="Penultimate features, embedded jointly",
-                     **kwargs)
+                     hover_data=["set", "class"], custom_data=["set", "index"] if "index" in df else None,
+                     opacity=0.8, title="Penultimate features, embedded jointly", **kwargs)
     fig.update_xaxes(showticklabels=False, title_text="")
     fig.update_yaxes(showticklabels=False, title_text="")
     return _style(fig, 480)
@@ -154,3 +184,72 @@ def epsilon_ablation(df: pd.DataFrame, fp32: float | None) -> go.Figure:
         fig.add_hline(y=fp32, line_dash="dash", line_color="black", annotation_text=f"FP32 {fp32:.1f}%")
     fig.update_layout(xaxis_title="slack quantile ε", yaxis_title="top-1 (%)")
     return _style(fig, 360)
+
+
+def cell_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set",
+              reference: pd.DataFrame | None = None, height: int = 380) -> go.Figure:
+    """Top-1 of one cell per group: every seed a dot, mean ± std a bar, range-jitter means as hollow
+    diamonds; ``reference`` (e.g. the bundle's 10 seeds) as a grey box behind ("your run against 10 seeds")."""
+    fig = go.Figure()
+    groups = list(dict.fromkeys(df[x]))
+    if reference is not None and len(reference):
+        for g in groups:
+            ref = reference[reference[x] == g]["top1"]
+            if len(ref):
+                fig.add_box(x=[g] * len(ref), y=ref, name="evidence bundle (10 seeds)", marker_color="#bbbbbb",
+                            line_color="#bbbbbb", boxpoints=False, showlegend=g == groups[0], opacity=0.6)
+    for g in groups:
+        v = df[df[x] == g]
+        colour = COLORS.get(str(g).split(" [")[0], "#444444")
+        fig.add_scatter(x=[g] * len(v), y=v["top1"], mode="markers", name=str(g), showlegend=False,
+                        marker=dict(color=colour, size=9, opacity=0.7),
+                        customdata=v["seed"] if "seed" in v else None, hovertemplate="seed %{customdata}: %{y:.1f}%")
+        if len(v) > 1:
+            fig.add_scatter(x=[g], y=[v["top1"].mean()], mode="markers", showlegend=False, name=f"{g} mean",
+                            marker=dict(color=colour, size=16, symbol="line-ew-open", line=dict(width=3)),
+                            error_y=dict(type="data", array=[v["top1"].std(ddof=0)], color=colour, thickness=2),
+                            hovertemplate=f"mean %{{y:.1f}} ± {v['top1'].std(ddof=0):.1f} (n={len(v)})")
+        if "jitter_mean" in v and v["jitter_mean"].notna().any():
+            fig.add_scatter(x=[g] * len(v), y=v["jitter_mean"], mode="markers", showlegend=g == groups[0],
+                            name="mean over range jitter ×0.8-1.2",
+                            marker=dict(symbol="diamond-open", size=9, color=colour))
+    if fp32 is not None:
+        fig.add_hline(y=fp32, line_dash="dash", line_color="black", annotation_text=f"FP32 {fp32:.1f}%")
+    fig.update_layout(title=title, yaxis_title="top-1 (%)", yaxis_range=[0, 101], xaxis_title="")
+    return _style(fig, height)
+
+
+def pixel_histogram(values: dict[str, np.ndarray], valid: tuple[float, float]) -> go.Figure:
+    """Pixel values of each set (normalized units) against the model's valid input range."""
+    fig = go.Figure()
+    for name, v in values.items():
+        fig.add_histogram(x=v, name=name, histnorm="probability density", opacity=0.55, nbinsx=80,
+                          marker_color=COLORS.get(name.split(" [")[0]))
+    lo, hi = valid
+    fig.add_vrect(x0=lo, x1=hi, fillcolor="rgba(44,160,44,0.08)", line_width=0,
+                  annotation_text="valid input range", annotation_position="top left")
+    fig.update_layout(barmode="overlay", title="Pixel values against the valid input range",
+                      xaxis_title="pixel value (normalized units)", yaxis_title="density", yaxis_type="log")
+    return _style(fig, 340)
+
+
+def replay(frames: pd.DataFrame, bn: tuple[float, float], band: tuple[float, float] | None) -> go.Figure:
+    """Per-sample (mean, std) of one channel over the iterations: an animation with a slider. Columns:
+    iteration, set, mean, std."""
+    mu, sigma = bn
+    lo_x = min(frames["mean"].quantile(0.01), mu - (band[0] if band else 0))
+    hi_x = max(frames["mean"].quantile(0.99), mu + (band[0] if band else 0))
+    lo_y = min(frames["std"].quantile(0.01), sigma - (band[1] if band else 0))
+    hi_y = max(frames["std"].quantile(0.99), sigma + (band[1] if band else 0))
+    pad_x, pad_y = 0.1 * (hi_x - lo_x) + 1e-6, 0.1 * (hi_y - lo_y) + 1e-6
+    fig = px.scatter(frames, x="mean", y="std", color="set", animation_frame="iteration", color_discrete_map=COLORS,
+                     category_orders=ORDER, opacity=0.75, range_x=[lo_x - pad_x, hi_x + pad_x],
+                     range_y=[lo_y - pad_y, hi_y + pad_y], title="Watch it happen: per-sample statistics while "
+                     "the images are optimized (press ▶)")
+    if band is not None:
+        fig.add_shape(type="rect", x0=mu - band[0], x1=mu + band[0], y0=sigma - band[1], y1=sigma + band[1],
+                      line=dict(dash="dot"), fillcolor="rgba(214,39,40,0.07)")
+    fig.add_scatter(x=[mu], y=[sigma], mode="markers", name="BN running stats",
+                    marker=dict(symbol="x", size=14, color="black"))
+    fig.update_layout(xaxis_title="per-sample mean", yaxis_title="per-sample std")
+    return _style(fig, 460)

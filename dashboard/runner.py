@@ -1,9 +1,9 @@
-"""The Run: generate every calibration set, diagnose them, quantize with each, save to the history.
+"""Long work behind the page: the engine's ``run(plan)`` in a background thread, with live progress.
 
-The work runs in a background thread (:class:`Job`) so the page stays responsive: the app polls the
-job's :class:`Tracker` from a fragment to draw the live progress bar and loss curves, and the
-Cancel button sets an event the engine checks at every step (it raises ``Cancelled``). The pipeline
-itself (:func:`run_pipeline`) is a plain function of settings and data, so tests can call it too.
+The page polls the job's :class:`Tracker` from a fragment to draw the progress bar and the loss of
+each set as it generates; Cancel sets an event the engine checks at every step (it raises
+``Cancelled``). The pipeline itself is the engine's (``dsg_core.experiments.run``): this module only
+threads it and keeps score.
 """
 
 from __future__ import annotations
@@ -13,69 +13,49 @@ import os
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 
 import pandas as pd
 import torch
-import torch.nn as nn
 
-from dsg_core.diagnostics import REAL, Diagnosis, diagnose
 from dsg_core.errors import Cancelled, DSGError
-from dsg_core.evaluate import evaluate_quantized
-from dsg_core.experiments import SetCache, calibration_set, real_calibration
-from dsg_core.generation import Margins, SyntheticSet
-from dsg_core.logit_cache import fp32_logits
-from dsg_core.quant import quantize_model
+from dsg_core.experiments import Plan, Resources, RunResult, reopen, run, task_names
+from dsg_core.progress import Progress
 from dsg_core.runstore import Run, RunStore
 
 from .resources import Context
-from .state import EPSILONS, LABELS, SOURCES, WORKERS, Settings, runs_dir
+from .state import WORKERS, plan_of_record, runs_dir
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class RunResult:
-    """Everything the views draw, kept in session state so a plot selector never recomputes it."""
-    settings: Settings
-    sets: dict[tuple[str, int], SyntheticSet | None]   # (source, seed) -> set (None for real data)
-    calib: dict[tuple[str, int], torch.Tensor]          # (source, seed) -> calibration images
-    diagnosis: Diagnosis                                # of the first seed, keyed by display label
-    metrics: pd.DataFrame                               # one row per set and seed
-    results: pd.DataFrame                               # one row per set, seed and bit-width
-    run_id: int | None = None
-    seconds: float = 0.0
-    ablation: pd.DataFrame | None = None                # epsilon ablation, when computed
-
-    @property
-    def model(self) -> nn.Module:
-        return self.diagnosis.model
-
-    def first_seed_sets(self) -> dict[str, torch.Tensor]:
-        """Display label -> images of the first seed, in display order."""
-        s0 = self.settings.seed
-        return {LABELS[src]: self.calib[(src, s0)] for src in SOURCES if (src, s0) in self.calib}
+EPSILONS = (0.5, 0.7, 0.9, 1.0)   # the ε small multiples' slack quantiles
+# The component small multiples: (label, SDA, LSE, SCI); ZeroQ is "none of them"
+COMPONENTS = (("ZeroQ (none)", False, False, False), ("SDA", True, False, False), ("SDA+LSE", True, True, False),
+              ("SDA+LSE+SCI", True, True, True), ("LSE", False, True, False), ("SCI", False, False, True))
 
 
 @dataclass
 class Tracker:
-    """Progress of a run, written by the worker threads and read by the page (plain values only).
-
-    Stages may run two at a time, so each has its own fraction done; the page shows the ones running.
-    """
+    """Progress of a run, written by the worker threads and read by the page (plain values only)."""
     stages: list[str]
     fractions: dict[int, float] = field(default_factory=dict)
-    curves: dict[str, list[float]] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)  # generation task -> loss so far
     started: float = field(default_factory=time.time)
+
+    def __call__(self, p: Progress) -> None:
+        k = p.extra.get("task", 0)
+        self.fractions[k] = p.fraction if p.step < p.total else 1.0
+        if p.stage.startswith("Generate") and p.step > 0 and p.loss == p.loss:
+            self.curves.setdefault(p.stage, []).append(p.loss)
 
     def update(self, index: int, fraction: float) -> None:
         self.fractions[index] = fraction
 
     @property
     def active(self) -> list[str]:
-        return [self.stages[i] for i, f in sorted(self.fractions.items()) if f < 1.0]
+        return [f"{self.stages[i]} ({f:.0%})" for i, f in sorted(self.fractions.items())
+                if f < 1.0 and i < len(self.stages)]
 
     @property
     def done(self) -> int:
@@ -86,191 +66,10 @@ class Tracker:
         return min(1.0, sum(self.fractions.values()) / max(len(self.stages), 1))
 
 
-def stage_plan(settings: Settings) -> list[str]:
-    """The stage names of a run, in order: generation, diagnosis, quantization, saving."""
-    gen = [f"Generate {LABELS[src]} (seed {seed})" for seed, src in generation_jobs(settings)]
-    quant = [f"Quantize with {LABELS[src]} (seed {seed})" for seed, src in quantization_jobs(settings)]
-    return gen + ["Diagnose diversity"] + quant + ["Save to history"]
-
-
-def generation_jobs(settings: Settings) -> list[tuple[int, str]]:
-    return [(seed, src) for seed in settings.seed_list for src in SOURCES if src != "real"]
-
-
-def quantization_jobs(settings: Settings) -> list[tuple[int, str]]:
-    return [(seed, src) for seed in settings.seed_list for src in SOURCES]
-
-
-def set_cache(ctx: Context) -> SetCache:
-    """Generated sets on disk, reused by identical settings (keyed by model, weights file and config)."""
-    return SetCache(runs_dir() / "cache", ctx.weights)
-
-
-def in_parallel(tasks: list, workers: int) -> list:
-    """Run zero-argument tasks on ``workers`` threads (torch ops release the GIL), results in order."""
-    if workers <= 1 or len(tasks) <= 1:
-        return [t() for t in tasks]
-    with ThreadPoolExecutor(workers, thread_name_prefix="dsg-task") as pool:
-        futures = [pool.submit(t) for t in tasks]
-        return [f.result() for f in futures]
-
-
-def run_pipeline(settings: Settings, ctx: Context, tracker: Tracker, cancel=None,
-                 store: RunStore | None = None, workers: int = WORKERS) -> RunResult:
-    """Generate, diagnose, quantize and evaluate, save; raises DSGError (incl. Cancelled).
-
-    Independent sets are generated (and quantized) ``workers`` at a time, each task on its own copy
-    of the model, because generation and calibration hook into the network.
-    """
-    t0 = time.perf_counter()
-    spec, (test_x, test_y, pool) = ctx.spec, ctx.data()
-    cache = set_cache(ctx)
-    jobs = generation_jobs(settings)
-
-    def generate_one(k: int, seed: int, source: str):
-        tracker.update(k, 0.0)
-        curve = tracker.curves.setdefault(f"{LABELS[source]} · seed {seed}", [])
-        base = settings.source_base(source, spec.input_shape[-1]).replace(seed=seed)
-        out = calibration_set(ctx.private_model(), spec, source, base, cache=cache, cancel=cancel,
-                              progress=_generation_progress(tracker, k, curve))
-        tracker.update(k, 1.0)
-        return out
-
-    made = in_parallel([partial(generate_one, k, seed, src) for k, (seed, src) in enumerate(jobs)], workers)
-    calib = {(src, seed): images for (seed, src), (images, _) in zip(jobs, made)}
-    sets = {(src, seed): s for (seed, src), (_, s) in zip(jobs, made)}
-    for seed in settings.seed_list:
-        calib[("real", seed)] = real_calibration(spec.name, settings.samples, seed, pool=pool)
-    stage = len(jobs)
-    model = ctx.private_model()
-    tracker.update(stage, 0.0)
-    diagnosis, metrics = diagnose_all(model, spec.input_shape, settings, calib, sets)
-    tracker.update(stage, 1.0)
-    test = TestSet.of(model, test_x[:settings.eval_images], test_y[:settings.eval_images])
-    tasks = [partial(quantize_rows, ctx.private_model(), test, settings, src, seed, calib[(src, seed)],
-                     partial(tracker.update, stage + 1 + i), cancel)
-             for i, (seed, src) in enumerate(quantization_jobs(settings))]
-    rows = [row for chunk in in_parallel(tasks, workers) for row in chunk]
-    result = RunResult(settings, sets, calib, diagnosis, metrics, pd.DataFrame(rows),
-                       seconds=round(time.perf_counter() - t0, 2))
-    if store is not None:
-        result.run_id = save(store, result, ctx)
-    tracker.update(len(tracker.stages) - 1, 1.0)
-    return result
-
-
-def _generation_progress(tracker: Tracker, index: int, curve: list[float]):
-    def report(p):
-        tracker.update(index, min(p.fraction, 0.999))
-        curve.append(p.loss)
-    return report
-
-
-def set_margins(sets: dict, seed: int) -> Margins | None:
-    """The DSG set's own SDA margins, so the slack band drawn is the one it was generated with."""
-    s = sets.get(("dsg", seed))
-    if s is not None and s.delta is not None:
-        return Margins(s.delta, s.gamma)
-    return None
-
-
-def diagnose_all(model: nn.Module, input_shape, settings: Settings, calib: dict,
-                 sets: dict) -> tuple[Diagnosis, pd.DataFrame]:
-    """Diagnose each seed's sets against that seed's real calibration images; keep the first seed's probes."""
-    first, frames = None, []
-    for seed in settings.seed_list:
-        synthetic = {LABELS[src]: calib[(src, seed)] for src in SOURCES if src != "real"}
-        diag = diagnose(model, synthetic, calib[("real", seed)], input_shape,
-                        margins=set_margins(sets, seed), epsilon=settings.eps)
-        frames.append(metrics_frame(diag.metrics(), seed))
-        first = first or diag
-    return first, pd.concat(frames, ignore_index=True)
-
-
-def metrics_frame(df: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Diagnosis.metrics() (indexed by label) -> columns set, source, seed, metrics…"""
-    source_of = {v: k for k, v in LABELS.items()}
-    out = df.copy()
-    out.insert(0, "seed", seed)
-    out.insert(0, "source", [source_of.get(n, "real" if n == REAL else n) for n in df.index])
-    out.insert(0, "set", list(df.index))
-    return out.reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class TestSet:
-    """The evaluation images with the FP32 model's logits, computed once (and kept on disk, see
-    ``dsg_core/logit_cache.py``) instead of once per quantized model."""
-    x: torch.Tensor
-    y: torch.Tensor
-    fp_logits: torch.Tensor
-
-    @classmethod
-    def of(cls, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> "TestSet":
-        return cls(x, y, fp32_logits(model, x))
-
-    def evaluate(self, q_model: nn.Module) -> dict[str, float]:
-        return evaluate_quantized(None, q_model, self.x, self.y, fp_logits=self.fp_logits)
-
-
-def quantize_rows(model: nn.Module, test: TestSet, settings: Settings, source: str, seed: int,
-                  images: torch.Tensor, report, cancel) -> list[dict]:
-    """Quantize at every bit-width with one calibration set; one result row each."""
-    rows, bits = [], settings.bits()
-    for k, (w, a) in enumerate(bits):
-        res = test.evaluate(quantize_model(model, images, settings.quant_config(w, a, seed), cancel=cancel))
-        rows.append({"set": LABELS[source], "source": source, "seed": seed, "wbits": w, "abits": a,
-                     "bits": f"W{w}A{a}", "quantizer": settings.quantizer, "top1": res["quant_top1"],
-                     "fp32_top1": res["fp32_top1"], "agreement": res["agreement"], "kl": res["kl"]})
-        report((k + 1) / len(bits))
-    return rows
-
-
-# ---------------------------------------------------------------------------------------- history
-def set_file(source: str, seed: int) -> str:
-    return f"{source}_s{seed}"
-
-
-def save(store: RunStore, result: RunResult, ctx: Context) -> int:
-    config = {**result.settings.to_dict(), "weights": ctx.weights, "test_dir": ctx.test_dir,
-              "seconds": result.seconds}
-    metrics = {f"{r['source']}@{r['seed']}": {k: v for k, v in r.items() if k not in ("set", "source", "seed")}
-               for r in result.metrics.to_dict("records")}
-    sets = {set_file(src, seed): s for (src, seed), s in result.sets.items() if s is not None}
-    return store.add(ctx.spec.name, result.settings.title, config, metrics,
-                     result.results.to_dict("records"), sets)
-
-
-def stored_metrics(run: Run) -> pd.DataFrame:
-    """A stored run's metrics back as the frame RunResult.metrics uses."""
-    rows = []
-    for key, values in run.metrics.items():
-        source, _, seed = key.rpartition("@")
-        rows.append({"set": LABELS.get(source, source), "source": source, "seed": int(seed), **values})
-    return pd.DataFrame(rows)
-
-
-def result_from_run(run: Run, ctx: Context) -> RunResult:
-    """Rebuild a stored run: load its sets, redraw real calibration by seed, re-probe the first seed."""
-    settings = Settings.from_dict(run.config)
-    model, pool = ctx.private_model(), ctx.data()[2]
-    sets, calib = {}, {}
-    for seed in settings.seed_list:
-        calib[("real", seed)] = real_calibration(ctx.spec.name, settings.samples, seed, pool=pool)
-        for source in SOURCES[:-1]:
-            s = run.load_set(set_file(source, seed))
-            sets[(source, seed)], calib[(source, seed)] = s, s.images
-    diagnosis, _ = diagnose_all(model, ctx.spec.input_shape, replace(settings, seeds=1), calib, sets)
-    return RunResult(settings, sets, calib, diagnosis, stored_metrics(run), pd.DataFrame(run.results),
-                     run_id=run.id, seconds=float(run.config.get("seconds", 0.0)))
-
-
-# ---------------------------------------------------------------------------------------- the job
 class Job:
     """Long work in a background thread; ``status`` is running, done, cancelled or error.
 
-    ``work(tracker, cancel)`` is the pipeline (:func:`run_job` or :func:`ablation_job`, or QAT training
-    with its own tracker); ``kind`` tells the page where its result goes.
+    ``work(tracker, cancel)`` is the pipeline; ``kind`` tells the page where its result goes.
     """
 
     def __init__(self, kind: str, stages: list[str], work, tracker=None):
@@ -306,40 +105,69 @@ class Job:
             self.status, self.error = "error", f"internal error ({type(exc).__name__}): {exc}"
 
 
-def run_job(settings: Settings, ctx: Context) -> Job:
-    """The Run: every source, diagnostics, quantization; saved to the run store."""
+def resources(ctx: Context, plan: Plan) -> Resources:
+    """The engine's resources from the page's loaded model and data (no reload per Run)."""
+    test_x, test_y, pool = ctx.data()
+    return Resources.of(ctx.spec, ctx.model, test_x, test_y, pool, plan.eval_images)
+
+
+def run_job(plan: Plan, ctx: Context) -> Job:
+    """The Run: every source, diagnostics, quantization; saved to the history."""
     store = RunStore(runs_dir())
-    return Job("run", stage_plan(settings), partial(run_pipeline, settings, ctx, store=store))
+
+    def work(tracker: Tracker, cancel) -> RunResult:
+        return run(plan, progress=tracker, cancel=cancel, store=store, resources=resources(ctx, plan))
+    return Job("run", task_names(plan), work)
 
 
-def ablation_job(settings: Settings, ctx: Context) -> Job:
-    """DSG at several slack quantiles, quantized at the chosen bit-width (paper's epsilon ablation)."""
-    stages = [f"DSG ε = {eps:g} (seed {seed})" for seed, eps in ablation_jobs(settings)]
-    return Job("ablation", stages, partial(epsilon_ablation, settings, ctx))
+# ------------------------------------------------------------------------------------ small multiples
+def variants(plan: Plan, kind: str) -> dict[str, Plan]:
+    """The plans of one family of small multiples: DSG at each ε, or DSG with each component set.
+    ZeroQ and real data run once beside them as reference lines."""
+    g = plan.generation.replace(method="dsg")
+    if kind == "epsilon":
+        out = {f"ε = {e:g}": plan.replace(sources=("dsg",), generation=g.replace(epsilon=e, sda=True))
+               for e in EPSILONS}
+    else:
+        out = {name: plan.replace(sources=("dsg",), generation=g.replace(sda=sda, lse=lse, sci=sci))
+               for name, sda, lse, sci in COMPONENTS if sda or lse or sci}
+    out["ZeroQ · real (reference)"] = plan.replace(sources=("zeroq", "real"))
+    return out
 
 
-def ablation_jobs(settings: Settings) -> list[tuple[int, float]]:
-    return [(seed, eps) for seed in settings.seed_list for eps in EPSILONS]
+def ablation_job(plan: Plan, ctx: Context, kind: str) -> Job:
+    """Every variant of ``kind`` run as its own plan (cached sets are reused); a frame per variant."""
+    family = variants(plan.replace(bits=(min(plan.bits),)), kind)
+    names = [f"{name}: {stage}" for name, p in family.items() for stage in task_names(p)[:-1]]
+
+    def work(tracker: Tracker, cancel) -> dict[str, RunResult]:
+        out, offset = {}, 0
+        for name, p in family.items():
+            shift = partial(_shifted, tracker, offset)
+            out[name] = run(p, progress=shift, cancel=cancel, resources=resources(ctx, p))
+            offset += len(task_names(p)) - 1
+        return out
+    return Job(f"ablation-{kind}", names, work)
 
 
-def epsilon_ablation(settings: Settings, ctx: Context, tracker: Tracker, cancel=None,
-                     workers: int = WORKERS) -> pd.DataFrame:
-    """One row per (epsilon, seed): the top-1 of DSG data generated at that epsilon (sets are cached)."""
-    spec, (test_x, test_y, _) = ctx.spec, ctx.data()
-    cache = set_cache(ctx)
-    test = TestSet.of(ctx.model, test_x[:settings.eval_images], test_y[:settings.eval_images])
-    w, a = settings.wbits, settings.abits
+def _shifted(tracker: Tracker, offset: int, p: Progress) -> None:
+    k = p.extra.get("task", 0) + offset
+    tracker(Progress(p.stage, p.step, p.total, p.loss, p.parts, {**p.extra, "task": k}))
 
-    def one(k: int, seed: int, eps: float) -> dict:
-        base = settings.source_base("dsg", spec.input_shape[-1]).replace(seed=seed, epsilon=eps)
-        model = ctx.private_model()
-        curve = tracker.curves.setdefault(f"DSG · ε {eps:g} · seed {seed}", [])
-        images, _ = calibration_set(model, spec, "dsg", base, cache=cache, cancel=cancel,
-                                    progress=_generation_progress(tracker, k, curve))
-        res = test.evaluate(quantize_model(model, images, settings.quant_config(w, a, seed), cancel=cancel))
-        tracker.update(k, 1.0)
-        return {"epsilon": eps, "seed": seed, "bits": f"W{w}A{a}", "top1": res["quant_top1"],
-                "fp32_top1": res["fp32_top1"]}
 
-    tasks = [partial(one, k, seed, eps) for k, (seed, eps) in enumerate(ablation_jobs(settings))]
-    return pd.DataFrame(in_parallel(tasks, workers))
+def ablation_frame(results: dict[str, RunResult]) -> pd.DataFrame:
+    """One row per variant, source and seed: top-1, range-jitter mean and the spread ratio."""
+    frames = []
+    for name, r in results.items():
+        df = r.results.assign(variant=name)
+        if not r.metrics.empty and "stat_spread_ratio" in r.metrics:
+            df = df.merge(r.metrics[["source", "seed", "stat_spread_ratio"]], on=["source", "seed"], how="left")
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------- history
+def reopen_run(record: Run, ctx: Context) -> RunResult:
+    """A stored run back on screen: its plan, sets and results, without recomputing."""
+    plan = plan_of_record(record.config)
+    return reopen(record, plan, resources(ctx, plan))

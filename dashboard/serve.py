@@ -22,9 +22,9 @@ def warm() -> None:
     import plotly.graph_objects  # noqa: F401
     import torch  # noqa: F401
 
-    from dashboard import charts, resources, runner, state  # noqa: F401  (the engine, pandas, plotly express)
-    from dashboard.views import (accuracy, byom, embedding, history, homogenization, jobs, learn,  # noqa: F401
-                                 metrics, qat, samples, tradeoff)
+    from dashboard import charts, evidence_bundle, resources, runner, state  # noqa: F401  (warm imports)
+    from dashboard.views import accuracy, byom, evidence, explore, history, jobs, learn, qat  # noqa: F401  (warm imports)
+    evidence_bundle.load()
     from dsg_core.models import default_model_name
     resources.prefetch(default_model_name(), None)
 

@@ -76,8 +76,9 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     for part in ("sda", "lse", "sci"):
         g.add_argument(f"--no-{part}", action="store_true", help=f"switch {part.upper()} off")
     g.add_argument("--samples", type=int, help="number of images (default 64)")
-    g.add_argument("--batch-size", type=_batch_size, help="images optimized together (default min(samples, 64)); "
-                                                          "'auto': the largest up to that default which fits the free memory")
+    g.add_argument("--batch-size", type=_batch_size,
+                   help="images optimized together (default 64, at most the samples); "
+                        "'auto': the largest up to that default which fits the free memory")
     g.add_argument("--iterations", type=int, help="Adam iterations per batch (default 500)")
     g.add_argument("--lr", type=float)
     g.add_argument("--init", choices=["gaussian", "uniform"])
@@ -111,8 +112,6 @@ def generation_config(args, image_size: int):
         raise ConfigError("--batch-size auto is for `generate`; give a number here")
     over.update({field: getattr(args, a) for a, field in names.items() if getattr(args, a) not in (None, "auto")})
     over.update({part: False for part in ("sda", "lse", "sci") if getattr(args, f"no_{part}")})
-    if "samples" in over and "batch_size" not in over:
-        over["batch_size"] = min(over["samples"], 64)
     return preset(args.preset, image_size=image_size, **over).validate()
 
 
@@ -175,7 +174,8 @@ def check_set_fits(synthetic, spec) -> None:
     from .errors import DataError
     if tuple(synthetic.images.shape[1:]) != tuple(spec.input_shape):
         raise DataError(f"the synthetic set has images of shape {tuple(synthetic.images.shape[1:])} but "
-                        f"{spec.name} takes {tuple(spec.input_shape)} (it was made for {synthetic.model or 'another model'})")
+                        f"{spec.name} takes {tuple(spec.input_shape)} "
+                        f"(it was made for {synthetic.model or 'another model'})")
 
 
 # ---------------------------------------------------------------------------------------- quantize
@@ -190,9 +190,9 @@ def add_quant_args(p: argparse.ArgumentParser, many: bool = False) -> None:
         g.add_argument("--wbits", type=int, default=DEFAULT_WBITS, help="weight bits, 2-8 or 32 (off)")
         g.add_argument("--abits", type=int, default=DEFAULT_ABITS, help="activation bits, 2-8 or 32 (off)")
         g.add_argument("--quantizer", choices=QUANTIZERS, default=DEFAULT_QUANTIZER)
-        g.add_argument("--range-jitter", nargs="?", const="0.8,0.9,1.0,1.1,1.2", metavar="FACTORS",
-                       help="also evaluate with every activation range scaled by these factors (default "
-                            "0.8,0.9,1.0,1.1,1.2): a result that swings is partly the grid's luck")
+    g.add_argument("--range-jitter", nargs="?", const="0.8,0.9,1.0,1.1,1.2", metavar="FACTORS",
+                   help="also evaluate with every activation range scaled by these factors (default "
+                        "0.8,0.9,1.0,1.1,1.2): a result that swings is partly the grid's luck")
     g.add_argument("--recon-iters", type=int, help="AdaRound/BRECQ steps per layer or block")
     g.add_argument("--first-last", choices=["same", "8bit"], default="same")
     g.add_argument("--fold-bn", action="store_true")
@@ -210,7 +210,7 @@ def quant_config(args, **kw):
 def cmd_quantize(args) -> None:
     from .data import real_split
     from .data.folder import load_images
-    from .experiments import quantize_and_evaluate, real_calibration
+    from .experiments import TestSet, quantize_and_evaluate, real_calibration
     from .models import get_spec, load_model
     spec = get_spec(args.model)
     qcfg = quant_config(args, wbits=args.wbits, abits=args.abits, quantizer=args.quantizer, seed=args.seed)
@@ -235,7 +235,8 @@ def cmd_quantize(args) -> None:
     callback, cancel, close = _callbacks(args, sys.stderr.isatty())
     t0 = time.perf_counter()
     try:
-        res = quantize_and_evaluate(model, calib.to(args.device), qcfg, test_x, test_y, callback, cancel,
+        res = quantize_and_evaluate(model, calib.to(args.device), qcfg, TestSet.of(model, test_x, test_y),
+                                    progress=callback, cancel=cancel,
                                     jitter=parse_factors(args.range_jitter) if args.range_jitter else None)
     finally:
         close()
@@ -260,24 +261,90 @@ def parse_factors(text: str) -> tuple[float, ...]:
     return factors
 
 
-def cmd_compare(args) -> None:
-    from .experiments import compare, parse_bits
+def plan_from_args(args):
+    """The compare command's arguments as an experiment plan (``plan_argv`` is the inverse)."""
+    from .experiments import Plan, parse_bits
     from .models import get_spec
     from .sources import parse_sources
+    if getattr(args, "plan", None):
+        return _read_plan(args.plan)
     spec = get_spec(args.model)
-    base = generation_config(args, spec.input_shape[-1])
-    qbase = quant_config(args)
+    return Plan(model=args.model, sources=tuple(parse_sources(args.sources)), seeds=_seeds(args.seeds),
+                bits=tuple(parse_bits(args.bits)), quantizers=tuple(q.strip() for q in args.quantizers.split(",")),
+                generation=generation_config(args, spec.input_shape[-1]), quant=quant_config(args),
+                priors=args.priors, eval_images=args.eval_samples,
+                jitter=parse_factors(args.range_jitter) if args.range_jitter else None, diagnose=not args.no_diagnose,
+                weights=args.weights, workers=args.workers, title=args.title or "").validate()
+
+
+def plan_argv(plan) -> list[str]:
+    """A plan as ``compare`` arguments, every setting explicit (background jobs run this)."""
+    q = plan.quant
+    argv = ["compare", "--model", plan.model, "--sources", ",".join(plan.sources),
+            "--seeds", ",".join(map(str, plan.seeds)), "--bits", ",".join(f"{w}/{a}" for w, a in plan.bits),
+            "--quantizers", ",".join(plan.quantizers), "--workers", str(plan.workers),
+            *generation_argv(plan.generation), "--recon-iters", str(q.recon_iters), "--first-last", q.first_last]
+    argv += ["--fold-bn"] * q.fold_bn + ["--priors"] * plan.priors + ["--no-diagnose"] * (not plan.diagnose)
+    argv += ["--eval-samples", str(plan.eval_images)] if plan.eval_images else []
+    argv += ["--range-jitter", ",".join(map(repr, plan.jitter))] if plan.jitter else []
+    argv += ["--weights", plan.weights] if plan.weights else []
+    argv += ["--title", plan.title] if plan.title else []
+    return argv
+
+
+def generation_argv(g) -> list[str]:
+    """A generation config as the generation arguments ``generation_config`` reads back (every
+    setting explicit; ``generate`` and ``compare`` share them)."""
+    argv = ["--method", g.method, "--samples", str(g.samples), "--batch-size", str(g.batch_size),
+            "--iterations", str(g.iterations), "--lr", repr(g.lr), "--init", g.init, "--schedule", g.schedule,
+            "--epsilon", repr(g.epsilon), "--lse-weight", repr(g.lse_weight), "--sci-weight", repr(g.sci_weight),
+            "--ce-weight", repr(g.ce_weight), "--tv-weight", repr(g.tv_weight), "--l2-weight", repr(g.l2_weight),
+            "--jitter", str(g.jitter), "--pixel-range", g.pixel_range, "--seed", str(g.seed)]
+    return argv + [f"--no-{part}" for part in ("sda", "lse", "sci") if not getattr(g, part)]
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {text!r}") from None
+
+
+def _read_plan(path):
+    from .experiments import Plan
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the plan {Path(path).name}: {exc.strerror or exc}") from None
+    return Plan.from_json(text).validate()
+
+
+def cmd_compare(args) -> None:
+    from .experiments import SetCache, run
+    from .runstore import RunStore, runs_dir
+    plan = plan_from_args(args)
+    store = RunStore(args.save or runs_dir()) if args.save is not None else None
     callback, cancel, close = _callbacks(args, not args.quiet and sys.stderr.isatty())
     try:
-        result = compare(args.model, parse_sources(args.sources), parse_bits(args.bits),
-                         [q.strip() for q in args.quantizers.split(",")], [int(s) for s in args.seeds.split(",")],
-                         base, qbase, cache_dir=args.cache, weights=args.weights, device=args.device,
-                         progress=callback, cancel=cancel, eval_limit=args.eval_samples)
+        result = run(plan, progress=callback, cancel=cancel, store=store, device=args.device,
+                     cache=SetCache(args.cache, plan.weights))
     finally:
         close()
-    import pandas as pd
-    table = pd.DataFrame(result.rows)
-    return _emit(result.rows, args.json, table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    rows = result.results.to_dict("records")
+    out = {"run_id": result.run_id, "seconds": result.seconds, "plan": plan.to_dict(), "rows": rows,
+           "metrics": result.metrics.to_dict("records")} if args.json else rows
+    table = result.results.drop(columns=["model", "set"]).to_string(index=False, float_format=lambda v: f"{v:.2f}")
+    saved = f"\nsaved as run #{result.run_id} in {store.root}" if store is not None else ""
+    return _emit(out, args.json, table + saved)
+
+
+def cmd_runs(args) -> None:
+    from .runstore import RunStore, runs_dir
+    runs = RunStore(args.runs_dir or runs_dir()).list(args.model_filter)
+    rows = [{"id": r.id, "title": r.title, "model": r.model, "created": r.created,
+             "settings": r.config.get("plan", r.config)} for r in runs]
+    text = "\n".join(f"#{r['id']:<5} {r['model']:<20} {r['title']}" for r in rows) or "no saved runs"
+    return _emit(rows, args.json, text)
 
 
 # ---------------------------------------------------------------------------------------- qat
@@ -377,9 +444,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "sda+lse, sda+lse+sci, dsg-reference")
     sp.add_argument("--seeds", default="0")
     sp.add_argument("--cache", default="runs/cache", help="folder for generated sets (reused across runs)")
+    sp.add_argument("--priors", action="store_true", help="the reference code's priors on ZeroQ and DSG alike")
+    sp.add_argument("--no-diagnose", action="store_true", help="skip the diversity metrics")
+    sp.add_argument("--workers", type=int, default=1, help="sets generated / quantized at once (threads)")
+    sp.add_argument("--save", nargs="?", const="", default=None, metavar="RUNS_DIR",
+                    help="store the run in the history the dashboard shows ($DSG_RUNS_DIR or runs/ by default)")
+    sp.add_argument("--title", help="the run's title in the history")
+    sp.add_argument("--plan", help="a plan as JSON (Plan.to_json), instead of the settings above")
     sp.add_argument("--quiet", action="store_true")
     add_generation_args(sp)
     add_quant_args(sp, many=True)
+    sp = sub.add_parser("runs", help="the stored runs (the dashboard's History)")
+    common(sp, model=False)
+    sp.add_argument("--runs-dir", help="the run store's folder ($DSG_RUNS_DIR or runs/ by default)")
+    sp.add_argument("--model", dest="model_filter", help="only runs of this model")
     sp = sub.add_parser("qat", help="data-free quantization-aware training (GDFQ / DSG generator, or real data)")
     common(sp)
     add_qat_args(sp)
@@ -388,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"models": cmd_models, "generate": cmd_generate, "diagnose": cmd_diagnose,
-            "quantize": cmd_quantize, "compare": cmd_compare, "qat": cmd_qat}
+            "quantize": cmd_quantize, "compare": cmd_compare, "runs": cmd_runs, "qat": cmd_qat}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ def logits(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Te
         model.train(was_training)
 
 
-def _top1(z: torch.Tensor, y: torch.Tensor) -> float:
+def top1_of(z: torch.Tensor, y: torch.Tensor) -> float:
     return 100.0 * (z.argmax(1) == y).float().mean().item()
 
 
@@ -50,7 +50,7 @@ def _kl(z_fp: torch.Tensor, z_q: torch.Tensor) -> float:
 def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
     """Top-1 accuracy in percent (0-100)."""
     _check(x, y)
-    return _top1(logits(model, x, batch_size), y)
+    return top1_of(logits(model, x, batch_size), y)
 
 
 def agreement(fp_model: nn.Module, q_model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> float:
@@ -76,8 +76,8 @@ def evaluate_quantized(fp_model: nn.Module, q_model: nn.Module, x: torch.Tensor,
     _check(x, y)
     z_fp = logits(fp_model, x, batch_size) if fp_logits is None else fp_logits
     z_q = logits(q_model, x, batch_size)
-    return {"fp32_top1": _top1(z_fp, y) if y is not None else None,
-            "quant_top1": _top1(z_q, y) if y is not None else None,
+    return {"fp32_top1": top1_of(z_fp, y) if y is not None else None,
+            "quant_top1": top1_of(z_q, y) if y is not None else None,
             "agreement": _agreement(z_fp, z_q), "kl": _kl(z_fp, z_q)}
 
 

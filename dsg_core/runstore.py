@@ -9,6 +9,7 @@ connection, so several sessions (threads or processes) can write at once.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import uuid
@@ -44,6 +45,18 @@ class Run:
     results: list[dict]  # quantization rows
     folder: Path
 
+    def metric_rows(self) -> list[dict]:
+        """The stored metrics back as rows: source, seed and the metric values."""
+        rows = []
+        for key, values in self.metrics.items():
+            source, _, seed = key.rpartition("@")
+            rows.append({"source": source, "seed": int(seed), **values})
+        return rows
+
+    def load_run_set(self, source: str, seed: int) -> SyntheticSet:
+        """The set a run generated for ``source`` at ``seed``."""
+        return self.load_set(set_file(source, seed))
+
     def set_names(self) -> list[str]:
         return sorted(p.stem for p in self.folder.glob("*.safetensors"))
 
@@ -67,6 +80,14 @@ class RunStore(SQLiteStore):
                 (time.time(), model, title, json.dumps(config), json.dumps(metrics, default=float),
                  json.dumps(results, default=float), str(folder.relative_to(self.root))))
             return int(cur.lastrowid)
+
+    def save_run(self, *, model: str, title: str, config: dict, metric_rows: list[dict], result_rows: list[dict],
+                 sets: dict[tuple[str, int], SyntheticSet]) -> int:
+        """A run in the history's format: metrics keyed ``source@seed``, sets named ``source_sSEED``."""
+        metrics = {f"{r['source']}@{r['seed']}": {k: v for k, v in r.items() if k not in ("set", "source", "seed")}
+                   for r in metric_rows}
+        return self.add(model, title, config, metrics, result_rows,
+                        {set_file(src, seed): s for (src, seed), s in sets.items()})
 
     def update(self, run_id: int, metrics: dict | None = None, results: list[dict] | None = None) -> Run:
         """Replace a saved run's metrics and/or results (e.g. after an epsilon ablation on it)."""
@@ -100,6 +121,16 @@ class RunStore(SQLiteStore):
     def _run(self, r) -> Run:
         return Run(id=r[0], created=r[1], model=r[2], title=r[3], config=json.loads(r[4]),
                    metrics=json.loads(r[5]), results=json.loads(r[6]), folder=self.root / r[7])
+
+
+def runs_dir() -> Path:
+    """The history's folder: $DSG_RUNS_DIR, else runs/ in the working directory."""
+    return Path(os.environ.get("DSG_RUNS_DIR") or Path.cwd() / "runs")
+
+
+def set_file(source: str, seed: int) -> str:
+    """The file stem of a run's set: ``dsg_s0``."""
+    return f"{source}_s{seed}"
 
 
 def _safe(name: str) -> str:

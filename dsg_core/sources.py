@@ -24,6 +24,14 @@ from .generation.config import GenerationConfig, preset
 ABLATIONS = {"sda": (True, False, False), "lse": (False, True, False), "sci": (False, False, True),
              "sda+lse": (True, True, False), "sda+lse+sci": (True, True, True)}
 SOURCES = ("real", "gaussian", "zeroq", "zeroq+priors", "dsg", *ABLATIONS, "dsg-reference")
+LABELS = {"real": "Real", "gaussian": "Gaussian", "zeroq": "ZeroQ", "zeroq+priors": "ZeroQ + priors", "dsg": "DSG",
+          "sda": "SDA", "lse": "LSE", "sci": "SCI", "sda+lse": "SDA+LSE", "sda+lse+sci": "SDA+LSE+SCI",
+          "dsg-reference": "DSG reference"}
+
+
+def label(source: str) -> str:
+    """A source's display name ('zeroq' -> 'ZeroQ'); unknown names (imported sets) as they are."""
+    return LABELS.get(source, source)
 
 
 def reference_priors(base: GenerationConfig, image_size: int) -> GenerationConfig:

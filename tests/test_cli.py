@@ -79,7 +79,7 @@ def test_compare_json_reuses_cached_sets(capsys, tmp_path):
             "--seeds", "0", "--samples", "8", "--iterations", "3", "--cache", str(tmp_path), "--json",
             "--eval-samples", "100", "--quiet"]
     code, out, _ = run_cli(capsys, *args)
-    rows = json.loads(out)
+    rows = json.loads(out)["rows"]
     assert code == 0 and len(rows) == 3 * 2
     for r in rows:
         assert {"model", "source", "wbits", "abits", "quantizer", "seed", "top1"} <= set(r)
@@ -88,7 +88,7 @@ def test_compare_json_reuses_cached_sets(capsys, tmp_path):
     stamps = [p.stat().st_mtime_ns for p in cached]
     code, out2, _ = run_cli(capsys, *args)
     assert [p.stat().st_mtime_ns for p in cached] == stamps  # reused, not regenerated
-    assert json.loads(out2) == rows
+    assert json.loads(out2)["rows"] == rows
 
 
 @pytest.mark.parametrize("args, msg", [

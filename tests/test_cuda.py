@@ -85,13 +85,13 @@ def test_bf16_generation_on_the_gpu_stays_close_to_fp32():
 def test_quantization_on_the_gpu_matches_the_cpu(quantizer):
     """Same calibration images, same rule: top-1 on the GPU within a point of the CPU's."""
     from dsg_core.data import real_split
-    from dsg_core.experiments import quantize_and_evaluate
+    from dsg_core.experiments import TestSet, quantize_and_evaluate
     test_x, test_y = real_split("resnet20_mnist", "test")
     calib = real_split("resnet20_mnist", "train")[0][:64]
     qcfg = QuantConfig(wbits=4, abits=4, quantizer=quantizer, recon_iters=40, seed=0)
-    cpu = quantize_and_evaluate(load_model("resnet20_mnist"), calib, qcfg, test_x, test_y)
-    gpu = quantize_and_evaluate(load_model("resnet20_mnist", device=CUDA), calib.to(CUDA), qcfg,
-                                test_x.to(CUDA), test_y.to(CUDA))
+    cpu_model, gpu_model = load_model("resnet20_mnist"), load_model("resnet20_mnist", device=CUDA)
+    cpu = quantize_and_evaluate(cpu_model, calib, qcfg, TestSet.of(cpu_model, test_x, test_y))
+    gpu = quantize_and_evaluate(gpu_model, calib.to(CUDA), qcfg, TestSet.of(gpu_model, test_x.to(CUDA), test_y.to(CUDA)))
     assert abs(cpu["fp32_top1"] - gpu["fp32_top1"]) <= 0.2
     assert abs(cpu["quant_top1"] - gpu["quant_top1"]) <= 1.0, (cpu, gpu)
 

@@ -1,17 +1,19 @@
-"""Quantized accuracy: top-1 against bit-width for each calibration source, every seed shown."""
+"""Accuracy of a run: every seed a dot, mean ± std, range jitter, against the evidence bundle's seeds;
+the small multiples (ε, SDA/LSE/SCI) live; and whether a diversity metric predicts accuracy."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from .. import charts
-from ..runner import RunResult
-from ..state import EPSILONS
-from . import intro
+from dsg_core.diagnostics import REAL
 
-CAPTION = ("What to look for: where the lines separate. High bit-widths are saturated (every source near "
-           "FP32); the calibration data matters at the low-bit cliff, where single seeds can swing widely.")
+from .. import charts, evidence_bundle
+from ..runner import ablation_frame, ablation_job
+from . import intro, tradeoff
+
+CAPTION = ("Quantized top-1 of the run on screen. Every seed is a dot; the grey box behind is the evidence bundle's "
+           "seeds at the same cell and pixel range, so a lucky or unlucky run shows as such.")
 
 
 def fp32_of(results: pd.DataFrame) -> float | None:
@@ -21,44 +23,123 @@ def fp32_of(results: pd.DataFrame) -> float | None:
 def summary(results: pd.DataFrame) -> pd.DataFrame:
     """Set x bit-width table of mean top-1, with ± std over seeds when several seeds ran."""
     g = results.groupby(["set", "bits"])["top1"]
-    stats = g.agg(["mean", "std", "count"]).reset_index()
-    stats["top1"] = [f"{m:.1f}" + (f" ± {s:.1f}" if n > 1 else "") for m, s, n in
+    stats = g.agg(["mean", "count"]).reset_index()
+    stats["std"] = g.std(ddof=0).values
+    stats["top1"] = [f"{m:.1f}" + (f" ± {s:.1f}" if n > 1 else "") + f" (n={n})" for m, s, n in
                      zip(stats["mean"], stats["std"], stats["count"])]
     order = sorted(results["bits"].unique(), key=charts.bits_key, reverse=True)
     return stats.pivot(index="set", columns="bits", values="top1")[order]
 
 
-GRID_LUCK = ("On the MNIST models a single low-bit result can be the grid's luck: their constant background "
-             "makes rounding an offset over whole regions, and scaling the calibrated ranges by 0.9-1.1 moves a "
-             "W4A4 result by tens of points (docs/aliasing.md). Compare several seeds, or check one result with "
-             "`python -m dsg_core quantize --range-jitter`.")
+def takeaway(cell: pd.DataFrame) -> str:
+    """What one cell of the run supports, with its n: the ordering of the means and whether the seeds
+    overlap (a separation that range jitter erases is called luck)."""
+    g = cell.groupby("set").agg(mean=("top1", "mean"), lo=("top1", "min"), hi=("top1", "max"), n=("top1", "size"))
+    if "jitter_mean" in cell:
+        g["jitter"] = cell.groupby("set")["jitter_mean"].mean()
+    ranked = g.sort_values("mean", ascending=False)
+    words = ", ".join(f"{s} {r['mean']:.1f}" for s, r in ranked.iterrows())
+    n = int(g["n"].min())
+    out = f"Means over {n} seed{'s' if n > 1 else ''}: {words}."
+    if {"DSG", "ZeroQ"} <= set(g.index):
+        d, z = g.loc["DSG"], g.loc["ZeroQ"]
+        separated = d["lo"] > z["hi"] or z["lo"] > d["hi"]
+        if n < 3:
+            out += " Too few seeds to call a difference."
+        elif separated:
+            lead = "DSG" if d["mean"] > z["mean"] else "ZeroQ"
+            jitter_gap = g.loc["DSG", "jitter"] - g.loc["ZeroQ", "jitter"] if "jitter" in g else None
+            holds = jitter_gap is None or jitter_gap * (d["mean"] - z["mean"]) > 0
+            out += (f" {lead}'s seeds all lie above the other's" + (", and the order holds under range jitter."
+                                                                   if holds else ", but range jitter reverses it: "
+                                                                   "the grid's luck, not the data."))
+        else:
+            out += " DSG's and ZeroQ's seeds overlap: no difference this run can show."
+    return out
 
 
-def render(result: RunResult | None, busy: bool = False) -> bool:
-    """Draw the view; True when the user asked for the epsilon ablation (the app starts it)."""
+def reference_cells(plan, bits: str, quantizer: str) -> tuple[pd.DataFrame | None, str]:
+    """The bundle's seeds at the run's model, pixel range and cell, and a note on how it was made."""
+    b = evidence_bundle.load()
+    if b is None or b.cells.empty:
+        return None, ""
+    pr = plan.generation.pixel_range
+    sel = b.cells[(b.cells.model == plan.model) & (b.cells.bits == bits) & (b.cells.quantizer == quantizer)
+                  & ((b.cells.pixel_range == pr) | (b.cells.source == "real"))]
+    if sel.empty:
+        return None, ""
+    from dsg_core.sources import label
+    ref = sel.assign(set=sel.source.map(label))
+    same = (b.meta.get("samples"), b.meta.get("iterations")) == (plan.generation.samples, plan.generation.iterations)
+    note = (f"Grey boxes: the bundle's {ref.seed.nunique()} seeds ({b.meta.get('samples')} images, "
+            f"{b.meta.get('iterations')} steps{'' if same else ' — not the settings of this run'}).")
+    return ref, note
+
+
+def render(result, ctx, store, running: bool, start) -> None:
     if not intro(CAPTION, result):
-        return False
+        return
     res = result.results
     fp32 = fp32_of(res)
-    st.plotly_chart(charts.accuracy(res, fp32), key="accuracy")
-    q = result.settings.quantizer
-    st.markdown(f"Top-1 (%) on the real test split, quantizer **{q}**"
-                + (f", mean ± std over {res['seed'].nunique()} seeds" if res["seed"].nunique() > 1 else "")
-                + (f"; FP32 {fp32:.2f}%" if fp32 is not None else ""))
+    for (bits, q), cell in res.groupby(["bits", "quantizer"], sort=False):
+        ref, note = reference_cells(result.plan, bits, q)
+        st.plotly_chart(charts.cell_dots(cell, fp32, f"{bits}, {q} ranges", reference=ref), key=f"cell_{bits}_{q}")
+        st.markdown(f"**What this run shows at {bits} {q}:** {takeaway(cell)}")
+        if note:
+            st.caption(note)
+    if res["bits"].nunique() > 1:
+        st.plotly_chart(charts.accuracy(res, fp32), key="accuracy")
     st.dataframe(summary(res), key="accuracy_table")
-    st.caption(GRID_LUCK)
     with st.expander("Every result row"):
         st.dataframe(res, hide_index=True)
-    return ablation(result, busy)
+    st.divider()
+    multiples(result, ctx, running, start)
+    st.divider()
+    tradeoff.render(result, store)
 
 
-def ablation(result: RunResult, busy: bool) -> bool:
-    """The paper's epsilon ablation: DSG's top-1 at the chosen bit-width against the slack quantile."""
-    st.subheader("ε ablation")
-    s = result.settings
-    if result.ablation is not None:
-        st.plotly_chart(charts.epsilon_ablation(result.ablation, fp32_of(result.results)), key="ablation")
-    eps = ", ".join(f"{e:g}" for e in EPSILONS)
-    st.caption(f"Generates DSG at ε = {eps} ({s.samples} samples, {s.iters} iterations, {s.seeds} seed(s)) and "
-               f"quantizes at W{s.wbits}A{s.abits}: about {len(EPSILONS) - 1} more generations.")
-    return st.button("Compute the ε ablation", key="ablation_run", disabled=busy)
+def multiples(result, ctx, running: bool, start) -> None:
+    """Small multiples of the run's plan: DSG at several ε, or with each component set."""
+    st.subheader("Small multiples: ε, and SDA / LSE / SCI on or off")
+    plan = result.plan
+    st.caption(f"Each variant is DSG generated with this run's settings ({plan.generation.samples} samples, "
+               f"{plan.generation.iterations} steps, {len(plan.seeds)} seed(s), pixels {plan.generation.pixel_range}) "
+               "and quantized at its lowest bit-width; ZeroQ and real data run beside them as references. The "
+               "Evidence page has the same with more seeds, instantly.")
+    same_model = ctx is not None and ctx.spec.name == plan.model
+    c1, c2 = st.columns(2)
+    for col, kind, text in ((c1, "epsilon", "Compute the ε small multiples"),
+                            (c2, "components", "Compute the component small multiples")):
+        if col.button(text, key=f"multiples_{kind}", disabled=running or not same_model):
+            start(ablation_job(plan, ctx, kind))
+            st.rerun()
+    for kind in ("ablation-epsilon", "ablation-components"):
+        done = st.session_state.get(kind)
+        if done:
+            draw_multiples(done, kind)
+
+
+def draw_multiples(results: dict, kind: str) -> None:
+    df = ablation_frame(results)
+    dsg = df[df.source == "dsg"].assign(set=df.variant)
+    refs = df[df.source.isin(["zeroq", "real"])]
+    fp32 = fp32_of(df)
+    for (bits, q), cell in dsg.groupby(["bits", "quantizer"]):
+        fig = charts.cell_dots(cell, fp32, f"{bits} {q}: DSG variants ({kind.split('-')[1]})", x="set", height=340)
+        for name, dash in (("ZeroQ", "dot"), (REAL, "dash")):
+            r = refs[(refs.set == name) & (refs.bits == bits) & (refs.quantizer == q)].top1
+            if len(r):
+                fig.add_hline(y=r.mean(), line_dash=dash, line_color=charts.COLORS[name],
+                              annotation_text=f"{name} {r.mean():.1f}")
+        st.plotly_chart(fig, key=f"{kind}_{bits}_{q}")
+        means = cell.groupby("set").top1.agg(["mean", "std", "count"])
+        span, noise = means["mean"].max() - means["mean"].min(), means["std"].fillna(0).max()
+        st.markdown(f"**What this shows:** the variants' means span {span:.1f} points; the seeds of one variant "
+                    f"spread by up to {noise:.1f} (std, n={int(means['count'].min())}). "
+                    + ("The differences are larger than the seed noise." if span > 2 * noise and span >= 2 else
+                       "No variant stands out from the seed noise."))
+    if "stat_spread_ratio" in dsg:
+        spread = dsg.groupby("set").stat_spread_ratio.mean().dropna()
+        if len(spread):
+            st.caption("Spread of per-sample BN means (× real): "
+                       + ", ".join(f"{k} {v:.2f}" for k, v in spread.items()) + ".")

@@ -10,11 +10,12 @@ import streamlit as st
 
 from dsg_core.diagnostics import views as dv
 from dsg_core.errors import DSGError
-from dsg_core.runstore import Run, RunStore
+from dsg_core.models import get_spec
+from dsg_core.runstore import Run, RunStore, set_file
+from dsg_core.sources import label
 
 from .. import charts
-from ..runner import RunResult, set_file, stored_metrics
-from ..state import LABELS
+from ..state import plan_of_record
 from .accuracy import fp32_of, summary
 
 CAPTION = ("What to look for: how a setting changed the outcome — load two runs side by side. Every Run is "
@@ -30,11 +31,22 @@ def describe(run: Run) -> str:
     return f"#{run.id} · {run.model} · {run.title}"
 
 
+def flat(run: Run) -> dict:
+    """A run's plan as flat settings ('generation.epsilon': 0.9, ...), for a side-by-side diff."""
+    try:
+        d = plan_of_record(run.config).to_dict()
+    except DSGError:
+        return dict(run.config)
+    g, q = d.pop("generation"), d.pop("quant")
+    return {**d, **{f"generation.{k}": v for k, v in g.items()}, **{f"quant.{k}": v for k, v in q.items()}}
+
+
 def compare(a: Run, b: Run) -> None:
     """Settings that differ, then each run's accuracy table and mean metrics, side by side."""
-    keys = sorted(set(a.config) | set(b.config))
-    diff = pd.DataFrame([{"setting": k, f"#{a.id}": str(a.config.get(k)), f"#{b.id}": str(b.config.get(k))}
-                         for k in keys if a.config.get(k) != b.config.get(k)])
+    fa, fb = flat(a), flat(b)
+    keys = sorted(set(fa) | set(fb))
+    diff = pd.DataFrame([{"setting": k, f"#{a.id}": str(fa.get(k)), f"#{b.id}": str(fb.get(k))}
+                         for k in keys if fa.get(k) != fb.get(k)])
     st.markdown("**Settings that differ**")
     if diff.empty:
         st.write("None — the two runs used the same settings.")
@@ -45,30 +57,31 @@ def compare(a: Run, b: Run) -> None:
             st.markdown(f"**#{run.id}** — {run.title}")
             if run.results:
                 st.dataframe(summary(pd.DataFrame(run.results)))
-            metrics = stored_metrics(run)
+            metrics = pd.DataFrame(run.metric_rows())
             if not metrics.empty:
-                st.dataframe(metrics.drop(columns=["source"]).groupby("set").mean(numeric_only=True)
-                             .drop(columns=["seed"]).T.style.format("{:.3f}"))
+                st.dataframe(metrics.assign(set=metrics.source.map(label)).drop(columns=["source"])
+                             .groupby("set").mean(numeric_only=True).drop(columns=["seed"]).T.style.format("{:.3f}"))
 
 
-def exports(result: RunResult, spec) -> None:
+def exports(result) -> None:
     """Downloads of the run on screen: sets (.pt, PNG zip), results and metrics, figures as HTML."""
     st.markdown("**Export the run on screen**" + (f" (#{result.run_id})" if result.run_id else ""))
     stem = f"dsg_run{result.run_id or ''}"
+    spec = get_spec(result.plan.model)
     cols = st.columns(4)
     for i, ((source, seed), s) in enumerate(sorted(result.sets.items(), key=lambda kv: (kv[0][1], kv[0][0]))):
         if s is None:
             continue
         name = set_file(source, seed)
         with cols[i % 4]:
-            st.download_button(f"{LABELS[source]} s{seed} .pt", s.to_pt_bytes, f"{stem}_{name}.pt",
+            st.download_button(f"{label(source)} s{seed} .pt", s.to_pt_bytes, f"{stem}_{name}.pt",
                                "application/octet-stream", key=f"pt_{name}", on_click="ignore")
-            st.download_button(f"{LABELS[source]} s{seed} PNGs", lambda s=s: s.png_zip(spec.mean, spec.std),
+            st.download_button(f"{label(source)} s{seed} PNGs", lambda s=s: s.png_zip(spec.mean, spec.std),
                                f"{stem}_{name}_png.zip", "application/zip", key=f"zip_{name}", on_click="ignore")
     c1, c2, c3, c4 = st.columns(4)
     c1.download_button("Results CSV", lambda: result.results.to_csv(index=False), f"{stem}_results.csv",
                        "text/csv", key="results_csv", on_click="ignore")
-    c2.download_button("Results JSON", lambda: json.dumps({"settings": result.settings.to_dict(),
+    c2.download_button("Results JSON", lambda: json.dumps({"plan": result.plan.to_dict(),
                                                            "results": result.results.to_dict("records"),
                                                            "metrics": result.metrics.to_dict("records")},
                                                           indent=2, default=float),
@@ -87,11 +100,11 @@ def figure_html(fig) -> str:
     return fig.to_html(include_plotlyjs=True, full_html=True)
 
 
-def render(result: RunResult | None, store: RunStore, spec, load) -> None:
+def render(result, store: RunStore, load) -> None:
     """``load(run)`` puts a stored run on screen (the app owns session state)."""
     st.caption(CAPTION)
     if result is not None:
-        exports(result, spec)
+        exports(result)
         st.divider()
     runs = store.list()
     if not runs:
@@ -102,7 +115,7 @@ def render(result: RunResult | None, store: RunStore, spec, load) -> None:
     ids = list(by_id)
     c1, c2, c3 = st.columns([3, 1, 1])
     chosen = c1.selectbox("Run", ids, format_func=lambda i: describe(by_id[i]), key="history_run")
-    if c2.button("Load", key="history_load", help="Show this run in every view"):
+    if c2.button("Load", key="history_load", help="Show this run in every view and set the sidebar to its settings"):
         load(by_id[chosen])
     if c3.button("Delete", key="history_delete", help="Remove the run and its files"):
         try:

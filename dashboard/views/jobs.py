@@ -12,41 +12,48 @@ from pathlib import Path
 
 import streamlit as st
 
+from dsg_core.cli import generation_argv, plan_argv
 from dsg_core.errors import DSGError
+from dsg_core.experiments import Plan, title_of
 from dsg_core.jobs import Job, JobStore
+from dsg_core.models import get_spec
 
-from ..state import Settings
+from ..state import runs_dir
 
 MAX_DOWNLOAD = 64 * 2**20  # larger sets: use the path shown (the list redraws every 2 s)
-CAPTION = ("What this is for: thousands of samples or many iterations, which take minutes to hours. A job runs "
-           "`python -m dsg_core generate` in its own process; it keeps running if you refresh or close the page.")
+CAPTION = ("What this is for: thousands of samples, many iterations or a whole Run, which take minutes to hours. A "
+           "job runs `python -m dsg_core generate` (or `compare --save`) in its own process with the sidebar's "
+           "settings; it keeps running if you refresh or close the page.")
 
 
-def job_argv(settings: Settings, method: str, samples: int, out: Path, weights: str | None = None) -> list[str]:
-    """The CLI command of a job, with the sidebar's settings (and the user's weights, if any)."""
-    argv = ["generate", "--model", settings.model, "--method", method, "--samples", str(samples),
-            "--iterations", str(settings.iters), "--seed", str(settings.seed), "--out", str(out)]
-    if weights:
-        argv += ["--weights", weights]
-    if settings.priors:
-        argv += ["--preset", "reference"]
-    if method == "dsg":
-        argv += ["--epsilon", str(settings.eps), "--lse-weight", str(settings.lse_w),
-                 "--sci-weight", str(settings.sci_w)]
-        argv += [f"--no-{part}" for part in ("sda", "lse", "sci") if not getattr(settings, part)]
-    return argv
+def generation_job(plan: Plan, method: str, samples: int, out: Path) -> tuple[list[str], str]:
+    """(argv, title) of a long generation with the sidebar's settings (the plan's first seed)."""
+    cfg = plan.source_config(method, plan.seeds[0], get_spec(plan.model).input_shape[-1]).replace(samples=samples)
+    argv = ["generate", "--model", plan.model, *generation_argv(cfg), "--out", str(out)]
+    argv += ["--weights", plan.weights] if plan.weights else []
+    return argv, f"{method} · {plan.model} · {samples} samples × {cfg.iterations} it"
 
 
-def start_form(store: JobStore, settings: Settings, weights: str | None) -> None:
+def run_job_argv(plan: Plan, runs: Path) -> tuple[list[str], str]:
+    """(argv, title) of the sidebar's whole Run in the background, saved to the history."""
+    return [*plan_argv(plan), "--save", str(runs), "--quiet"], f"Run · {title_of(plan)}"
+
+
+def start_form(store: JobStore, plan: Plan, runs: Path) -> None:
     with st.form("new_job"):
-        st.markdown(f"**New job** on `{settings.model}` with the sidebar's settings "
-                    f"({settings.iters} iterations, seed {settings.seed})")
-        method = st.selectbox("Method", ["dsg", "zeroq"], key="job_method")
-        samples = st.number_input("Samples", min_value=1, max_value=100_000, value=256, step=64, key="job_samples")
+        st.markdown(f"**New job** on `{plan.model}` with the sidebar's settings "
+                    f"({plan.generation.iterations} iterations, seed {plan.seeds[0]})")
+        kind = st.selectbox("What", ["generate", "run"], key="job_kind",
+                            format_func={"generate": "a large synthetic set (generate)",
+                                         "run": "the whole Run (saved to History when done)"}.get)
+        method = st.selectbox("Method (for a set)", ["dsg", "zeroq"], key="job_method")
+        samples = st.number_input("Samples (for a set)", min_value=1, max_value=100_000, value=256, step=64,
+                                  key="job_samples")
         if st.form_submit_button("Start in the background"):
             out = store.root / f"set-{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}-{method}.safetensors"
-            job = store.start(job_argv(settings, method, int(samples), out, weights),
-                              f"{method} · {settings.model} · {int(samples)} samples × {settings.iters} it")
+            argv, title = (generation_job(plan, method, int(samples), out) if kind == "generate"
+                           else run_job_argv(plan, runs))
+            job = store.start(argv, title)
             st.toast(f"Started job #{job.id}")
 
 
@@ -81,10 +88,10 @@ def job_list(store: JobStore) -> None:
         job_row(store, job)
 
 
-def render(store: JobStore, settings: Settings, weights: str | None = None) -> None:
+def render(store: JobStore, plan: Plan) -> None:
     st.caption(CAPTION)
     try:
-        start_form(store, settings, weights)
+        start_form(store, plan, runs_dir())
     except DSGError as exc:
         st.error(str(exc))
     job_list(store)

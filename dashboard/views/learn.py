@@ -6,7 +6,8 @@ import streamlit as st
 
 from ..state import Settings
 
-CAPTION = "What to look for: each idea, the sidebar control that switches it, and its current value."
+CAPTION = ("Each idea, its formula, the sidebar control that switches it (with its current value), and a link to "
+           "the view that shows it.")
 
 OVERVIEW = """
 **The problem.** To quantize a trained network without its training data, we *synthesize* calibration
@@ -30,24 +31,34 @@ MARGINS = (r"\delta_i = Q_\epsilon\big(|\mu^{g}_i - \mu_i|\big), \quad "
            r"\gamma_i = Q_\epsilon\big(|\sigma^{g}_i - \sigma_i|\big), \quad x^{g} \sim \mathcal{N}(0, 1)")
 LSE = (r"\mathcal{L}_{DSG} = \frac{1}{B} \sum_{i=1}^{N} \sum_{j=1}^{B} X_{ij}\, L_{ij}, \qquad "
        r"X = \mathbf{1}\mathbf{1}^\top + (w - 1)\, I_{\,i = j \bmod N}")
-SCI = (r"S = \hat{Z}\hat{Z}^\top,\ \hat z_j = \frac{z_j}{\lVert z_j \rVert}, \qquad "
-       r"\mathcal{L}_{SCI} = \frac{1}{N}\Big(\lVert \lambda(S) - \lambda(S^{g}) \rVert^2 "
-       r"+ \sum_k \tilde\lambda^{g}_k\, \big(1 - |\langle v_k, v^{g}_k \rangle|\big)\Big)")
-QUANT = r"q(x) = \mathrm{clamp}\Big(\big\lfloor \tfrac{x}{s} \big\rceil + z,\ 0,\ 2^{b} - 1\Big), \quad s = \frac{\max - \min}{2^{b} - 1}"
+SCI = (r"S = \hat{Z}\hat{Z}^\top,\ \hat z_j = \frac{z_j}{\lVert z_j \rVert} \\ "
+       r"\mathcal{L}_{SCI} = \frac{1}{N}\, \mathrm{MSE}\big(\lambda(S),\ \lambda(S^{g})\big)")
+QUANT = (r"q(x) = \mathrm{clamp}\Big(\big\lfloor \tfrac{x}{s} \big\rceil + z,\ 0,\ 2^{b} - 1\Big), \quad "
+         r"s = \frac{\max - \min}{2^{b} - 1}")
 
 
-def section(title: str, overview: str, detail: str, formula: str, control: str) -> None:
+PAGES: dict = {}
+
+
+def section(title: str, overview: str, detail: str, formula: str, control: str, page: str | None = None,
+            link: str = "") -> None:
+    """One idea: what it does, how, its formula (always visible), the control, and where to see it."""
     st.subheader(title)
     left, right = st.columns([3, 2])
     with left:
         st.markdown(overview)
-        with st.expander("Detail"):
-            st.markdown(detail)
+        st.markdown(detail)
         st.latex(formula)
-    right.info(control)
+    with right:
+        st.info(control)
+        if page in PAGES:
+            st.page_link(PAGES[page], label=link, icon="👉")
 
 
-def render(settings: Settings) -> None:
+def render(settings: Settings, pages: dict | None = None) -> None:
+    """``pages``: url path -> the app's page, for the links from each idea to the view showing it."""
+    global PAGES
+    PAGES = pages or {}
     st.caption(CAPTION)
     st.markdown(OVERVIEW)
     section("Baseline: BN-statistics matching (ZeroQ)",
@@ -56,7 +67,8 @@ def render(settings: Settings) -> None:
             "squared gaps over samples and channels, plus the same term on the image itself (mean 0, std 1). "
             "Adam optimizes the pixels.", BN_LOSS,
             f"**ZeroQ** is always generated for comparison, with the same samples ({settings.samples}), "
-            f"iterations ({settings.iters}) and seed ({settings.seed}).")
+            f"iterations ({settings.iterations}) and seeds ({settings.seeds} from {settings.seed}).",
+            "explore", "See the samples collapse onto the BN point: Explore a run → Homogenization")
     section("SDA — Slack Distribution Alignment",
             "Stop punishing small deviations: anything within a margin of the BN statistics is free, so "
             "samples keep the natural scatter real data has.",
@@ -64,25 +76,36 @@ def render(settings: Settings) -> None:
             "their statistics are from the BN ones, and take the ε-quantile of those gaps per layer. ε = 0.9 is "
             "the paper's default; ε = 1 makes the band so wide that nothing is matched.",
             SDA + r"\\" + MARGINS,
-            f"Sidebar: **SDA** {'on' if settings.sda else 'off'}, **ε** = {settings.eps:g}. "
-            "See the band in *Homogenization*.")
+            f"Sidebar: **SDA** {'on' if settings.sda else 'off'}, **ε** = {settings.epsilon:g}.",
+            "evidence", "The slack band and what SDA changes, over 10 seeds: Evidence")
     section("LSE — Layerwise Sample Enhancement",
             "Give every sample a favourite layer whose loss counts more, so samples follow different objectives "
             "instead of one shared one.",
             "With B samples and N BN layers, sample j is assigned layer j mod N. The enhancement matrix X has "
             "weight w on the assigned (layer, sample) pair and 1 elsewhere (paper: w = 2).", LSE,
-            f"Sidebar: **LSE** {'on' if settings.lse else 'off'}, weight **w** = {settings.lse_w:g}.")
+            f"Sidebar: **LSE** {'on' if settings.lse else 'off'}, weight **w** = {settings.lse_weight:g}.",
+            "accuracy", "LSE on or off, side by side: Accuracy → small multiples")
     section("SCI — Sample Correlation Inhibition",
             "Penalize samples for being alike: the batch's similarity structure should look like that of "
             "independent noise.",
             "Flatten and L2-normalize every sample, form the B×B cosine-similarity matrix S, and match its "
-            "eigenvalues (and, weighted, its eigenvectors) to those of an i.i.d. Gaussian batch.", SCI,
-            f"Sidebar: **SCI** {'on' if settings.sci else 'off'}, weight = {settings.sci_w:g}.")
+            "eigenvalue spectrum to that of an i.i.d. Gaussian batch. This project uses the eigenvalue term only: "
+            "the paper's GDPP form adds an eigenvector-alignment term whose gradient explodes for near-equal "
+            "eigenvalues (docs/method.md).", SCI,
+            f"Sidebar: **SCI** {'on' if settings.sci else 'off'}, weight = {settings.sci_weight:g}.",
+            "explore", "The similarity spectrum of each set: Explore a run → Diversity metrics")
+    section("Pixels in the valid range",
+            "Real images are pixels in [0, 1], normalized; generated images are unbounded. Min/max calibration "
+            "takes out-of-range pixels at face value, which widens activation ranges real data never produces.",
+            "clip projects every image onto the valid range after each step; clamp-after clamps once at the end. "
+            "On the MNIST models this control removes most of DSG's measured advantage over ZeroQ.",
+            r"x \leftarrow \min\big(\max(x,\ \tfrac{0 - m}{s}),\ \tfrac{1 - m}{s}\big)",
+            f"Sidebar: **Pixels** = {settings.pixel_range}.", "evidence", "Diversity or pixel range: Evidence")
     section("Quantization",
             "Weights and activations are rounded to b-bit integers; the calibration images decide the "
             "activation ranges (and, for AdaRound/BRECQ, the weight rounding).",
             "Weights: per-output-channel asymmetric min/max. Activations: per-tensor after every ReLU, range from "
             "the calibration batch (dsg-avg averages per-sample min/max). All conv and linear layers, first and "
             "last included.", QUANT,
-            f"Sidebar: **W{settings.wbits}A{settings.abits}**, quantizer **{settings.quantizer}**. "
-            "Results in *Quantized accuracy*.")
+            f"Sidebar: **W{settings.wbits}A{settings.abits}**, quantizer **{settings.quantizer}**.",
+            "accuracy", "Every seed's top-1: Accuracy")

@@ -25,11 +25,12 @@ from dsg_core.progress import Progress
 from .. import charts
 from ..runner import Job
 from ..state import Settings
-from .samples import to_pixels
+from .explore import to_pixels
 
-CAPTION = ("What to look for: the generator's samples sharpen into digits as it trains; the accuracy curve "
-           "starts at epoch 0 (PTQ on the generator's samples) and QAT should lift it toward FP32 — compare "
-           "the DSG generator with plain GDFQ and with real images at the same bits and seed.")
+CAPTION = ("What to look for: the accuracy curve starts at epoch 0 (PTQ on the generator's samples) and QAT "
+           "lifts it toward FP32 — compare the DSG generator with plain GDFQ and with real images at the same bits "
+           "and seed (docs/qat.md has the measured runs). In a few minutes on a CPU the generator's samples stay "
+           "abstract blobs, not digits: what matters for QAT is the statistics they carry, not how they look.")
 KEY = "qat_job"
 
 
@@ -74,13 +75,13 @@ def settings_form(settings: Settings) -> QATConfig | None:
         abits = c[2].selectbox("Activation bits", [2, 3, 4, 5, 6, 8], index=2, key="qat_abits")
         epochs = c[3].number_input("QAT epochs", 1, 50, 2, key="qat_epochs")
         iters = c[4].number_input("Steps per epoch", 5, 500, 30, 5, key="qat_iters")
-        st.caption(f"Seed {settings.seed} and the DSG switches (SDA ε {settings.eps:g}, LSE, SCI) come from the "
+        st.caption(f"Seed {settings.seed} and the DSG switches (SDA ε {settings.epsilon:g}, LSE, SCI) come from the "
                    "sidebar. One generator warm-up epoch precedes QAT.")
         if not st.form_submit_button("Train", type="primary"):
             return None
     return QATConfig(wbits=wbits, abits=abits, generator=generator, epochs=int(epochs), iters_per_epoch=int(iters),
-                     sda=settings.sda, lse=settings.lse, sci=settings.sci, epsilon=settings.eps,
-                     lse_weight=settings.lse_w, sci_weight=settings.sci_w, seed=settings.seed,
+                     sda=settings.sda, lse=settings.lse, sci=settings.sci, epsilon=settings.epsilon,
+                     lse_weight=settings.lse_weight, sci_weight=settings.sci_weight, seed=settings.seed,
                      eval_samples=settings.eval_images)
 
 
@@ -100,6 +101,7 @@ def draw(tracker: QATTracker, spec, live: bool) -> None:
         df = pd.DataFrame(list(tracker.accuracy))
         fig = px.line(df, x="epoch", y="quant_top1", markers=True, labels={"quant_top1": "top-1 (%)"},
                       title="Quantized top-1 by QAT epoch (epoch 0 = PTQ)")
+        fig.update_yaxes(range=[0, 100])  # a 0.3-point axis would make noise look like a trend
         st.plotly_chart(fig, key=f"qat_acc_{live}")
 
 

@@ -7,53 +7,71 @@ import streamlit as st
 
 from dsg_core.diagnostics import BETTER
 from dsg_core.runstore import RunStore
+from dsg_core.sources import label
 
 from .. import charts
-from ..runner import RunResult, stored_metrics
-from . import intro
+from .metric_names import WORDS
 
-CAPTION = ("What to look for: a metric that predicts accuracy lines points up along one direction (a rank "
-           "correlation far from 0). Pool many runs and seeds in the history before trusting a trend.")
+CAPTION = ("One point per set and seed (pooled with the saved runs of this model): a metric that predicts accuracy "
+           "lines the points up (a rank correlation far from 0).")
 
 
-def points(metrics: pd.DataFrame, results: pd.DataFrame, bits: str, run: str, title: str) -> pd.DataFrame:
-    """One row per set and seed: its metrics joined with its top-1 at ``bits``."""
-    res = results[results["bits"] == bits][["source", "seed", "top1"]]
+MIN_POINTS = 8  # fewer points than this and a rank correlation is noise: it is not computed
+
+
+def points(metrics: pd.DataFrame, results: pd.DataFrame, bits: str, quantizer: str, run: str,
+           title: str) -> pd.DataFrame:
+    """One row per set and seed: its metrics joined with its top-1 at one cell."""
+    res = results[(results["bits"] == bits) & (results["quantizer"] == quantizer)][["source", "seed", "top1"]]
     out = metrics.merge(res, on=["source", "seed"])
     return out.assign(run=run, title=title)
 
 
-def history_points(store: RunStore, model: str, bits: str, skip: int | None) -> list[pd.DataFrame]:
+def history_points(store: RunStore, model: str, bits: str, quantizer: str, skip: int | None) -> list[pd.DataFrame]:
     frames = []
     for run in store.list(model):
         if run.id != skip and run.results:
-            frames.append(points(stored_metrics(run), pd.DataFrame(run.results), bits, f"#{run.id}", run.title))
+            metrics = pd.DataFrame(run.metric_rows())
+            if metrics.empty:
+                continue
+            metrics["set"] = metrics["source"].map(label)
+            frames.append(points(metrics, pd.DataFrame(run.results), bits, quantizer, f"#{run.id}", run.title))
     return frames
 
 
 def correlations(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Spearman rank correlation of each metric with top-1 (synthetic sets only)."""
+    """Spearman rank correlation of each metric with top-1 over the synthetic sets, with its n;
+    none below MIN_POINTS points or where the metric does not vary."""
     syn = df[df["source"] != "real"]
-    rho = {m: syn[m].astype(float).corr(syn["top1"].astype(float), method="spearman") for m in metrics}
-    return pd.DataFrame({"metric": list(rho), "spearman_rho": list(rho.values()), "points": len(syn)})
+    rows = []
+    for m in metrics:
+        pair = syn[[m, "top1"]].astype(float).dropna()
+        rho = (pair[m].corr(pair["top1"], method="spearman")
+               if len(pair) >= MIN_POINTS and pair[m].nunique() > 1 else float("nan"))
+        rows.append({"metric": WORDS.get(m, (m,))[0], "Spearman ρ": rho, "n": len(pair)})
+    return pd.DataFrame(rows)
 
 
-def render(result: RunResult | None, store: RunStore) -> None:
-    if not intro(CAPTION, result):
-        return
+def render(result, store: RunStore) -> None:
+    st.subheader("Does a diversity metric predict accuracy?")
+    st.caption(CAPTION)
     metric_names = [m for m in BETTER if m in result.metrics]
-    bit_labels = list(result.results["bits"].unique())
+    cells = result.results[["bits", "quantizer"]].drop_duplicates().values.tolist()
     c1, c2, c3 = st.columns([2, 1, 1])
     metric = c1.selectbox("Diversity metric", metric_names, key="metric", bind="query-params",
-                          index=metric_names.index("feature_cosine_similarity")
-                          if "feature_cosine_similarity" in metric_names else 0)
-    bits = c2.selectbox("Bit-width", bit_labels, key="tradeoff_bits", bind="query-params",
-                        index=len(bit_labels) - 1)
-    pool = c3.toggle("All runs of this model", True, key="pool", bind="query-params")
-    current = points(result.metrics, result.results, bits, f"#{result.run_id}" if result.run_id else "current",
-                     result.settings.title)
-    frames = [current] + (history_points(store, result.settings.model, bits, result.run_id) if pool else [])
+                          index=metric_names.index("stat_spread_ratio") if "stat_spread_ratio" in metric_names else 0,
+                          format_func=lambda m: WORDS.get(m, (m,))[0])
+    bits, quantizer = c2.selectbox("Cell", cells, index=len(cells) - 1, key="tradeoff_cell",
+                                   format_func=lambda c: f"{c[0]} {c[1]}")
+    pool = c3.toggle("Pool all saved runs of this model", True, key="pool", bind="query-params")
+    current = points(result.metrics, result.results, bits, quantizer,
+                     f"#{result.run_id}" if result.run_id else "current", result.plan.title or "this run")
+    frames = [current] + (history_points(store, result.plan.model, bits, quantizer, result.run_id) if pool else [])
     df = pd.concat(frames, ignore_index=True)
     st.plotly_chart(charts.diversity_vs_accuracy(df, metric), key="tradeoff")
-    st.dataframe(correlations(df, metric_names).style.format({"spearman_rho": "{:+.2f}"}), hide_index=True,
-                 key="correlations")
+    table = correlations(df, metric_names)
+    st.dataframe(table.style.format({"Spearman ρ": lambda v: "too few points" if v != v else f"{v:+.2f}"}),
+                 hide_index=True, key="correlations")
+    n = int((df["source"] != "real").sum())
+    st.caption(f"{n} synthetic points from {df['run'].nunique()} run(s). A correlation needs at least {MIN_POINTS}; "
+               "the reproduction's correlations over 10 seeds and both models are in docs/results.md.")

@@ -212,7 +212,8 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
              num_classes: int | None = None, progress: ProgressFn = None, cancel: CancelFn = None,
              device: str | torch.device = "cpu", batch_indices: list[int] | None = None,
              precision: str = "fp32",
-             valid_range: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> SyntheticSet:
+             valid_range: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+             snapshot_every: int = 0) -> SyntheticSet:
     """Generate ``cfg.samples`` images for ``model`` (eval mode, frozen).
 
     ``batch_indices`` selects a subset of the batches (used to split work across processes).
@@ -220,6 +221,9 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
     the images, BN statistics, losses and optimizer stay in float32.
     ``valid_range``: (low, high) per channel of model inputs (``ModelSpec.valid_range``), needed
     when ``cfg.pixel_range`` is not "free".
+    ``snapshot_every=k``: every k iterations (and the first and last) the progress record of the first
+    batch carries ``extra["snapshot"]`` — its images and per-sample statistics, on the CPU — so a
+    caller can replay the optimization (the dashboard's "watch it happen").
     Raises NumericalError (with the last finite images) on NaN/Inf and Cancelled on ``cancel()``.
     """
     cfg = cfg.validate()
@@ -249,7 +253,7 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
             x = _optimize(forward_fn(model, device, precision), stats, objective,
                           initial_images(n, shape, cfg, k).to(device), labels.to(device) if labels is not None
                           else None, cfg, history, k, b * cfg.iterations, total, progress, cancel, done,
-                          pixels)
+                          pixels, snapshot_every=snapshot_every if b == 0 else 0)
             done.append(pixels.at_end(x))
             if labels is not None:
                 labels_out.append(labels)
@@ -258,7 +262,7 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
 
 def _optimize(forward, stats: BNStats, objective: Objective, x: torch.Tensor, labels, cfg: GenerationConfig,
               history: list, batch_index: int, offset: int, total: int, progress: ProgressFn,
-              cancel: CancelFn, done: list, pixels: PixelRange) -> torch.Tensor:
+              cancel: CancelFn, done: list, pixels: PixelRange, *, snapshot_every: int = 0) -> torch.Tensor:
     """Optimize one batch. ``offset``/``total`` count iterations for progress in this process;
     the jitter stream is seeded by the global batch index, so results do not depend on the split."""
     if x.dim() == 4 and x.device.type == "cpu":
@@ -270,6 +274,7 @@ def _optimize(forward, stats: BNStats, objective: Objective, x: torch.Tensor, la
     gen = torch.Generator().manual_seed(batch_seed(cfg.seed, batch_index) + 2)
     for t in range(cfg.iterations):
         check_cancel(cancel, partial=done + [x.detach().clone()])
+        images_before = x.detach().clone() if snapshot_every else None
         logits = forward(losses.jitter(x, cfg.jitter, gen))
         mean, std = stats.collect()
         loss, parts, layer = objective(x, logits, mean, std, labels)
@@ -287,8 +292,11 @@ def _optimize(forward, stats: BNStats, objective: Objective, x: torch.Tensor, la
         record = {"batch": batch_index, "iteration": t + 1, "loss": value, **{k: v.item() for k, v in parts.items()}}
         history.append(record)
         if progress is not None:
-            progress(Progress("generate", offset + t + 1, total, value, {k: record[k] for k in parts},
-                              {"layer_loss": layer.tolist(), "lr": opt.lr}))
+            extra = {"layer_loss": layer.tolist(), "lr": opt.lr}
+            if snapshot_every and (t % snapshot_every == 0 or t == cfg.iterations - 1):
+                extra["snapshot"] = {"iteration": t, "images": images_before.cpu(), "mean": mean.detach().cpu(),
+                                     "std": std.detach().cpu()}
+            progress(Progress("generate", offset + t + 1, total, value, {k: record[k] for k in parts}, extra))
     return x.detach().contiguous()
 
 

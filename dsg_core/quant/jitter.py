@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
-from ..evaluate import _top1, logits
+from ..evaluate import logits, top1_of
 from .modules import act_quantizers
 
 DEFAULT_FACTORS = (0.8, 0.9, 1.0, 1.1, 1.2)
@@ -47,5 +47,5 @@ def range_jitter(fp_model: nn.Module, q_model: nn.Module, x: torch.Tensor, y: to
     out = {}
     for f in factors:
         with scaled_ranges(q_model, f):
-            out[f] = _top1(logits(q_model, x), reference)
+            out[f] = top1_of(logits(q_model, x), reference)
     return out

@@ -1,0 +1,223 @@
+"""The evidence bundle behind the dashboard's first page, made by one command:
+
+    python bench/evidence.py                       # after `bench/reproduce.py --profile control`
+    python bench/evidence.py --variant-seeds 3     # fewer seeds for the small multiples
+
+It reads the control profile's result rows (every seed's top-1 and range-jitter mean per model,
+source, pixel range and cell, and the diversity metrics), then runs the engine's ``run(plan)`` for
+what a page needs besides numbers: for one seed per model, source and pixel range the sample grid
+and per-sample BN statistics; snapshots of the optimization (the replay); and the small multiples
+(DSG at several ε and with each component set, over seeds). Generated sets are shared with the
+reproduction through its set cache. The bundle records the code version and this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import DOCS, machine
+
+from dsg_core.diagnostics import REAL
+from dsg_core.diagnostics import views as dv
+from dsg_core.experiments import Plan, RunResult, SetCache, run
+from dsg_core.generation import GenerationConfig
+from dsg_core.models import get_spec
+from dsg_core.sources import label
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ("resnet20_mnist", "mobilenetv2_mnist")
+SOURCES = ("dsg", "zeroq", "gaussian", "real")
+RANGES = ("free", "clamp-after", "clip")
+SAMPLES, ITERATIONS = 64, 200           # the quick/control profile's sets (shared through the set cache)
+GRID = 16                               # images per sample grid
+REPLAY_LAYERS = 3                       # layers kept in the replay (first, middle, last)
+EPSILONS = (0.5, 0.7, 0.9, 1.0)
+COMPONENTS = {"SDA": (True, False, False), "SDA+LSE": (True, True, False), "SDA+LSE+SCI": (True, True, True),
+              "LSE": (False, True, False), "SCI": (False, False, True)}
+CELLS = (((3, 3), "minmax"), ((4, 4), "dsg-avg"))  # the cells where the data mattered (docs/results.md)
+JITTER = (0.8, 0.9, 1.0, 1.1, 1.2)
+
+
+def code_version() -> dict:
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "dsg_core"))}
+
+
+def rounded(values, digits: int = 4) -> list:
+    return [float(f"{v:.{digits}g}") for v in np.asarray(values, dtype=float).ravel()]
+
+
+# ------------------------------------------------------------------------------------------ rows
+def read_rows(path: Path) -> tuple[list[dict], list[dict]]:
+    """(cells, metrics) of the control profile, in the bundle's shape (bits as 'W3A3')."""
+    cells, metrics = [], []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        base = {"model": r["model"], "source": r["source"], "pixel_range": r.get("pixel_range", "free"),
+                "seed": r["seed"]}
+        if r.get("kind") == "main":
+            w, a = r["bits"].split("/")
+            cells.append({**base, "bits": f"W{w}A{a}", "quantizer": r["quantizer"], "top1": r["top1"],
+                          "jitter_mean": r.get("jitter_mean")})
+        elif r.get("kind") == "metrics":
+            metrics.append({**base, **{k: v for k, v in r.items() if isinstance(v, (int, float)) and k not in base
+                                       and k not in ("epsilon",)}})
+    return cells, metrics
+
+
+# ------------------------------------------------------------------------------------------ examples
+def to_uint8(images: torch.Tensor, spec) -> np.ndarray:
+    m = torch.tensor(spec.mean).view(1, -1, 1, 1)
+    s = torch.tensor(spec.std).view(1, -1, 1, 1)
+    return ((images.cpu() * s + m).clamp(0, 1)[:, 0] * 255).round().to(torch.uint8).numpy()
+
+
+def example(result: RunResult, source: str, **key) -> dict:
+    """A sample grid, predictions and per-sample statistics (channel 0 of every layer) of one set."""
+    spec, diag = get_spec(result.plan.model), result.diagnosis
+    name = REAL if source == "real" else label(source)
+    images = result.calib[(source, result.plan.seeds[0])][:GRID]
+    p = diag.probes[name]
+    conf, pred = p.probs.max(1)
+    cols = [dv.targets_offset(diag.targets, i) for i in range(diag.targets.num_layers)]
+    spread = diag.spreads()[name]
+    pixels = to_uint8(images, spec)
+    return {**key, "source": source, "shape": list(pixels.shape),
+            "images": base64.b64encode(pixels.tobytes()).decode(), "pred": pred[:GRID].tolist(),
+            "conf": rounded(conf[:GRID], 3), "mean": [rounded(p.mean[:, c]) for c in cols],
+            "std": [rounded(p.std[:, c]) for c in cols], "spread_mean": rounded(spread["mean"]),
+            "spread_std": rounded(spread["std"])}
+
+
+def model_facts(result: RunResult) -> dict:
+    diag, spec = result.diagnosis, get_spec(result.plan.model)
+    cols = [dv.targets_offset(diag.targets, i) for i in range(diag.targets.num_layers)]
+    return {"fp32_top1": spec.fp32_top1, "valid_range": [spec.valid_range[0][0], spec.valid_range[1][0]],
+            "layers": list(diag.targets.names), "channels": [int(c) for c in diag.targets.channels],
+            "bn_mu": rounded(diag.targets.mu[cols].cpu()), "bn_sigma": rounded(diag.targets.sigma[cols].cpu()),
+            "delta": rounded(diag.margins.delta.cpu()), "gamma": rounded(diag.margins.gamma.cpu())}
+
+
+def snapshot_rows(result: RunResult, **key) -> list[dict]:
+    """Per-sample statistics of channel 0 at a few layers, at every snapshot of seed 0."""
+    diag = result.diagnosis
+    n = diag.targets.num_layers
+    layers = sorted({0, n // 2, n - 1})[:REPLAY_LAYERS]
+    out = []
+    for (source, _), kept in result.extras.get("snapshots", {}).items():
+        for s in kept:
+            cols = [dv.targets_offset(diag.targets, i) for i in layers]
+            out.append({**key, "source": source, "iteration": s["iteration"], "layers": layers,
+                        "mean": [rounded(s["mean"][:, c]) for c in cols],
+                        "std": [rounded(s["std"][:, c]) for c in cols]})
+    return out
+
+
+def examples(models, cache: SetCache, replay_model: str, base: GenerationConfig) -> tuple[dict, list[dict], list[dict]]:
+    facts, grids, replays = {}, [], []
+    for model in models:
+        for pr in RANGES:
+            snaps = max(1, base.iterations // 20) if model == replay_model and pr in ("free", "clip") else 0
+            plan = Plan(model, sources=SOURCES, seeds=(0,), bits=((3, 3),), generation=base.replace(pixel_range=pr),
+                        snapshots=snaps, eval_images=100)
+            result = run(plan, cache=cache)
+            facts.setdefault(model, model_facts(result))
+            grids += [example(result, src, model=model, pixel_range=pr) for src in SOURCES]
+            replays += snapshot_rows(result, model=model, pixel_range=pr)
+            print(f"examples: {model} {pr} ({result.seconds:.0f} s)", flush=True)
+    return facts, grids, replays
+
+
+# ------------------------------------------------------------------------------------------ variants
+def variant_plans(model: str, seeds: int, base: GenerationConfig) -> dict[tuple[str, str], GenerationConfig]:
+    out = {("epsilon", f"ε = {e:g}"): base.replace(epsilon=e) for e in EPSILONS}
+    out |= {("components", name): base.replace(sda=a, lse=b, sci=c) for name, (a, b, c) in COMPONENTS.items()}
+    return out
+
+
+def variants(model: str, seeds: int, ranges, cache: SetCache, base: GenerationConfig) -> tuple[list[dict], list[dict]]:
+    """Every variant over ``seeds`` at the two cells; a variant that equals another (ε 0.9 is
+    SDA+LSE+SCI) costs no second generation: the set cache has it."""
+    rows, grids = [], []
+    for pr in ranges:
+        for (family, name), gen in variant_plans(model, seeds, base.replace(pixel_range=pr)).items():
+            for k, ((w, a), q) in enumerate(CELLS):
+                plan = Plan(model, sources=("dsg",), seeds=tuple(range(seeds)), bits=((w, a),), quantizers=(q,),
+                            jitter=JITTER, generation=gen, diagnose=k == 0)
+                result = run(plan, cache=cache)
+                if k == 0:
+                    spread = result.metrics.set_index(["source", "seed"])["stat_spread_ratio"]
+                    grids.append(example(result, "dsg", model=model, pixel_range=pr, variant=name, family=family))
+                for r in result.results.to_dict("records"):
+                    rows.append({"model": model, "family": family, "variant": name, "pixel_range": pr,
+                                 "seed": r["seed"], "bits": r["bits"], "quantizer": r["quantizer"], "top1": r["top1"],
+                                 "jitter_mean": r.get("jitter_mean"),
+                                 "stat_spread_ratio": float(spread.get((r["source"], r["seed"]), float("nan")))})
+                print(f"variant: {model} {pr} {name} W{w}A{a} {q} ({result.seconds:.0f} s)", flush=True)
+    return rows, grids
+
+
+def keep(path: Path, data) -> None:
+    path.write_text(json.dumps(data))
+    print(f"kept {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=Path, default=REPO / "bench/cache/control/rows.jsonl",
+                    help="the control profile's rows (bench/reproduce.py --profile control)")
+    ap.add_argument("--sets", type=Path, default=REPO / "bench/cache/control/sets", help="its set cache")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--variant-seeds", type=int, default=5)
+    ap.add_argument("--variant-ranges", default="free,clip")
+    ap.add_argument("--iterations", type=int, default=ITERATIONS, help="a smaller number only for a smoke test")
+    ap.add_argument("--parts", default="examples,variants,bundle",
+                    help="examples and variants are kept in bench/cache/evidence/ (run them in parallel processes); "
+                         "bundle assembles them with the rows")
+    ap.add_argument("--work", type=Path, default=REPO / "bench/cache/evidence")
+    ap.add_argument("--out", type=Path, default=DOCS / "data" / "evidence.json.gz")
+    args = ap.parse_args()
+    models = [m for m in args.models.split(",") if m]
+    parts = args.parts.split(",")
+    cache = SetCache(args.sets)
+    base = GenerationConfig(samples=SAMPLES, batch_size=SAMPLES, iterations=args.iterations)
+    args.work.mkdir(parents=True, exist_ok=True)
+    if "examples" in parts:
+        keep(args.work / "examples.json", examples(models, cache, models[0], base))
+    if "variants" in parts and args.variant_seeds:
+        keep(args.work / "variants.json",
+             variants(models[0], args.variant_seeds, args.variant_ranges.split(","), cache, base))
+    if "bundle" not in parts:
+        return
+    cells, metrics = read_rows(args.rows)
+    facts, grids, replays = json.loads((args.work / "examples.json").read_text())
+    variant_rows, variant_grids = (json.loads((args.work / "variants.json").read_text())
+                                   if (args.work / "variants.json").exists() else ([], []))
+    bundle = {"meta": {**code_version(), "command": "python " + " ".join(["bench/evidence.py", *sys.argv[1:]]),
+                       "rows": str(args.rows.relative_to(REPO)) if args.rows.is_relative_to(REPO) else str(args.rows),
+                       "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                       "machine": machine(), "samples": SAMPLES, "iterations": args.iterations,
+                       "seeds": int(max((c["seed"] for c in cells), default=-1)) + 1,
+                       "variant_seeds": args.variant_seeds},
+              "models": facts, "cells": cells, "metrics": metrics, "examples": grids + variant_grids,
+              "variants": variant_rows, "snapshots": replays}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(gzip.compress(json.dumps(bundle, separators=(",", ":")).encode(), mtime=0))
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): {len(cells)} cells, {len(metrics)} metric rows, "
+          f"{len(grids) + len(variant_grids)} sample grids, {len(variant_rows)} variant rows")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Explore a run: its samples, the homogenization pictures (with a replay), the embedding and the
+diversity metrics — each with a caption computed from the data on screen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from dsg_core.diagnostics import REAL, embedding_frame, similarity_spectrum
+from dsg_core.diagnostics import views as dv
+from dsg_core.models import get_spec
+from dsg_core.sources import label
+
+from .. import charts, style
+from . import intro
+from .metric_names import metric_table
+
+CAPTION = ("One run, seen four ways. Every caption below is computed from the sets on screen (the first seed); "
+           "the Evidence page has what 10 seeds say.")
+
+
+def to_pixels(images: torch.Tensor, mean, std) -> np.ndarray:
+    """Model-input space -> (N, H, W[, 3]) floats in [0, 1] for st.image."""
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    x = (images.cpu() * s + m).clamp(0, 1)
+    return (x[:, 0] if x.shape[1] == 1 else x.permute(0, 2, 3, 1)).numpy()
+
+
+def render(result, present: bool = False) -> None:
+    if not intro(CAPTION, result):
+        return
+    spec = get_spec(result.plan.model)
+    views = {"Samples": lambda: samples(result, spec, present), "Homogenization": lambda: homogenization(result),
+             "Embedding": lambda: embedding(result, spec, present), "Diversity metrics": lambda: metrics(result)}
+    # Bound to the URL, the tabs rerun the script on a switch and say which one is open: only that one
+    # is drawn, so a switch or a plot selector costs one view, not four.
+    for tab, draw in zip(st.tabs(list(views), key="tab", bind="query-params"), views.values()):
+        if tab.open:
+            with tab:
+                draw()
+
+
+# ---------------------------------------------------------------------------------------- samples
+def predicted_classes(probs: torch.Tensor) -> tuple[int, float]:
+    """(number of classes predicted at least once, entropy of the prediction histogram / log K)."""
+    k = probs.shape[1]
+    counts = torch.bincount(probs.argmax(1), minlength=k).double()
+    q = counts[counts > 0] / counts.sum()
+    return int((counts > 0).sum()), float(-(q * q.log()).sum() / np.log(k)) + 0.0
+
+
+def samples(result, spec, present: bool) -> None:
+    sets = result.first_seed_sets()
+    diag = result.diagnosis
+    c1, c2 = st.columns(2)
+    by_class = c1.toggle("Group by predicted class", True, key="by_class", bind="query-params")
+    limit = c2.slider("Images per set", 4, 64, 12, 4, key="show_n", bind="query-params")
+    facts = {name: predicted_classes(diag.probes[name].probs) for name in sets}
+    st.markdown(samples_takeaway(facts, spec.num_classes))
+    cols = st.columns(len(sets))
+    for col, (name, images) in zip(cols, sets.items()):
+        probs = diag.probes[name].probs
+        conf, pred = probs.max(1)
+        order = (torch.argsort(pred * 2 - conf, stable=True) if by_class else torch.arange(len(pred)))[:limit]
+        captions = [f"{spec.class_names[int(pred[i])][:10]} {conf[i]:.0%}" for i in order]
+        with col:
+            n, h = facts[name]
+            st.markdown(f"**{name}** · {n} of {spec.num_classes} classes")
+            st.image(list(to_pixels(images[order], spec.mean, spec.std)), caption=captions,
+                     width=style.thumb(present), clamp=True)
+    st.caption("Each caption: the class the FP32 model predicts and its confidence. Click an image to enlarge it.")
+    lo, hi = spec.valid_range
+    values = {name: x[:, 0].flatten().numpy() for name, x in sets.items()}
+    st.plotly_chart(charts.pixel_histogram(values, (lo[0], hi[0])), key="pixels")
+    outside = {name: float(((x < lo[0]) | (x > hi[0])).mean()) for name, x in values.items()}
+    st.caption("Share of pixels outside the valid range: " + ", ".join(f"{n} {v:.0%}" for n, v in outside.items())
+               + ". Min/max calibration sees those pixels as real inputs; docs/pixel-range.md measures what that "
+                 "does to accuracy.")
+    curves = {(label(src), seed): [h["loss"] for h in s.history] for (src, seed), s in result.sets.items()
+              if s is not None and s.history}
+    if curves:
+        st.plotly_chart(charts.loss_panels(curves), key="losses")
+
+
+def samples_takeaway(facts: dict[str, tuple[int, float]], k: int) -> str:
+    """One sentence the grid supports: which set's predictions cover the most classes."""
+    synthetic = {n: f for n, f in facts.items() if n != REAL}
+    if not synthetic:
+        return ""
+    best = max(synthetic, key=lambda n: synthetic[n][1])
+    worst = min(synthetic, key=lambda n: synthetic[n][1])
+    parts = ", ".join(f"{n} {c}/{k}" for n, (c, _) in facts.items())
+    return (f"**What this grid shows:** classes the model sees in each set — {parts}. Of the synthetic sets, "
+            f"**{best}** is the least homogenized by this measure and **{worst}** the most (prediction entropy "
+            f"{synthetic[best][1]:.2f} vs {synthetic[worst][1]:.2f}; 1 = every class equally).")
+
+
+# ---------------------------------------------------------------------------------------- homogenization
+def pick_channel(diag) -> tuple[int, int]:
+    t = diag.targets
+    c1, c2 = st.columns([3, 1])
+    layer = c1.selectbox("BN layer", range(t.num_layers), index=0, key="layer", bind="query-params",
+                         format_func=lambda i: f"{i}: {t.names[i]} ({t.channels[i]} channels)")
+    channel = c2.number_input("Channel", 0, 4096, 0, key="channel", bind="query-params")
+    return int(layer), min(int(channel), t.channels[layer] - 1)
+
+
+def channel_means(diag, layer: int) -> dict[str, pd.DataFrame]:
+    t = diag.targets
+    off, c = dv.targets_offset(t, layer), t.channels[layer]
+    return {name: pd.DataFrame({"channel": range(c), "mu": p.mean[:, off:off + c].mean(0).numpy(),
+                                "sigma": p.std[:, off:off + c].mean(0).numpy()})
+            for name, p in diag.probes.items()}
+
+
+def spread_takeaway(spreads: dict[str, dict], layer: int) -> str:
+    """The sentence the spread ratios support, at this layer and over all layers."""
+    synthetic = {n: s for n, s in spreads.items() if n != REAL}
+    at = {n: float(s["mean"][layer]) for n, s in synthetic.items()}
+    overall = {n: float(np.mean(s["mean"])) for n, s in synthetic.items()}
+    ranked = sorted(overall, key=lambda n: abs(np.log(max(overall[n], 1e-9))))
+    return ("**What this shows:** spread of per-sample means relative to real data (1 = as varied as real) — at "
+            f"layer {layer}: " + ", ".join(f"{n} {v:.2f}" for n, v in at.items()) + "; averaged over layers: "
+            + ", ".join(f"{n} {overall[n]:.2f}" for n in ranked) + f". Closest to real overall: **{ranked[0]}**. "
+            + ("Every synthetic set is below 1 on average: all are more alike than real data (homogenized)."
+               if all(v < 1 for v in overall.values()) else ""))
+
+
+def homogenization(result) -> None:
+    diag = result.diagnosis
+    layer, channel = pick_channel(diag)
+    d, g = float(diag.margins.delta[layer]), float(diag.margins.gamma[layer])
+    bn = dv.bn_point(diag.targets, layer, channel)
+    spreads = diag.spreads()
+    st.markdown(spread_takeaway(spreads, layer))
+    left, right = st.columns(2)
+    scatter = dv.channel_scatter(diag.probes, diag.targets, layer, channel)
+    left.plotly_chart(charts.channel_scatter(scatter, bn, (d, g)), key="scatter")
+    values = {name: dv.channel_activations(diag.model, x, diag.targets, layer, channel)
+              for name, x in diag.images.items()}
+    right.plotly_chart(charts.activation_histogram(dv.activation_histogram(values, *bn)), key="histogram")
+    gen = result.plan.generation
+    st.caption(f"Slack band at this layer: δ = {d:.3g} on means, γ = {g:.3g} on stds (ε = {gen.epsilon:g}"
+               f"{'' if gen.sda else ', SDA off: band drawn for reference'}). The ✕ is the BN running statistics.")
+    replay(result, diag, layer, channel, bn, (d, g))
+    st.plotly_chart(charts.layer_spread(dv.layer_spread_frame(spreads, diag.targets)), key="spread")
+    st.caption("Below 1: the set's per-sample statistics vary less than real data's at that layer (homogenized).")
+    band = dv.sda_band(diag.targets, layer, diag.margins.delta, diag.margins.gamma)
+    st.plotly_chart(charts.sda_band(band, channel_means(diag, layer)), key="band")
+
+
+def replay(result, diag, layer: int, channel: int, bn, band) -> None:
+    """The generator's snapshots of seed 0, one animation frame per snapshot."""
+    snaps = result.extras.get("snapshots") or {}
+    if not snaps:
+        st.caption("Replay: this run kept no snapshots (runs reopened from the history keep only the final sets).")
+        return
+    col = dv.targets_offset(diag.targets, layer) + channel
+    frames = [pd.DataFrame({"iteration": s["iteration"], "set": label(src), "mean": s["mean"][:, col].numpy(),
+                            "std": s["std"][:, col].numpy()})
+              for (src, _), kept in snaps.items() for s in kept]
+    st.plotly_chart(charts.replay(pd.concat(frames, ignore_index=True), bn, band), key="replay")
+    st.caption("ZeroQ's L2 pulls every sample onto the ✕; SDA stops pulling once a sample is inside the dotted band.")
+
+
+# ---------------------------------------------------------------------------------------- embedding
+def embedding(result, spec, present: bool) -> None:
+    c1, c2 = st.columns(2)
+    method = c1.radio("Method", ["pca", "tsne"], horizontal=True, key="emb", bind="query-params",
+                      format_func=lambda m: {"pca": "PCA (instant)", "tsne": "t-SNE (seconds)"}[m])
+    color = c2.radio("Colour by", ["set", "class"], horizontal=True, key="color", bind="query-params")
+    probes = result.diagnosis.probes
+    with st.spinner("Embedding…"):
+        df = embedding_frame({n: p.features for n, p in probes.items()},
+                             {n: p.logits.argmax(1) for n, p in probes.items()}, method=method)
+    df["index"] = df.groupby("set").cumcount()
+    event = st.plotly_chart(charts.embedding(df, color), key="embedding", on_select="rerun",
+                            selection_mode=("points", "box", "lasso"))
+    st.caption("Select points (click, box or lasso) to see their images below. t-SNE keeps neighbourhoods, not "
+               "distances; PCA is linear and honest about distances but shows only two directions.")
+    picked = [p["customdata"] for p in (event.selection.points if event else []) if p.get("customdata")][:24]
+    if picked:
+        images = [result.diagnosis.images[name][int(i)] for name, i in picked]
+        st.image(list(to_pixels(torch.stack(images), spec.mean, spec.std)), width=style.thumb(present),
+                 caption=[f"{name} #{int(i)}" for name, i in picked])
+
+
+# ---------------------------------------------------------------------------------------- metrics
+def metrics(result) -> None:
+    metric_table(result.metrics)
+    spectra = {name: similarity_spectrum(p.features) for name, p in result.diagnosis.probes.items()}
+    st.plotly_chart(charts.spectrum(spectra), key="spectrum")
+    first = {n: float(ev.max() / ev.sum()) for n, ev in spectra.items()}
+    st.caption("Feature-space similarity spectrum: a homogenized set puts most of the weight on the first "
+               "eigenvalue. Share of the first: " + ", ".join(f"{n} {v:.0%}" for n, v in first.items()) + ".")
