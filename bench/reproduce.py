@@ -18,14 +18,14 @@ import math
 import time
 import traceback
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-
 from common import Rows, header, write_doc
+
 from dsg_core.data import real_split
 from dsg_core.diagnostics import activation_ranges, clamp_to_range, diagnose, range_ratios
 from dsg_core.experiments import SetCache, TestSet, calibration_set, quantize_and_evaluate, real_calibration
@@ -90,8 +90,7 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
     the epsilon ablation, then reconstruction one width at a time (the W3A3 cliff first); within
     each, the profile's seeds before extra seeds for the cells that swing (``swings``). A profile
     with ``wave`` runs its seeds in waves of that many, every model in each wave before the next."""
-    plain = (tuple(tuple(c) for c in profile["cells"]) if "cells" in profile
-             else tuple((b, q) for b in profile["bits"] for q in profile["quantizers"]))
+    plain = profile_cells(profile)
     keyed = []  # (phase, extra seed?, task)
     for model_name in profile["models"]:
         p = for_model(profile, model_name)
@@ -110,6 +109,13 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
                          if t.epsilon is None and swings(rows.rows, model_name, t.source, range(p["seeds"]), t.combos)]
             keyed += [(seed // p.get("wave", 10**9), ph, seed in extra, t) for ph, t in tasks]
     return [t[-1] for t in sorted(keyed, key=lambda k: k[:3])]  # stable: model, seed, source within
+
+
+def profile_cells(profile: dict) -> tuple[tuple[str, str], ...]:
+    """The profile's (bits, quantizer) cells: its ``cells``, or every bits x quantizer."""
+    if "cells" in profile:
+        return tuple(tuple(c) for c in profile["cells"])
+    return tuple((b, q) for b in profile["bits"] for q in profile["quantizers"])
 
 
 def focus(task: Task, profile: dict) -> int:
@@ -152,8 +158,9 @@ def run(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: t
             failed += 1
             status = "FAILED "
             traceback.print_exc()
+        eps = "" if task.epsilon is None else f" eps={task.epsilon}"
         print(f"[{i + 1}/{len(tasks)}] {status}{task.model} seed {task.seed} {task.source} {task.pixel_range}"
-              f"{'' if task.epsilon is None else f' eps={task.epsilon}'} {','.join(b + ' ' + q for b, q in task.combos)}"
+              f"{eps} {','.join(b + ' ' + q for b, q in task.combos)}"
               f" ({time.time() - t0:.0f} s)", flush=True)
     return failed
 
@@ -267,8 +274,8 @@ def render(rows: list[dict], profile_name: str, profile: dict) -> str:
         for qz, dq in dm.groupby("quantizer", sort=False):
             bits = [b for b in profile["bits"] + profile.get("recon_bits", []) if b in set(dq.bits)]
             bits = list(dict.fromkeys(bits))
-            out += [f"### quantizer `{qz}`", "", "| source | n | " + " | ".join(f"W{b.replace('/', 'A')}" for b in bits) + " |",
-                    "|---|---|" + "---|" * len(bits)]
+            heads = " | ".join(f"W{b.replace('/', 'A')}" for b in bits)
+            out += [f"### quantizer `{qz}`", "", f"| source | n | {heads} |", "|---|---|" + "---|" * len(bits)]
             for source in profile["sources"]:
                 ds = dq[dq.source == source]
                 if len(ds):
@@ -277,7 +284,8 @@ def render(rows: list[dict], profile_name: str, profile: dict) -> str:
             out.append("")
     eps = df[df.kind == "epsilon"] if "kind" in df else df.iloc[:0]
     if len(eps):
-        out += [f"## Epsilon ablation (dsg, W{DEFAULT_BITS.replace('/', 'A')}, {DEFAULT_QUANTIZER})", "", "| model | epsilon | top-1 |", "|---|---|---|"]
+        out += [f"## Epsilon ablation (dsg, W{DEFAULT_BITS.replace('/', 'A')}, {DEFAULT_QUANTIZER})", "",
+                "| model | epsilon | top-1 |", "|---|---|---|"]
         for (model_name, e), g in eps.groupby(["model", "epsilon"]):
             out.append(f"| {model_name} | {e} | {fmt(g.top1)} |")
         out.append("")
@@ -365,7 +373,7 @@ def render_control(rows: list[dict], profile_name: str, profile: dict) -> str:
 def control_model_section(model_name: str, dm: pd.DataFrame, profile: dict) -> list[str]:
     n = dm.seed.nunique()
     out = [f"## {model_name} (FP32 {dm.fp32_top1.iloc[0]:.2f}%, seeds {fmt_seeds(dm.seed)})", ""]
-    cells = [(b, q) for b in profile["bits"] for q in profile["quantizers"]]
+    cells = profile_cells(profile)
     for bits, qz in cells:
         dc = dm[(dm.bits == bits) & (dm.quantizer == qz)]
         if not len(dc):
@@ -387,7 +395,8 @@ def control_model_section(model_name: str, dm: pd.DataFrame, profile: dict) -> l
         for pr in profile["pixel_ranges"]:
             gap = paired_gap(dm[(dm.bits == bits) & (dm.quantizer == qz) & (dm.pixel_range == pr)])
             if gap is not None:
-                out.append(f"| W{bits.replace('/', 'A')} {qz} | {PIXEL_NAMES[pr]} | {gap['top1']} | {gap['top1_ahead']} "
+                cell = f"W{bits.replace('/', 'A')} {qz}"
+                out.append(f"| {cell} | {PIXEL_NAMES[pr]} | {gap['top1']} | {gap['top1_ahead']} "
                            f"| {gap['jitter_mean']} | {gap['jitter_mean_ahead']} |")
     return out + [""]
 
