@@ -403,7 +403,9 @@ def control_model_section(model_name: str, dm: pd.DataFrame, profile: dict) -> l
 
 def fmt_seeds(seeds: pd.Series) -> str:
     s = sorted(set(int(v) for v in seeds))
-    return f"{s[0]}-{s[-1]}" if s == list(range(s[0], s[-1] + 1)) else ", ".join(map(str, s))
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    return ", ".join(map(str, s))
 
 
 def paired_gap(dc: pd.DataFrame) -> dict | None:
