@@ -4,7 +4,14 @@ the activation ranges a set calibrates relative to real data's."""
 import pytest
 import torch
 
-from dsg_core.diagnostics import activation_ranges, clamp_to_range, diagnose, pixel_range_metrics, range_ratios
+from dsg_core.diagnostics import (
+    activation_ranges,
+    clamp_to_range,
+    diagnose,
+    layer_range_frame,
+    pixel_range_metrics,
+    range_ratios,
+)
 from dsg_core.diagnostics.pixels import excursion, per_image
 from dsg_core.errors import DataError
 
@@ -67,6 +74,15 @@ def test_wider_inputs_calibrate_wider_activation_ranges(tiny_net):
     base, wide = activation_ranges(tiny_net, x), activation_ranges(tiny_net, 5 * x)
     assert len(base) >= 1 and bool((wide > base).all())
     assert range_ratios(base, base)["range_ratio"] == pytest.approx(1.0)
+
+
+def test_layer_range_frame_is_one_row_per_set_and_layer_relative_to_real(tiny_net):
+    torch.manual_seed(0)
+    real = torch.rand(16, 1, 8, 8)
+    f = layer_range_frame(tiny_net, {"real again": real, "wide": 10 * real}, real)
+    layers = len(activation_ranges(tiny_net, real))
+    assert len(f) == 2 * layers and list(f.columns) == ["set", "layer", "layer_name", "range", "ratio"]
+    assert (f[f.set == "real again"].ratio == 1.0).all() and (f[f.set == "wide"].ratio > 1.0).all()
 
 
 def test_diagnose_reports_pixel_range_per_set_and_per_image(tiny_net):
