@@ -21,7 +21,7 @@ from dsg_core.generation import GenerationConfig
 from dsg_core.generation.config import PIXEL_RANGES
 from dsg_core.models import default_model_name, list_models
 from dsg_core.quant import QUANTIZERS
-from dsg_core.quant.jitter import DEFAULT_FACTORS
+from dsg_core.quant.jitter import SPAN_FACTORS
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = GenerationConfig()  # the paper's defaults (ε, LSE weight, SCI weight) live in the engine alone
@@ -93,7 +93,7 @@ class Settings:
                                    sci_weight=self.sci_weight, pixel_range=self.pixel_range)
         return Plan(model=self.model, sources=RUN_SOURCES, seeds=self.seed_list, bits=self.bits(),
                     quantizers=(self.quantizer,), generation=generation, priors=self.priors,
-                    eval_images=self.eval_images, jitter=DEFAULT_FACTORS, weights=weights, test_dir=test_dir,
+                    eval_images=self.eval_images, jitter=SPAN_FACTORS, weights=weights, test_dir=test_dir,
                     workers=WORKERS, snapshots=max(1, self.iterations // 20))
 
     @classmethod
