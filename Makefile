@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: run test venv demo bench train clean
+.PHONY: run test lint venv demo bench train clean
 
 venv: $(VENV)/.installed
 
@@ -26,7 +26,11 @@ run: venv
 
 test: venv
 	bash scripts/ensure_chromium.sh
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check .
 
 demo: venv
 	$(PY) -m dsg_core generate --method dsg --samples 32 --iterations 200 --out runs/demo.safetensors --progress
