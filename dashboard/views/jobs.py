@@ -14,12 +14,15 @@ import streamlit as st
 
 from dsg_core.errors import DSGError
 from dsg_core.jobs import Job, JobStore
+from dsg_core.limits import limits
 
 from ..state import Settings
+from ..text import plain
 
 MAX_DOWNLOAD = 64 * 2**20  # larger sets: use the path shown (the list redraws every 2 s)
 CAPTION = ("What this is for: thousands of samples or many iterations, which take minutes to hours. A job runs "
-           "`python -m dsg_core generate` in its own process; it keeps running if you refresh or close the page.")
+           "`python -m dsg_core generate` in its own process; it keeps running if you refresh or close the page. "
+           "A server runs at most {jobs} jobs at once, each up to {steps:,} samples × iterations (more is refused).")
 
 
 def job_argv(settings: Settings, method: str, samples: int, out: Path, weights: str | None = None) -> list[str]:
@@ -66,7 +69,7 @@ def job_row(store: JobStore, job: Job) -> None:
                 st.download_button("Download the set (.safetensors)", out.read_bytes(), file_name=out.name,
                                    key=f"download_job_{job.id}")
         else:
-            st.warning(job.message or job.status)
+            st.warning(plain(job.message or job.status))
         with st.expander("Log"):
             st.code(store.log_tail(job) or "(empty)")
 
@@ -82,7 +85,8 @@ def job_list(store: JobStore) -> None:
 
 
 def render(store: JobStore, settings: Settings, weights: str | None = None) -> None:
-    st.caption(CAPTION)
+    lim = limits()
+    st.caption(CAPTION.format(jobs=lim.jobs, steps=lim.job_steps))
     try:
         start_form(store, settings, weights)
     except DSGError as exc:
