@@ -9,6 +9,7 @@ sidebar (``link_warnings``). The defaults live in
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from dsg_core.generation import GenerationConfig, preset
 from dsg_core.models import default_model_name, list_models
 from dsg_core.quant import QUANTIZERS, QuantConfig
 from dsg_core.sources import reference_priors
+
+from .text import code
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,14 +138,39 @@ def link_warnings(raw: dict[str, str], settings: "Settings") -> list[str]:
     misspelt): Streamlit drops such a value silently and shows the default, so say it. Parameters of
     the views' own controls (``view``, ``layer``, ...) are theirs to handle and are not checked."""
     values = {PARAM_KEYS.get(field, field): value for field, value in settings.to_dict().items()}
-    return [f"The link's `{key}={text}` is not a valid value for this control; using {values[key]!r} instead."
+    return [f"The link's {code(f'{key}={text}')} is not a valid value for this control; using "
+            f"{code(repr(values[key]))} instead."  # a code span: the link's text is never markdown
             for key, text in raw.items() if key in values and not _same(text, values[key])]
+
+
+def drop_unrepresentable_params() -> None:
+    """Remove link parameters that are numbers no control can hold (``inf``, ``1e400``, ``nan``):
+    Streamlit's integer inputs raise OverflowError on them while seeding from the URL, which would
+    replace the page. Called before any control is drawn; the sidebar's warning still names them.
+    Controls are seeded from the URL the page was opened with (Streamlit keeps it apart from
+    ``st.query_params``), so that copy is reset from the cleaned parameters too."""
+    bad = [key for key in st.query_params if not _finite_or_text(st.query_params[key])]
+    if not bad:
+        return
+    for key in bad:
+        del st.query_params[key]
+    from streamlit.runtime.state import get_session_state
+    with get_session_state().query_params() as qp:
+        qp.set_initial_query_params_from_current()
+
+
+def _finite_or_text(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except (ValueError, OverflowError):
+        return True  # not a number: the control's own check refuses it
 
 
 def sidebar() -> Settings:
     """Draw the controls; each is bound to the query parameter named by its key. The link the
     session opened with is checked once, before the controls drop its invalid values."""
     raw = None if "link_warnings" in st.session_state else {k: st.query_params[k] for k in st.query_params}
+    drop_unrepresentable_params()
     top = st.sidebar.container()  # the warnings go above the controls, where they are seen
     settings = _controls()
     if raw is not None:

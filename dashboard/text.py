@@ -18,3 +18,12 @@ _PUNCT = re.compile("([" + re.escape(string.punctuation) + "])")
 def plain(text: object) -> str:
     """``text`` escaped for a markdown body: it displays exactly as given, on one line."""
     return _PUNCT.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def code(text: object) -> str:
+    """``text`` as an inline code span that no backtick inside it can close early (CommonMark: a fence
+    longer than any run of backticks within); nothing inside a code span is markdown."""
+    text = " ".join(str(text).split())
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[:1] == "`" or text[-1:] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

@@ -112,7 +112,7 @@ def test_invalid_link_parameters_are_named_in_a_warning(tmp_path, monkeypatch):
     assert at.slider(key="eps").value == 0.9 and at.select_slider(key="wbits").value == 4
     assert at.number_input(key="seeds").value == 2
     text = " ".join(w.value for w in at.sidebar.warning)
-    for part in ("`eps=2`", "using 0.9", "`wbits=9`", "`model=nope`", "`iters=abc`"):
+    for part in ("`eps=2`", "using `0.9`", "`wbits=9`", "`model=nope`", "`iters=abc`"):
         assert part in text, (part, text)
     assert "seeds" not in text and "eval" not in text and "view" not in text  # taken, or a view's own
     at.number_input(key="seeds").set_value(3).run()  # the check is of the opening link, once
