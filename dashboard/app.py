@@ -73,6 +73,10 @@ def finish(job: Job) -> None:
         if result is not None:
             result.ablation = job.result
         st.session_state["notice"] = ("success", "The ε ablation is in Quantized accuracy.")
+    elif job.status == "done" and job.result.saved_note:  # saved elsewhere, or not at all: say so
+        st.session_state["result"] = job.result
+        st.session_state["notice"] = ("warning", f"The run finished in {job.result.seconds:.0f} s, but "
+                                                 f"{job.result.saved_note}.")
     elif job.status == "done":
         st.session_state["result"] = job.result
         st.session_state["notice"] = ("success", f"Run #{job.result.run_id} finished in {job.result.seconds:.0f} s "
@@ -129,6 +133,8 @@ def main() -> None:
     show_notice()
     result = st.session_state.get("result")
     store = RunStore(state.runs_dir())
+    if store.notice:  # a damaged runs.sqlite was moved aside just now
+        st.warning(plain(store.notice))
     spec = get_spec(result.settings.model) if result else None
     views = {
         "Samples": lambda: samples.render(result, spec),

@@ -48,6 +48,7 @@ class RunResult:
     run_id: int | None = None
     seconds: float = 0.0
     ablation: pd.DataFrame | None = None                # epsilon ablation, when computed
+    saved_note: str = ""                                # where the run went when not to the history
 
     @property
     def model(self) -> nn.Module:
@@ -154,7 +155,7 @@ def run_pipeline(settings: Settings, ctx: Context, tracker: Tracker, cancel=None
     result = RunResult(settings, sets, calib, diagnosis, metrics, pd.DataFrame(rows),
                        seconds=round(time.perf_counter() - t0, 2))
     if store is not None:
-        result.run_id = save(store, result, ctx)
+        result.run_id, result.saved_note = save(store, result, ctx)
     tracker.update(len(tracker.stages) - 1, 1.0)
     return result
 
@@ -231,14 +232,21 @@ def set_file(source: str, seed: int) -> str:
     return f"{source}_s{seed}"
 
 
-def save(store: RunStore, result: RunResult, ctx: Context) -> int:
+def save(store: RunStore, result: RunResult, ctx: Context) -> tuple[int | None, str]:
+    """(run id, a note when it was not saved to ``store`` as usual): a locked or damaged store is
+    retried, then replaced by a fresh one (``RunStore.add_safely``); if even that fails the finished
+    result stays on screen, unsaved, with the reason."""
     config = {**result.settings.to_dict(), "weights": ctx.weights, "test_dir": ctx.test_dir,
               "seconds": result.seconds}
     metrics = {f"{r['source']}@{r['seed']}": {k: v for k, v in r.items() if k not in ("set", "source", "seed")}
                for r in result.metrics.to_dict("records")}
     sets = {set_file(src, seed): s for (src, seed), s in result.sets.items() if s is not None}
-    return store.add(ctx.spec.name, result.settings.title, config, metrics,
-                     result.results.to_dict("records"), sets)
+    try:
+        run_id, _, note = store.add_safely(ctx.spec.name, result.settings.title, config, metrics,
+                                           result.results.to_dict("records"), sets)
+    except DSGError as exc:
+        return None, f"the run could not be saved to the history ({exc}); its results are shown here only"
+    return run_id, note
 
 
 def stored_metrics(run: Run) -> pd.DataFrame:

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, DataError
 from .limits import limits
 from .progress import Progress
-from .sqlite_store import SQLiteStore
+from .sqlite_store import SQLiteStore, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -77,7 +75,7 @@ class JobStore(SQLiteStore):
         if "pid_start" not in {r[1] for r in self._all("PRAGMA table_info(jobs)")}:  # a table from before it
             try:
                 self._write("ALTER TABLE jobs ADD COLUMN pid_start TEXT", ())
-            except sqlite3.OperationalError as exc:  # another process migrated it just now
+            except StoreError as exc:  # another process migrated it just now
                 if "duplicate column" not in str(exc):
                     raise
 
@@ -94,14 +92,16 @@ class JobStore(SQLiteStore):
                               "(DSG_LIMIT_JOB_STEPS): fewer samples or iterations, or several jobs one after another")
         self.list()  # marks jobs whose process has died, so they do not count as running
         now = time.time()
-        with closing(self._connect()) as con, con:
+
+        def insert(con) -> int:
             con.execute("BEGIN IMMEDIATE")  # count and insert at once: two clicks cannot both pass
             running = con.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (ACTIVE,)).fetchone()[0]
             if running >= lim.jobs:
                 raise ConfigError(f"{running} background jobs are running, the most this server allows at once "
                                   f"(DSG_LIMIT_JOBS={lim.jobs}): wait for one to finish, or cancel one")
-            job_id = con.execute("INSERT INTO jobs (created, updated, title, argv, status) VALUES (?, ?, ?, ?, ?)",
-                                 (now, now, title, json.dumps(argv), ACTIVE)).lastrowid
+            return con.execute("INSERT INTO jobs (created, updated, title, argv, status) VALUES (?, ?, ?, ?, ?)",
+                               (now, now, title, json.dumps(argv), ACTIVE)).lastrowid
+        job_id = self._do(insert)
         try:
             with open(self.root / f"job-{job_id}.log", "wb") as log:
                 proc = subprocess.Popen([sys.executable, "-m", "dsg_core", *argv, "--job", str(job_id),

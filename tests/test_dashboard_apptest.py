@@ -190,11 +190,21 @@ def test_history_reload_and_delete(ran, runs_dir):
     ran.button(key="history_load").click().run()
     assert not ran.exception
     assert ran.session_state["result"].run_id == oldest.id
-    count = len(store.list())
+    ids = [r.id for r in store.list()]
     ran.selectbox(key="history_run").set_value(oldest.id)
+    ran.button(key="history_delete").click().run()  # attack: one click removed a run shared by every session
+    assert not ran.exception and [r.id for r in store.list()] == ids  # it asks first
+    assert any(f"Delete run #{oldest.id}" in w.value and "shared" in w.value for w in ran.warning)
+    ran.button(key="history_delete_no").click().run()
+    assert [r.id for r in store.list()] == ids and not any("Delete run" in w.value for w in ran.warning)
     ran.button(key="history_delete").click().run()
-    assert not ran.exception
-    assert len(store.list()) == count - 1
+    ran.button(key="history_delete_yes").click().run()
+    assert not ran.exception and [r.id for r in store.list()] == [i for i in ids if i != oldest.id]
+    ran.button(key="history_undo").click().run()  # and can be undone: same id, same files
+    assert [r.id for r in store.list()] == ids and store.get(oldest.id).set_names() == oldest.set_names()
+    ran.button(key="history_delete").click().run()
+    ran.button(key="history_delete_yes").click().run()
+    assert len(store.list()) == len(ids) - 1
 
 
 def test_cancel_stops_the_run_and_keeps_the_app_usable(tmp_path, monkeypatch):

@@ -121,3 +121,10 @@ def test_job_limits_refuse_before_anything_starts(tmp_path, monkeypatch):
     wait(store, first.id, lambda j: j.status != "running", timeout=60)
     second = store.start(long[:4] + ["10"] + long[5:], "after the first ended")
     assert wait(store, second.id, lambda j: j.status != "running").status == "done"
+
+
+def test_a_garbage_jobs_store_is_moved_aside(tmp_path):
+    """Attack: a garbage jobs.sqlite crashed the Background jobs page."""
+    (tmp_path / "jobs.sqlite").write_bytes(b"\0garbage" * 512)
+    store = JobStore(tmp_path)
+    assert "jobs.sqlite was damaged" in store.notice and store.list() == []

@@ -77,7 +77,11 @@ def job_row(store: JobStore, job: Job) -> None:
 @st.fragment(run_every=2.0)
 def job_list(store: JobStore) -> None:
     """Re-read every 2 s: progress of running jobs shows without a page reload."""
-    jobs = store.list()
+    try:
+        jobs = store.list()
+    except DSGError as exc:  # locked past the timeout: say so, the next poll tries again
+        st.error(plain(str(exc)))
+        return
     if not jobs:
         st.info("No background jobs yet.")
     for job in jobs[:20]:
@@ -87,6 +91,8 @@ def job_list(store: JobStore) -> None:
 def render(store: JobStore, settings: Settings, weights: str | None = None) -> None:
     lim = limits()
     st.caption(CAPTION.format(jobs=lim.jobs, steps=lim.job_steps))
+    if store.notice:  # a damaged jobs.sqlite was moved aside just now
+        st.warning(plain(store.notice))
     try:
         start_form(store, settings, weights)
     except DSGError as exc:
