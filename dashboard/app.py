@@ -23,7 +23,7 @@ from dsg_core.jobs import JobStore  # noqa: E402
 from dsg_core.runstore import RunStore  # noqa: E402
 
 from dashboard import charts, resources, state  # noqa: E402
-from dashboard.text import plain  # noqa: E402
+from dashboard.text import code, plain  # noqa: E402
 from dashboard.runner import Job, ablation_job, result_from_run, run_job  # noqa: E402
 from dashboard.views import (accuracy, byom, embedding, history, homogenization, jobs, learn, metrics,  # noqa: E402
                              qat, samples, tradeoff)
@@ -127,7 +127,7 @@ def main() -> None:
         start(run_job(settings, ctx))
         st.rerun()  # redraw the whole page: Run disabled, live panel shown
     if custom:
-        run_box.caption(f"Using your weights: {plain(st.session_state['custom']['label'])}")
+        run_box.caption(f"Using your weights: {code(st.session_state['custom']['label'])}")
     if running:
         live_panel()
     show_notice()

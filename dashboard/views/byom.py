@@ -11,7 +11,7 @@ from dsg_core.models import get_spec
 
 from ..byom import WEIGHT_TYPES, check_weights, extract_images, save_upload, uploads_dir
 from ..resources import real_data
-from ..text import plain
+from ..text import code, plain
 
 CAPTION = ("What to look for: green checks, then press *Use this model* — the sidebar's Run will generate, "
            "quantize and evaluate with your weights.")
@@ -46,7 +46,7 @@ def render(names: list[str]) -> None:
     st.markdown(NOTES)
     current = st.session_state.get("custom")
     if current:
-        st.info(f"In use: **{plain(current['label'])}** for {plain(current['model'])}.")
+        st.info(f"In use: {code(current['label'])} for {code(current['model'])}.")
         st.button("Stop using my model", key="byom_clear", on_click=lambda: st.session_state.pop("custom", None))
     arch = st.selectbox("Architecture", names, key="byom_arch",
                         help="Your weights must come from this registry architecture (same layer names).")
