@@ -10,7 +10,6 @@ import warnings
 import zipfile
 import zlib
 
-import numpy as np
 import pytest
 from PIL import Image
 
