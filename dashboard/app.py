@@ -23,8 +23,8 @@ from dsg_core.jobs import JobStore  # noqa: E402
 from dsg_core.runstore import RunStore  # noqa: E402
 
 from dashboard import charts, resources, state  # noqa: E402
-from dashboard.text import code, plain  # noqa: E402
 from dashboard.runner import Job, ablation_job, result_from_run, run_job  # noqa: E402
+from dashboard.text import code, plain  # noqa: E402
 from dashboard.views import (accuracy, byom, embedding, history, homogenization, jobs, learn, metrics,  # noqa: E402
                              qat, samples, tradeoff)
 

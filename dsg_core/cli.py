@@ -56,7 +56,7 @@ def _emit(obj, as_json: bool, text: str):
 
 # smallest and largest value of each whole-number option (None: no bound); floats must be finite
 BOUNDS = {"samples": (1, None), "iterations": (1, None), "seed": (0, 2**32 - 1), "eval_samples": (1, None),
-          "real_samples": (2, None), "recon_iters": (1, None), "jitter": (0, None), "epochs": (0, None),
+          "real_samples": (2, None), "jitter": (0, None), "epochs": (0, None),
           "iters_per_epoch": (1, None), "warmup_epochs": (0, None), "wbits": (1, 32), "abits": (1, 32)}
 
 
@@ -306,7 +306,7 @@ def parse_factors(text: str) -> tuple[float, ...]:
     except ValueError:
         raise ConfigError(f"--range-jitter takes comma-separated numbers, e.g. 0.9,1.0,1.1; got {text!r}") from None
     if not factors or any(not 0 < f <= MAX_JITTER for f in factors):
-        raise ConfigError(f"--range-jitter factors must be numbers in (0, {MAX_JITTER:g}]; got {text!r}")
+        raise ConfigError(f"--range-jitter factors must be positive numbers up to {MAX_JITTER:g}; got {text!r}")
     return factors
 
 

@@ -77,7 +77,9 @@ class RunStore(SQLiteStore):
         finished run is never lost. Returns (run id, the store it is in, a message when not this one)."""
         for attempt in range(retries + 1):
             try:
-                return self.add(*args, **kw), self, self.notice
+                run_id = self.add(*args, **kw)
+                return run_id, self, (f"{self.notice}; the run was saved in the new one as run #{run_id}"
+                                      if self.notice else "")
             except StoreError as exc:
                 error = exc
                 if attempt < retries:

@@ -17,6 +17,7 @@ from pathlib import Path
 from .errors import DataError
 
 BUSY_TIMEOUT_S = 30.0
+_CHECKED: set[tuple] = set()  # (file, inode, mtime, size) already quick-checked by this process
 
 
 class StoreError(DataError):
@@ -43,9 +44,14 @@ class SQLiteStore:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute(self.schema)
             con.commit()
+            st = self.db.stat()
+            key = (str(self.db.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
+            if key in _CHECKED:  # once per version of the file: the page opens a store on every rerun
+                return           # (damage a query meets later is handled by _do)
             check = con.execute("PRAGMA quick_check(1)").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
+            _CHECKED.add(key)
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.db, timeout=self.timeout)

@@ -48,7 +48,7 @@ def test_generate_checks_its_output_path_before_generating(capsys, tmp_path, mon
     (["quantize", "--calib", "gaussian", "--eval-samples", "-995"], "--eval-samples must be at least 1, not -995"),
     (["quantize", "--calib", "gaussian", "--samples", "-5"], "--samples must be at least 1, not -5"),
     (["quantize", "--calib", "gaussian", "--samples", "100000000"], "GiB; the limit for one set"),
-    (["quantize", "--calib", "gaussian", "--range-jitter", "1e300"], "factors must be numbers in (0, 100]"),
+    (["quantize", "--calib", "gaussian", "--range-jitter", "1e300"], "factors must be positive numbers up to 100"),
     (["compare", "--seeds", "a"], "--seeds takes comma-separated whole numbers"),
     (["compare", "--seeds", "-1"], "--seeds must be whole numbers in 0..4294967295"),
     (["qat", "--epochs", "-5"], "--epochs must be at least 0, not -5"),
