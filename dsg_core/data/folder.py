@@ -56,7 +56,7 @@ def load_image_folder(root: str | Path, spec: ModelSpec, limit: int | None = Non
     # a limit takes a seeded random subset (the first N in folder order would be the first classes only)
     idx = (range(len(ds)) if limit is None or limit >= len(ds) else
            sorted(torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:limit].tolist()))
-    x = decode_images([Path(ds.samples[i][0]) for i in idx], root, spec, limit_of)
+    x = decode_images([Path(ds.samples[i][0]) for i in idx], root, spec, limit_of, rgb_first=True)
     return x, torch.tensor([remap[ds.samples[i][1]] for i in idx])
 
 
@@ -75,10 +75,11 @@ def class_indices(folders: list[str], spec: ModelSpec) -> dict[int, int]:
                     f"or by class index (0..{spec.num_classes - 1}), or give all {spec.num_classes}")
 
 
-def decode_images(paths: list[Path], root: Path, spec: ModelSpec, limit_of: Limits | None = None) -> torch.Tensor:
+def decode_images(paths: list[Path], root: Path, spec: ModelSpec, limit_of: Limits | None = None, *,
+                  rgb_first: bool = False) -> torch.Tensor:
     """Decode into one preallocated tensor (no second copy from a stack), after refusing, from the
     file count and the headers alone, what would exceed the limits. Messages name files relative
-    to ``root`` (never a server path)."""
+    to ``root`` (never a server path). ``rgb_first``: convert as torchvision's ImageFolder loader does."""
     lim = limit_of or limits()
     shape = tuple(spec.input_shape)
     need = len(paths) * math.prod(shape) * 4
@@ -97,7 +98,7 @@ def decode_images(paths: list[Path], root: Path, spec: ModelSpec, limit_of: Limi
     for i, p in enumerate(paths):
         try:
             with Image.open(p) as im:
-                out[i] = transform(im)
+                out[i] = transform(im.convert("RGB") if rgb_first else im)
         except Exception as exc:  # corrupt or hostile image: name it, don't crash the app
             raise DataError(f"cannot decode {_name(p, root)}: {type(exc).__name__}") from None
     return out
