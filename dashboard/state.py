@@ -23,6 +23,8 @@ from dsg_core.models import default_model_name, list_models
 from dsg_core.quant import QUANTIZERS
 from dsg_core.quant.jitter import SPAN_FACTORS
 
+from .text import code
+
 REPO = Path(__file__).resolve().parents[1]
 PAPER = GenerationConfig()  # the paper's defaults (ε, LSE weight, SCI weight) live in the engine alone
 
@@ -169,17 +171,9 @@ def link_warnings(raw: dict[str, str], settings: Settings) -> list[str]:
     misspelt): Streamlit drops such a value silently and shows the default, so say it. Parameters of
     the views' own controls (``layer``, ...) are theirs to handle and are not checked."""
     values = settings.to_dict()
-    return [f"The link's {key}={plain(repr(text[:40]))} is not a valid value for this control; using "
-            f"{values[key]!r} instead." for key, text in raw.items() if key in values and not _same(text, values[key])]
-
-
-MARKDOWN = set("\\`*_{}[]()<>#+-.!|~$:")
-
-
-def plain(text: str) -> str:
-    """A user's string (URL parameter, file or model name) shown literally inside markdown: every
-    markdown character escaped, so a link or an image in it is never rendered, let alone fetched."""
-    return "".join("\\" + c if c in MARKDOWN else c for c in str(text))
+    return [f"The link's {code(f'{key}={text[:120]}')} is not a valid value for this control; using "
+            f"{code(repr(values[key]))} instead."  # a code span: the link's text is never markdown
+            for key, text in raw.items() if key in values and not _same(text, values[key])]
 
 
 def clean_link() -> dict[str, str]:
@@ -237,7 +231,7 @@ def sidebar() -> Settings:
         raw.update(dropped)
         st.session_state["link_warnings"] = link_warnings(raw, settings)
     for message in st.session_state["link_warnings"]:
-        top.warning(message, icon="⚠️")  # markdown, with the link's text escaped by plain()
+        top.warning(message, icon="⚠️")  # markdown, with the link's text in a code span
     return settings
 
 
