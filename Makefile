@@ -5,9 +5,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
+# The dashboard has no login: it listens on this machine only. To share it, put it behind an
+# authenticating reverse proxy and set HOST (e.g. make run HOST=0.0.0.0); see README "Sharing".
+HOST   ?= 127.0.0.1
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: run test venv demo bench train clean
+.PHONY: run test lint venv demo bench train clean
 
 venv: $(VENV)/.installed
 
@@ -21,12 +24,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 run: venv
-	$(PY) -m dashboard.serve --server.headless true --server.port $(PORT) \
+	$(PY) -m dashboard.serve --server.headless true --server.address $(HOST) --server.port $(PORT) \
 		--server.fileWatcherType none --browser.gatherUsageStats false
 
 test: venv
 	bash scripts/ensure_chromium.sh
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check .
 
 demo: venv
 	$(PY) -m dsg_core generate --method dsg --samples 32 --iterations 200 --out runs/demo.safetensors --progress

@@ -21,6 +21,7 @@ st.set_page_config(page_title="DSG Lab", page_icon="🧪", layout="wide")
 
 from dashboard import charts, resources, state, style
 from dashboard.runner import Job, reopen_run, run_job
+from dashboard.text import code, plain
 from dashboard.views import accuracy, byom, evidence, explore, history, jobs, learn, qat
 from dsg_core.errors import DSGError
 from dsg_core.jobs import JobStore
@@ -71,6 +72,10 @@ def finish(job: Job) -> None:
     if job.status == "done" and job.kind.startswith("ablation"):
         st.session_state[job.kind] = job.result
         st.session_state["notice"] = ("success", "The small multiples are on the Accuracy page.")
+    elif job.status == "done" and job.result.saved_note:  # saved elsewhere, or not at all: say so
+        show_result(job.result)
+        st.session_state["notice"] = ("warning", f"The run finished in {job.result.seconds:.0f} s, but "
+                                                 f"{job.result.saved_note}.")
     elif job.status == "done":
         show_result(job.result)
         st.session_state["notice"] = ("success", f"Run #{job.result.run_id} finished in {job.result.seconds:.0f} s "
@@ -124,7 +129,7 @@ def follow_link(store: RunStore) -> None:
     try:
         record = store.get(int(wanted))
     except (ValueError, DSGError):
-        st.session_state["notice"] = ("warning", f"The link's run={state.plain(wanted[:20])} is not a saved run.")
+        st.session_state["notice"] = ("warning", f"The link's {code('run=' + wanted[:20])} is not a saved run.")
         return
     load_run(record)
 
@@ -165,8 +170,10 @@ def main() -> None:
     run_box.caption(f"{len(plan.seeds)} seed(s) × {len(plan.generated)} generated sets, "
                     f"{plan.generation.iterations} iterations; about a minute on 2 cores at the defaults.")
     if custom:
-        run_box.caption(f"Using your weights: {state.plain(st.session_state['custom']['label'])}")
+        run_box.caption(f"Using your weights: {code(st.session_state['custom']['label'])}")
     result = st.session_state.get("result")
+    if store.notice:  # a damaged runs.sqlite was moved aside just now
+        st.warning(plain(store.notice))
     pages = {
         "evidence": st.Page(lambda: evidence.render(present), title="Evidence", icon="📊", url_path="evidence",
                             default=True),

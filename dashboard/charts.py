@@ -211,7 +211,7 @@ def cell_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
                             hovertemplate=f"mean %{{y:.1f}} ± {v['top1'].std(ddof=0):.1f} (n={len(v)})")
         if "jitter_mean" in v and v["jitter_mean"].notna().any():
             fig.add_scatter(x=[g] * len(v), y=v["jitter_mean"], mode="markers", showlegend=g == groups[0],
-                            name="mean over range jitter ×0.8-1.2",
+                            name="mean over range jitter ×0.8, ×1, ×1.2",
                             marker=dict(symbol="diamond-open", size=9, color=colour))
     if fp32 is not None:
         fig.add_hline(y=fp32, line_dash="dash", line_color="black", annotation_text=f"FP32 {fp32:.1f}%")

@@ -25,6 +25,7 @@ from dsg_core.models import ModelSpec, get_spec, load_model
 
 _DATA: dict[tuple[str, str | None], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 _DATA_LOCK = threading.Lock()
+KEEP_USER_FOLDERS = 2  # decoded user uploads kept in memory (each up to DSG_LIMIT_DECODED_BYTES)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ def real_data(name: str, test_dir: str | None) -> tuple[torch.Tensor, torch.Tens
             check_data(spec, test_dir)
             if test_dir:  # a user folder serves as both test set and calibration pool
                 x, y = load_image_folder(test_dir, spec)
+                for old in [k for k in _DATA if k[1]][:-KEEP_USER_FOLDERS + 1 or None]:
+                    del _DATA[old]  # the oldest uploads: a series of them must not pile up in memory
                 _DATA[key] = (x, y, x)
             else:
                 test_x, test_y = real_split(name, "test")

@@ -21,7 +21,9 @@ from dsg_core.generation import GenerationConfig
 from dsg_core.generation.config import PIXEL_RANGES
 from dsg_core.models import default_model_name, list_models
 from dsg_core.quant import QUANTIZERS
-from dsg_core.quant.jitter import DEFAULT_FACTORS
+from dsg_core.quant.jitter import SPAN_FACTORS
+
+from .text import code
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = GenerationConfig()  # the paper's defaults (ε, LSE weight, SCI weight) live in the engine alone
@@ -93,7 +95,7 @@ class Settings:
                                    sci_weight=self.sci_weight, pixel_range=self.pixel_range)
         return Plan(model=self.model, sources=RUN_SOURCES, seeds=self.seed_list, bits=self.bits(),
                     quantizers=(self.quantizer,), generation=generation, priors=self.priors,
-                    eval_images=self.eval_images, jitter=DEFAULT_FACTORS, weights=weights, test_dir=test_dir,
+                    eval_images=self.eval_images, jitter=SPAN_FACTORS, weights=weights, test_dir=test_dir,
                     workers=WORKERS, snapshots=max(1, self.iterations // 20))
 
     @classmethod
@@ -169,17 +171,9 @@ def link_warnings(raw: dict[str, str], settings: Settings) -> list[str]:
     misspelt): Streamlit drops such a value silently and shows the default, so say it. Parameters of
     the views' own controls (``layer``, ...) are theirs to handle and are not checked."""
     values = settings.to_dict()
-    return [f"The link's {key}={plain(repr(text[:40]))} is not a valid value for this control; using "
-            f"{values[key]!r} instead." for key, text in raw.items() if key in values and not _same(text, values[key])]
-
-
-MARKDOWN = set("\\`*_{}[]()<>#+-.!|~$:")
-
-
-def plain(text: str) -> str:
-    """A user's string (URL parameter, file or model name) shown literally inside markdown: every
-    markdown character escaped, so a link or an image in it is never rendered, let alone fetched."""
-    return "".join("\\" + c if c in MARKDOWN else c for c in str(text))
+    return [f"The link's {code(f'{key}={text[:120]}')} is not a valid value for this control; using "
+            f"{code(repr(values[key]))} instead."  # a code span: the link's text is never markdown
+            for key, text in raw.items() if key in values and not _same(text, values[key])]
 
 
 def clean_link() -> dict[str, str]:
@@ -237,7 +231,7 @@ def sidebar() -> Settings:
         raw.update(dropped)
         st.session_state["link_warnings"] = link_warnings(raw, settings)
     for message in st.session_state["link_warnings"]:
-        top.warning(message, icon="⚠️")  # markdown, with the link's text escaped by plain()
+        top.warning(message, icon="⚠️")  # markdown, with the link's text in a code span
     return settings
 
 

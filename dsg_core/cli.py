@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import Cancelled, ConfigError, DSGError
+from .errors import Cancelled, ConfigError, DataError, DSGError
+from .limits import check_set_size
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -51,6 +52,42 @@ def _emit(obj, as_json: bool, text: str):
     except OSError as exc:  # a full disk, or a pipe whose reader has gone: an error, not a traceback
         raise DSGError(f"cannot write the output: {exc.strerror or exc}") from None
     return obj
+
+
+# smallest and largest value of each whole-number option (None: no bound); floats must be finite
+BOUNDS = {"samples": (1, None), "iterations": (1, None), "seed": (0, 2**32 - 1), "eval_samples": (1, None),
+          "real_samples": (2, None), "jitter": (0, None), "epochs": (0, None),
+          "iters_per_epoch": (1, None), "warmup_epochs": (0, None), "wbits": (1, 32), "abits": (1, 32)}
+
+
+def check_numbers(args) -> None:
+    """Refuse, before any work, a negative count, a seed torch cannot take, an inf or NaN: argparse
+    only checks that they parse ("--eval-samples -995" used to score 5 images and report 100%)."""
+    import math
+    for name, value in vars(args).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{flag} must be a finite number, not {value}")
+        if name in BOUNDS and isinstance(value, int) and not isinstance(value, bool):
+            low, high = BOUNDS[name]
+            if value < low or (high is not None and value > high):
+                raise ConfigError(f"{flag} must be {'at least ' + str(low) if high is None else f'{low}..{high}'}"
+                                  f", not {value}")
+    batch = getattr(args, "batch_size", None)
+    if isinstance(batch, int) and batch < 1:
+        raise ConfigError(f"--batch-size must be at least 1, not {batch}")
+
+
+def check_output(path: Path) -> None:
+    """An output file that cannot be written is refused before the work, not after hours of it."""
+    import os
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a directory: give a file name, e.g. {path / 'set.safetensors'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"--out {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"--out {path}: not writable")
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -121,6 +158,8 @@ def cmd_generate(args) -> None:
     from .models import get_spec, load_model
     spec = get_spec(args.model)
     cfg = generation_config(args, spec.input_shape[-1])
+    check_output(args.out)
+    check_set_size(cfg.samples, spec.input_shape)
     if args.batch_size == "auto":
         from .resources import fit_batch_size
         fitted = fit_batch_size(load_model(args.model, weights=args.weights, device=args.device), spec.input_shape,
@@ -159,23 +198,31 @@ def cmd_diagnose(args) -> None:
     from .models import get_spec, load_model
     spec = get_spec(args.model)
     synthetic = SyntheticSet.load(args.samples)
-    check_set_fits(synthetic, spec)
+    images = check_set_fits(synthetic, spec)
+    if len(images) < 2:
+        raise DataError(f"the set has {len(images)} image(s): diversity metrics compare images, so give at least 2")
     model = load_model(args.model, weights=args.weights, device=args.device)
     real = (load_image_folder(args.real_folder, spec, limit=args.real_samples)[0] if args.real_folder
             else real_split(args.model, "train")[0][:args.real_samples])
-    report = diagnose(model, {"synthetic": synthetic.images}, real, spec.input_shape,
+    report = diagnose(model, {"synthetic": images}, real, spec.input_shape,
                       valid_range=spec.valid_range).metrics()
     row = report.loc["synthetic"].to_dict()
     return _emit(row, args.json, report.T.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
-def check_set_fits(synthetic, spec) -> None:
-    """A synthetic set made for another input shape cannot be used with this model."""
-    from .errors import DataError
+def check_set_fits(synthetic, spec):
+    """The set's images as float32, if they fit this model: a set made for another input shape, or
+    of whole numbers (int8 is not model-input space), is refused; float16/float64 are converted."""
     if tuple(synthetic.images.shape[1:]) != tuple(spec.input_shape):
         raise DataError(f"the synthetic set has images of shape {tuple(synthetic.images.shape[1:])} but "
                         f"{spec.name} takes {tuple(spec.input_shape)} "
                         f"(it was made for {synthetic.model or 'another model'})")
+    if not synthetic.images.is_floating_point():
+        raise DataError(f"the synthetic set's images are {str(synthetic.images.dtype).removeprefix('torch.')}: a set "
+                        "holds floating-point images in the model's input space (as `generate` writes them)")
+    if len(synthetic.images) == 0:
+        raise DataError("the synthetic set has no images")
+    return synthetic.images.float()
 
 
 # ---------------------------------------------------------------------------------------- quantize
@@ -214,6 +261,9 @@ def cmd_quantize(args) -> None:
     from .models import get_spec, load_model
     spec = get_spec(args.model)
     qcfg = quant_config(args, wbits=args.wbits, abits=args.abits, quantizer=args.quantizer, seed=args.seed)
+    jitter = parse_factors(args.range_jitter) if args.range_jitter else None
+    if args.calib in ("real", "gaussian"):
+        check_set_size(args.samples, spec.input_shape)
     model = load_model(args.model, weights=args.weights, device=args.device)
     if args.calib == "real":
         pool = load_images(args.real_folder, spec)[0] if args.real_folder else None
@@ -223,9 +273,7 @@ def cmd_quantize(args) -> None:
         calib = torch.randn((args.samples, *spec.input_shape), generator=torch.Generator().manual_seed(args.seed))
     else:
         from .generation import SyntheticSet
-        synthetic = SyntheticSet.load(args.calib)
-        check_set_fits(synthetic, spec)
-        calib = synthetic.images
+        calib = check_set_fits(SyntheticSet.load(args.calib), spec)
     test_x, test_y = (load_images(args.test_folder, spec, args.eval_samples) if args.test_folder
                       else real_split(args.model, "test"))
     if args.eval_samples:
@@ -236,8 +284,7 @@ def cmd_quantize(args) -> None:
     t0 = time.perf_counter()
     try:
         res = quantize_and_evaluate(model, calib.to(args.device), qcfg, TestSet.of(model, test_x, test_y),
-                                    progress=callback, cancel=cancel,
-                                    jitter=parse_factors(args.range_jitter) if args.range_jitter else None)
+                                    progress=callback, cancel=cancel, jitter=jitter)
     finally:
         close()
     res = {"model": args.model, "calib": str(args.calib), "wbits": args.wbits, "abits": args.abits,
@@ -251,13 +298,16 @@ def cmd_quantize(args) -> None:
                  f"FP32 {res['agreement']:.3f}, KL {res['kl']:.4f}{jitter}")
 
 
+MAX_JITTER = 100.0  # a range scaled further overflows float32 (1e300 did)
+
+
 def parse_factors(text: str) -> tuple[float, ...]:
     try:
         factors = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ConfigError(f"--range-jitter takes comma-separated numbers, e.g. 0.9,1.0,1.1; got {text!r}") from None
-    if not factors or any(not f > 0 for f in factors):
-        raise ConfigError(f"--range-jitter factors must be positive numbers; got {text!r}")
+    if not factors or any(not 0 < f <= MAX_JITTER for f in factors):
+        raise ConfigError(f"--range-jitter factors must be positive numbers up to {MAX_JITTER:g}; got {text!r}")
     return factors
 
 
@@ -269,10 +319,11 @@ def plan_from_args(args):
     if getattr(args, "plan", None):
         return _read_plan(args.plan)
     spec = get_spec(args.model)
-    return Plan(model=args.model, sources=tuple(parse_sources(args.sources)), seeds=_seeds(args.seeds),
+    generation = generation_config(args, spec.input_shape[-1])
+    check_set_size(generation.samples, spec.input_shape)
+    return Plan(model=args.model, sources=tuple(parse_sources(args.sources)), seeds=tuple(parse_seeds(args.seeds)),
                 bits=tuple(parse_bits(args.bits)), quantizers=tuple(q.strip() for q in args.quantizers.split(",")),
-                generation=generation_config(args, spec.input_shape[-1]), quant=quant_config(args),
-                priors=args.priors, eval_images=args.eval_samples,
+                generation=generation, quant=quant_config(args), priors=args.priors, eval_images=args.eval_samples,
                 jitter=parse_factors(args.range_jitter) if args.range_jitter else None, diagnose=not args.no_diagnose,
                 weights=args.weights, workers=args.workers, title=args.title or "").validate()
 
@@ -301,13 +352,6 @@ def generation_argv(g) -> list[str]:
             "--ce-weight", repr(g.ce_weight), "--tv-weight", repr(g.tv_weight), "--l2-weight", repr(g.l2_weight),
             "--jitter", str(g.jitter), "--pixel-range", g.pixel_range, "--seed", str(g.seed)]
     return argv + [f"--no-{part}" for part in ("sda", "lse", "sci") if not getattr(g, part)]
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise ConfigError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {text!r}") from None
 
 
 def _read_plan(path):
@@ -345,6 +389,17 @@ def cmd_runs(args) -> None:
              "settings": r.config.get("plan", r.config)} for r in runs]
     text = "\n".join(f"#{r['id']:<5} {r['model']:<20} {r['title']}" for r in rows) or "no saved runs"
     return _emit(rows, args.json, text)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated whole numbers, e.g. 0,1,2; got {text!r}") from None
+    low, high = BOUNDS["seed"]
+    if not seeds or any(not low <= v <= high for v in seeds):
+        raise ConfigError(f"--seeds must be whole numbers in {low}..{high}; got {text!r}")
+    return seeds
 
 
 # ---------------------------------------------------------------------------------------- qat
@@ -475,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         from .jobs import JobStore
         args.job_store = JobStore(args.jobs_dir)
     try:
+        check_numbers(args)
         if hasattr(args, "device"):
             from .resources import resolve_device
             args.device = resolve_device(args.device)

@@ -40,9 +40,12 @@ def my_batches(cfg: GenerationConfig, rank: int, size: int) -> list[int]:
 
 
 def generate_shard(model, spec, cfg: GenerationConfig, out: Path, rank: int, size: int, device="cpu",
-                   progress=None, cancel=None, precision: str = "fp32") -> Path:
-    """Generate this rank's batches and write them as one shard (with their batch indices)."""
+                   progress=None, cancel=None, precision: str = "fp32") -> Path | None:
+    """Generate this rank's batches and write them as one shard (with their batch indices). A rank
+    with no batch (more processes than batches: 32 samples are one batch of 32) writes none."""
     ks = my_batches(cfg, rank, size)
+    if not ks:
+        return None
     s = generate(model, spec.input_shape, cfg, model_name=spec.name, num_classes=spec.num_classes,
                      valid_range=spec.valid_range,
                  progress=progress, cancel=cancel, device=device, batch_indices=ks, precision=precision)
@@ -60,6 +63,8 @@ def merge_shards(out: Path, cfg: GenerationConfig, size: int) -> SyntheticSet:
     shards, history, seconds, first = [], [], [], None
     for rank in range(size):
         path = shard_dir(out) / f"shard-{rank:05d}.safetensors"
+        if not my_batches(cfg, rank, size):
+            continue  # this rank had nothing to do
         s = SyntheticSet.load(path)
         first = first or s
         ks = s.config.pop("_batches")

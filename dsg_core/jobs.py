@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DataError
+from .errors import ConfigError, DataError
+from .limits import limits
 from .progress import Progress
-from .sqlite_store import SQLiteStore
+from .sqlite_store import SQLiteStore, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -75,16 +75,33 @@ class JobStore(SQLiteStore):
         if "pid_start" not in {r[1] for r in self._all("PRAGMA table_info(jobs)")}:  # a table from before it
             try:
                 self._write("ALTER TABLE jobs ADD COLUMN pid_start TEXT", ())
-            except sqlite3.OperationalError as exc:  # another process migrated it just now
+            except StoreError as exc:  # another process migrated it just now
                 if "duplicate column" not in str(exc):
                     raise
 
     # -- the parent side ------------------------------------------------------------------------
     def start(self, argv: list[str], title: str) -> Job:
-        """Run ``python -m dsg_core *argv --job ID --jobs-dir ROOT`` detached from this process."""
+        """Run ``python -m dsg_core *argv --job ID --jobs-dir ROOT`` detached from this process.
+
+        Refused before anything starts (``dsg_core.limits``): a job over ``job_steps`` samples x
+        iterations, or one more than ``jobs`` running at once in this folder (the server's)."""
+        lim = limits()
+        steps = job_steps(argv)
+        if steps > lim.job_steps:
+            raise ConfigError(f"this job is {steps:,} samples x iterations; the limit per job is {lim.job_steps:,} "
+                              "(DSG_LIMIT_JOB_STEPS): fewer samples or iterations, or several jobs one after another")
+        self.list()  # marks jobs whose process has died, so they do not count as running
         now = time.time()
-        job_id = self._write("INSERT INTO jobs (created, updated, title, argv, status) VALUES (?, ?, ?, ?, ?)",
-                             (now, now, title, json.dumps(argv), ACTIVE))
+
+        def insert(con) -> int:
+            con.execute("BEGIN IMMEDIATE")  # count and insert at once: two clicks cannot both pass
+            running = con.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (ACTIVE,)).fetchone()[0]
+            if running >= lim.jobs:
+                raise ConfigError(f"{running} background jobs are running, the most this server allows at once "
+                                  f"(DSG_LIMIT_JOBS={lim.jobs}): wait for one to finish, or cancel one")
+            return con.execute("INSERT INTO jobs (created, updated, title, argv, status) VALUES (?, ?, ?, ?, ?)",
+                               (now, now, title, json.dumps(argv), ACTIVE)).lastrowid
+        job_id = self._do(insert)
         try:
             with open(self.root / f"job-{job_id}.log", "wb") as log:
                 proc = subprocess.Popen([sys.executable, "-m", "dsg_core", *argv, "--job", str(job_id),
@@ -156,6 +173,22 @@ class JobStore(SQLiteStore):
                          job.id, ACTIVE))
             return self._checked(self._one("SELECT * FROM jobs WHERE id = ?", (job.id,)))
         return job
+
+
+def job_steps(argv: list[str]) -> int:
+    """Samples x iterations of a generation command (the CLI's defaults where not given); 0 for others."""
+    from .generation import GenerationConfig
+    if not argv or argv[0] not in ("generate", "compare"):
+        return 0
+    d = GenerationConfig()
+    values = {"--samples": d.samples, "--iterations": d.iterations}
+    for flag, value in zip(argv, argv[1:]):
+        if flag in values:
+            try:
+                values[flag] = int(value)
+            except ValueError:
+                raise ConfigError(f"{flag} must be a whole number, not {value!r}") from None
+    return values["--samples"] * values["--iterations"]
 
 
 def start_time(pid: int) -> str | None:

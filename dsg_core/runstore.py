@@ -13,13 +13,14 @@ import os
 import shutil
 import time
 import uuid
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError
 from .generation import SyntheticSet
-from .sqlite_store import SQLiteStore
+from .sqlite_store import BUSY_TIMEOUT_S, SQLiteStore, StoreError
+
+KEEP_DELETED = 10  # deleted runs whose files are kept for an undo
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -65,46 +66,70 @@ class Run:
 
 
 class RunStore(SQLiteStore):
-    def __init__(self, root: str | Path):
-        super().__init__(root, "runs.sqlite", SCHEMA)
+    def __init__(self, root: str | Path, timeout: float = BUSY_TIMEOUT_S):
+        super().__init__(root, "runs.sqlite", SCHEMA, timeout)
 
     def add(self, model: str, title: str, config: dict, metrics: dict, results: list[dict],
             sets: dict[str, SyntheticSet] | None = None) -> int:
+        """Save a run (set files first, then its row); a failed insert removes the files it wrote."""
         folder = self.root / "sets" / uuid.uuid4().hex[:12]
-        folder.mkdir(parents=True)
-        for name, s in (sets or {}).items():
-            s.save(folder / f"{_safe(name)}.safetensors")
-        with closing(self._connect()) as con, con:
-            cur = con.execute(
-                "INSERT INTO runs (created, model, title, config, metrics, results, folder) VALUES (?,?,?,?,?,?,?)",
-                (time.time(), model, title, json.dumps(config), json.dumps(metrics, default=float),
-                 json.dumps(results, default=float), str(folder.relative_to(self.root))))
-            return int(cur.lastrowid)
+        try:
+            folder.mkdir(parents=True)
+            for name, s in (sets or {}).items():
+                s.save(folder / f"{_safe(name)}.safetensors")
+            row = (time.time(), model, title, json.dumps(config), json.dumps(metrics, default=float),
+                   json.dumps(results, default=float), str(folder.relative_to(self.root)))
+            return int(self._write("INSERT INTO runs (created, model, title, config, metrics, results, folder) "
+                                   "VALUES (?,?,?,?,?,?,?)", row))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # no orphan folder
+            raise
+
+    def add_safely(self, *args, retries: int = 2, wait_s: float = 1.0, **kw) -> tuple[int, "RunStore", str]:
+        """``add``, retried while the store is locked; then saved to a fresh store beside it, so a
+        finished run is never lost. Returns (run id, the store it is in, a message when not this one)."""
+        for attempt in range(retries + 1):
+            try:
+                run_id = self.add(*args, **kw)
+                return run_id, self, (f"{self.notice}; the run was saved in the new one as run #{run_id}"
+                                      if self.notice else "")
+            except StoreError as exc:
+                error = exc
+                if attempt < retries:
+                    time.sleep(wait_s * (attempt + 1))
+        fresh = RunStore(self.root / "recovered" / time.strftime("%Y%m%d-%H%M%S"), timeout=self.timeout)
+        run_id = fresh.add(*args, **kw)
+        return run_id, fresh, (f"the run store could not be written ({error}); this run was saved as run "
+                               f"#{run_id} in a new store, {fresh.db.relative_to(self.root)} in the runs folder, instead")
 
     def save_run(self, *, model: str, title: str, config: dict, metric_rows: list[dict], result_rows: list[dict],
-                 sets: dict[tuple[str, int], SyntheticSet]) -> int:
-        """A run in the history's format: metrics keyed ``source@seed``, sets named ``source_sSEED``."""
+                 sets: dict[tuple[str, int], SyntheticSet]) -> tuple[int, str]:
+        """A run in the history's format (metrics keyed ``source@seed``, sets named ``source_sSEED``),
+        saved even when this store is locked or damaged (``add_safely``): (run id, a message when it
+        went elsewhere)."""
         metrics = {f"{r['source']}@{r['seed']}": {k: v for k, v in r.items() if k not in ("set", "source", "seed")}
                    for r in metric_rows}
-        return self.add(model, title, config, metrics, result_rows,
-                        {set_file(src, seed): s for (src, seed), s in sets.items()})
+        run_id, _, note = self.add_safely(model, title, config, metrics, result_rows,
+                                          {set_file(src, seed): s for (src, seed), s in sets.items()})
+        return run_id, note
 
     def update(self, run_id: int, metrics: dict | None = None, results: list[dict] | None = None) -> Run:
         """Replace a saved run's metrics and/or results (e.g. after an epsilon ablation on it)."""
         self.get(run_id)
-        with closing(self._connect()) as con, con:
+
+        def write(con) -> None:
             if metrics is not None:
                 con.execute("UPDATE runs SET metrics = ? WHERE id = ?", (json.dumps(metrics, default=float), run_id))
             if results is not None:
                 con.execute("UPDATE runs SET results = ? WHERE id = ?", (json.dumps(results, default=float), run_id))
+        self._do(write)
         return self.get(run_id)
 
     def list(self, model: str | None = None) -> list[Run]:
         q, args = "SELECT * FROM runs", ()
         if model:
             q, args = q + " WHERE model = ?", (model,)
-        with closing(self._connect()) as con:
-            return [self._run(r) for r in con.execute(q + " ORDER BY id DESC", args)]
+        return [self._run(r) for r in self._all(q + " ORDER BY id DESC", args)]
 
     def get(self, run_id: int) -> Run:
         row = self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -112,11 +137,31 @@ class RunStore(SQLiteStore):
             raise DataError(f"no saved run with id {run_id}")
         return self._run(row)
 
-    def delete(self, run_id: int) -> None:
+    def delete(self, run_id: int) -> Run:
+        """Remove a run; its files go to ``trash/`` (the last few deletions) so that :meth:`restore`
+        can undo it. Returns the run as it was."""
         run = self.get(run_id)
-        with closing(self._connect()) as con, con:
-            con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-        shutil.rmtree(run.folder, ignore_errors=True)
+        trash = self.root / "trash"
+        trash.mkdir(exist_ok=True)
+        for old in sorted(trash.iterdir(), key=lambda p: p.stat().st_mtime)[:-(KEEP_DELETED - 1) or None]:
+            shutil.rmtree(old, ignore_errors=True)
+        if run.folder.is_dir():
+            run.folder.rename(trash / run.folder.name)
+        self._write("DELETE FROM runs WHERE id = ?", (run_id,))
+        return run
+
+    def restore(self, run: Run) -> Run:
+        """Undo :meth:`delete`: the same id, row and files again (DataError once its files are gone)."""
+        kept = self.root / "trash" / run.folder.name
+        if not kept.is_dir():
+            raise DataError(f"run #{run.id} can no longer be restored: its files were removed")
+        kept.rename(run.folder)
+        self._write("INSERT INTO runs (id, created, model, title, config, metrics, results, folder) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    (run.id, run.created, run.model, run.title, json.dumps(run.config),
+                     json.dumps(run.metrics, default=float), json.dumps(run.results, default=float),
+                     str(run.folder.relative_to(self.root))))
+        return self.get(run.id)
 
     def _run(self, r) -> Run:
         return Run(id=r[0], created=r[1], model=r[2], title=r[3], config=json.loads(r[4]),

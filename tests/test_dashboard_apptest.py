@@ -136,9 +136,9 @@ def test_invalid_link_parameters_are_named_as_text(tmp_path, monkeypatch):
     assert at.slider(key="epsilon").value == 0.9 and at.select_slider(key="wbits").value == 4
     assert at.number_input(key="seeds").value == 2
     text = " ".join(w.value for w in at.sidebar.warning)
-    for part in ("wbits", "model", "iterations", "using 0.9"):
+    for part in ("using `0.9`", "`wbits=9`", "`model=nope`", "`iterations=inf`"):
         assert part in text, (part, text)
-    assert "](https" not in text and "\\[CLICKME\\]" in text, "markdown in a link is escaped"
+    assert "``epsilon=2` [CLICKME]" in text, "the link's text sits in a code span: never a live link"
 
 
 def test_run_fills_session_state_the_store_and_the_link(ran, runs_dir):
@@ -252,6 +252,21 @@ def test_history_reload_sets_the_sidebar(ran, runs_dir):
     assert not ran.exception
     assert ran.session_state["result"].run_id == oldest.id
     assert ran.slider(key="epsilon").value == 0.9
+    ids = [r.id for r in store.list()]
+    ran.selectbox(key="history_run").set_value(oldest.id)
+    ran.button(key="history_delete").click().run()  # attack: one click removed a run shared by every session
+    assert not ran.exception and [r.id for r in store.list()] == ids  # it asks first
+    assert any(f"Delete run #{oldest.id}" in w.value and "shared" in w.value for w in ran.warning)
+    ran.button(key="history_delete_no").click().run()
+    assert [r.id for r in store.list()] == ids and not any("Delete run" in w.value for w in ran.warning)
+    ran.button(key="history_delete").click().run()
+    ran.button(key="history_delete_yes").click().run()
+    assert not ran.exception and [r.id for r in store.list()] == [i for i in ids if i != oldest.id]
+    ran.button(key="history_undo").click().run()  # and can be undone: same id, same files
+    assert [r.id for r in store.list()] == ids and store.get(oldest.id).set_names() == oldest.set_names()
+    ran.button(key="history_delete").click().run()
+    ran.button(key="history_delete_yes").click().run()
+    assert len(store.list()) == len(ids) - 1
 
 
 def test_cancel_stops_the_run_and_keeps_the_app_usable(tmp_path, monkeypatch):

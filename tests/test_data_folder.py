@@ -9,6 +9,7 @@ from PIL import Image
 
 from dsg_core.data.folder import load_image_folder
 from dsg_core.errors import DataError
+from dsg_core.limits import Limits
 from dsg_core.models import get_spec
 
 
@@ -98,9 +99,9 @@ def test_unsafe_zip_members_are_refused(tmp_path, name):
 def test_zip_limits_and_wrapper_folder(tmp_path):
     from dsg_core.data.archive import safe_extract
     with pytest.raises(DataError, match="limit"):
-        safe_extract(_zip({f"c/{i}.png": b"x" for i in range(5)}), tmp_path / "a", max_files=3)
+        safe_extract(_zip({f"c/{i}.png": b"x" for i in range(5)}), tmp_path / "a", Limits(images=3))
     with pytest.raises(DataError, match="MiB"):
-        safe_extract(_zip({"c/big.png": b"x" * 4096}), tmp_path / "b", max_bytes=1024)
+        safe_extract(_zip({"c/big.png": b"x" * 4096}), tmp_path / "b", Limits(unzipped_bytes=1024))
     root = safe_extract(_zip({"test/3/a.png": b"x", "test/7/b.png": b"y"}), tmp_path / "c")
     assert sorted(p.name for p in root.iterdir()) == ["3", "7"]
 

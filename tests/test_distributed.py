@@ -63,3 +63,17 @@ def test_merge_refuses_missing_shard(runs, tmp_path):
     cfg = GenerationConfig(samples=10, batch_size=3, iterations=4, seed=7, ce_weight=1, jitter=2)
     with pytest.raises(DataError):
         merge_shards(copy, cfg, 2)
+
+
+def test_a_rank_without_a_batch_neither_crashes_nor_loses_the_set(tmp_path):
+    """Attack: torchrun --nproc_per_node 2 ... generate --samples 32 (one batch of 32) failed in every
+    rank with `ValueError: max() arg is an empty sequence`."""
+    out = tmp_path / "x.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dsg_core",
+           "generate", "--samples", "4", "--iterations", "2", "--quiet", "--json", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(SyntheticSet.load(out)) == 4
+    manifest = json.loads((shard_dir(out) / "manifest.json").read_text())
+    assert [s["rank"] for s in manifest["shards"]] == [0] and not (shard_dir(out) / "shard-00001.safetensors").exists()

@@ -95,3 +95,36 @@ def test_a_jobs_table_from_before_start_times_is_migrated(tmp_path):
     store = JobStore(tmp_path)
     assert [j.title for j in store.list()] == ["old"]
     assert "pid_start" in {r[1] for r in store._all("PRAGMA table_info(jobs)")}
+
+
+def test_job_limits_refuse_before_anything_starts(tmp_path, monkeypatch):
+    """Attack: eight clicks of 100000 samples x 2000 iterations started eight ~800 MB processes."""
+    from dsg_core.errors import ConfigError
+    store = JobStore(tmp_path)
+    big = ["generate", "--samples", "100000", "--iterations", "2000", "--out", str(tmp_path / "big.safetensors")]
+    with pytest.raises(ConfigError, match="200,000,000 samples x iterations; the limit per job is 2,000,000"):
+        store.start(big, "too big")
+    monkeypatch.setenv("DSG_LIMIT_JOB_STEPS", "1000")
+    with pytest.raises(ConfigError, match="32,000 samples"):  # the CLI's defaults count: 64 x 500
+        store.start(["generate", "--out", "x"], "defaults")
+    monkeypatch.setenv("DSG_LIMIT_JOB_STEPS", "10000000")
+    monkeypatch.setenv("DSG_LIMIT_JOBS", "1")
+    assert store.list() == []  # nothing was inserted, nothing started
+    long = ["generate", "--samples", "8", "--iterations", "100000", "--out", str(tmp_path / "x.safetensors")]
+    first = store.start(long, "long")
+    try:
+        with pytest.raises(ConfigError, match=r"1 background jobs are running.*DSG_LIMIT_JOBS=1"):
+            store.start(long, "second")
+        assert [j.id for j in store.list()] == [first.id]
+    finally:
+        store.cancel(first.id)
+    wait(store, first.id, lambda j: j.status != "running", timeout=60)
+    second = store.start(long[:4] + ["10"] + long[5:], "after the first ended")
+    assert wait(store, second.id, lambda j: j.status != "running").status == "done"
+
+
+def test_a_garbage_jobs_store_is_moved_aside(tmp_path):
+    """Attack: a garbage jobs.sqlite crashed the Background jobs page."""
+    (tmp_path / "jobs.sqlite").write_bytes(b"\0garbage" * 512)
+    store = JobStore(tmp_path)
+    assert "jobs.sqlite was damaged" in store.notice and store.list() == []

@@ -16,7 +16,7 @@ class NoRows:
 
 
 def test_control_runs_every_model_on_a_wave_of_seeds_before_the_next_wave():
-    tasks = R.plan(R.PROFILES["control"], NoRows())
+    tasks = R.plan({**R.PROFILES["control"], "seeds": 10}, NoRows())
     order = [(t.model, t.seed) for t in tasks]
     firsts = list(dict.fromkeys(order))
     assert firsts[:5] == [("resnet20_mnist", s) for s in range(5)]
@@ -25,7 +25,8 @@ def test_control_runs_every_model_on_a_wave_of_seeds_before_the_next_wave():
 
 
 def test_within_a_seed_the_focus_comparison_comes_first_then_clip_then_the_references():
-    tasks = [t for t in R.plan(R.PROFILES["control"], NoRows()) if t.model == "resnet20_mnist" and t.seed == 0]
+    profile = {**R.PROFILES["control"], "sources": ["zeroq", "dsg", "real", "gaussian"], "focus": ["zeroq", "dsg"]}
+    tasks = [t for t in R.plan(profile, NoRows()) if t.model == "resnet20_mnist" and t.seed == 0]
     assert [(t.source, t.pixel_range) for t in tasks] == [
         ("zeroq", "free"), ("zeroq", "clamp-after"), ("dsg", "free"), ("dsg", "clamp-after"),
         ("zeroq", "clip"), ("dsg", "clip"), ("real", "free"), ("gaussian", "free"), ("gaussian", "clamp-after")]
@@ -36,8 +37,7 @@ def test_control_pixel_ranges_per_source():
     got = {(t.source, t.pixel_range) for t in tasks}
     assert got == {("gaussian", "free"), ("gaussian", "clamp-after"), ("real", "free"),
                    *((s, p) for s in ("zeroq", "dsg") for p in ("free", "clamp-after", "clip"))}
-    assert all(t.combos == (("3/3", "minmax"), ("3/3", "dsg-avg"), ("4/4", "minmax"), ("4/4", "dsg-avg"))
-               for t in tasks)
+    assert all(t.combos == (("3/3", "minmax"), ("4/4", "dsg-avg"), ("4/4", "minmax")) for t in tasks)
 
 
 def test_row_key_reads_older_rows_as_free():

@@ -91,3 +91,64 @@ def test_killed_mid_save_loses_nothing_already_saved(tmp_path):
     for r in runs:  # every committed row points at complete, loadable files
         for name in r.set_names():
             r.load_set(name)
+
+
+def _add(store):
+    return store.add("tiny", "t", {}, {}, [{"top1": 1.0}], {"DSG": a_set()})
+
+
+def test_garbage_and_damaged_stores_are_moved_aside_with_a_message(tmp_path):
+    """Attacks: a garbage runs.sqlite crashed every view; corruption mid-file crashed History."""
+    (tmp_path / "runs.sqlite").write_bytes(b"garbage" * 1000)
+    store = RunStore(tmp_path)
+    assert "runs.sqlite was damaged" in store.notice and "moved aside to runs.sqlite.damaged-" in store.notice
+    assert store.list() == [] and (tmp_path / store.notice.split("moved aside to ")[1].split()[0]).read_bytes()[:7] == b"garbage"
+    for _ in range(30):
+        _add(store)
+    data = bytearray((tmp_path / "runs.sqlite").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 4096] = b"\xff" * 4096  # corrupt a page in the middle
+    (tmp_path / "runs.sqlite").write_bytes(bytes(data))
+    for p in tmp_path.glob("runs.sqlite-*"):
+        p.unlink()
+    again = RunStore(tmp_path)
+    assert "damaged" in again.notice and again.list() == []
+    assert _add(again) == 1
+
+
+def test_a_locked_store_never_loses_a_finished_run(tmp_path):
+    """Attack: with another process holding BEGIN EXCLUSIVE on runs.sqlite, a finished Run was neither
+    shown nor saved and its set folder was left behind."""
+    import sqlite3
+    store = RunStore(tmp_path, timeout=0.2)
+    holder = sqlite3.connect(tmp_path / "runs.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(DataError, match="locked"):
+            _add(store)
+        assert list((tmp_path / "sets").iterdir()) == []  # no orphan folder
+        run_id, where, note = store.add_safely("tiny", "t", {}, {}, [{"top1": 1.0}], {"DSG": a_set()}, wait_s=0.01)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert where is not store and where.root.parent == tmp_path / "recovered"
+    assert "saved as run #1 in a new store, recovered/" in note and "runs.sqlite" in note
+    assert where.get(run_id).load_set("DSG").images.shape == (4, 1, 8, 8)
+
+
+def test_a_runs_folder_deleted_mid_run_is_started_again(tmp_path):
+    """Attack: deleting the runs folder mid-run lost the result ("no such table")."""
+    import shutil
+    store = RunStore(tmp_path / "runs")
+    shutil.rmtree(tmp_path / "runs")
+    run_id = _add(store)
+    assert store.get(run_id).set_names() == ["DSG"]
+
+
+def test_delete_can_be_undone(tmp_path):
+    store = RunStore(tmp_path)
+    first, second = _add(store), _add(store)
+    run = store.delete(first)
+    assert [r.id for r in store.list()] == [second] and not run.folder.exists()
+    back = store.restore(run)
+    assert back.id == first and back.load_set("DSG").images.shape == (4, 1, 8, 8)
+    assert [r.id for r in store.list()] == [second, first]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
+from pathlib import Path
 
 import streamlit as st
 
-from dsg_core.data.archive import safe_extract
-from dsg_core.data.folder import load_image_folder
 from dsg_core.errors import DSGError
 from dsg_core.models import get_spec
 
-from ..byom import UPLOAD_ROOT, WEIGHT_TYPES, check_weights, save_upload
+from ..byom import WEIGHT_TYPES, check_weights, extract_images, save_upload, uploads_dir
+from ..resources import real_data
+from ..text import code, plain
 
 CAPTION = ("What to look for: green checks, then press *Use this model* — the sidebar's Run will generate, "
            "quantize and evaluate with your weights.")
@@ -22,16 +22,23 @@ NOTES = ("Accepted: a **state dict** saved with safetensors (`.safetensors`) or 
 
 
 def use_test_zip(upload, spec) -> str | None:
-    """Extract and load the labelled images once; returns the folder or None (after st.error)."""
-    digest = hashlib.sha256(upload.getvalue()).hexdigest()[:16]
+    """Extract and decode the labelled images once per content (the folder is named by its hash and
+    the decoded images are the run's own cache, ``resources.real_data``); returns the folder or None
+    (after st.error naming the upload, never a server path)."""
     try:
-        root = safe_extract(upload.getvalue(), UPLOAD_ROOT / f"images_{digest}")
-        x, y = load_image_folder(root, spec)
+        root = extract_images(upload.getvalue())
+        x, y, _ = real_data(spec.name, str(root))
     except DSGError as exc:
-        st.error(str(exc))
+        st.error(plain(f"{upload.name}: {str(exc).replace(str(uploads_dir()), '…')}"))
         return None
     st.success(f"{len(x)} test images in {len(set(y.tolist()))} classes")
     return str(root)
+
+
+@st.cache_data(max_entries=8, show_spinner="Checking the weights…")
+def checked_weights(arch: str, path: str) -> list[str]:
+    """Once per architecture and content-addressed file: a rerun does not load the weights again."""
+    return check_weights(arch, Path(path))
 
 
 def render(names: list[str]) -> None:
@@ -39,7 +46,7 @@ def render(names: list[str]) -> None:
     st.markdown(NOTES)
     current = st.session_state.get("custom")
     if current:
-        st.info(f"In use: **{current['label']}** for {current['model']}.")
+        st.info(f"In use: {code(current['label'])} for {code(current['model'])}.")
         st.button("Stop using my model", key="byom_clear", on_click=lambda: st.session_state.pop("custom", None))
     arch = st.selectbox("Architecture", names, key="byom_arch",
                         help="Your weights must come from this registry architecture (same layer names).")
@@ -51,9 +58,9 @@ def render(names: list[str]) -> None:
         return
     try:
         path = save_upload(weights.getvalue(), weights.name)
-        facts = check_weights(arch, path)
-    except DSGError as exc:
-        st.error(str(exc))
+        facts = checked_weights(arch, str(path))
+    except DSGError as exc:  # the message names the upload, not where the server keeps it
+        st.error(plain(f"{weights.name}: {str(exc).replace(str(uploads_dir()), '…')}"))
         return
     st.success("Weights OK: " + "; ".join(facts))
     test_dir = use_test_zip(images, spec) if images is not None else None

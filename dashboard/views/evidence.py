@@ -174,8 +174,8 @@ def accuracy_section(b: Bundle, model: str) -> pd.DataFrame:
             if len(e):
                 col.caption(f"DSG vs ZeroQ: {verdict(e.iloc[0].to_dict())}, n = {int(e.iloc[0].n)} seeds each.")
     st.caption("Dots: seeds. Bars: mean ± std. Hollow diamonds: the same seed with every activation range scaled by "
-               "0.8-1.2 and averaged — a result that moves a lot there is partly the grid's luck (docs/aliasing.md). "
-               "Real images are always in range, so their column repeats in each panel.")
+               "0.8, 1.0 and 1.2 and averaged — a result that moves a lot there is partly the grid's luck "
+               "(docs/aliasing.md). Real images are always in range, so their column repeats in each panel.")
     return eff
 
 

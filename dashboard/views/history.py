@@ -16,6 +16,7 @@ from dsg_core.sources import label
 
 from .. import charts
 from ..state import plan_of_record
+from ..text import plain
 from .accuracy import fp32_of, summary
 
 CAPTION = ("What to look for: how a setting changed the outcome — load two runs side by side. Every Run is "
@@ -100,13 +101,54 @@ def figure_html(fig) -> str:
     return fig.to_html(include_plotlyjs=True, full_html=True)
 
 
+def confirm_delete(store: RunStore, run: Run) -> None:
+    """The second step of Delete: the history is shared by every session, so say so and ask."""
+    with st.container(border=True):
+        st.warning(f"Delete run #{run.id} ({plain(run.title)})? The history is shared: it goes for every "
+                   "session. You can undo it right after.")
+        yes, no = st.columns(2)
+        if yes.button("Yes, delete it", key="history_delete_yes", type="primary"):
+            st.session_state.pop("history_confirm", None)
+            try:
+                st.session_state["history_deleted"] = store.delete(run.id)
+            except DSGError as exc:
+                st.error(plain(str(exc)))
+                return
+            st.rerun()
+        if no.button("Keep it", key="history_delete_no"):
+            st.session_state.pop("history_confirm", None)
+            st.rerun()
+
+
+def undo_bar(store: RunStore) -> None:
+    """After a delete: Undo puts the run back (same id, same files)."""
+    deleted = st.session_state.get("history_deleted")
+    if deleted is None:
+        return
+    left, right = st.columns([4, 1])
+    left.info(f"Run #{deleted.id} was deleted.")
+    if right.button("Undo", key="history_undo"):
+        st.session_state.pop("history_deleted")
+        try:
+            store.restore(deleted)
+        except DSGError as exc:
+            st.error(plain(str(exc)))
+            return
+        st.rerun()
+
+
 def render(result, store: RunStore, load) -> None:
     """``load(run)`` puts a stored run on screen (the app owns session state)."""
     st.caption(CAPTION)
     if result is not None:
         exports(result)
         st.divider()
-    runs = store.list()
+    undo_bar(store)
+    try:
+        runs = store.list()
+    except DSGError as exc:
+        st.error(plain(str(exc)))
+        return
     if not runs:
         st.info("No saved runs yet: every Run is saved here.")
         return
@@ -117,12 +159,10 @@ def render(result, store: RunStore, load) -> None:
     chosen = c1.selectbox("Run", ids, format_func=lambda i: describe(by_id[i]), key="history_run")
     if c2.button("Load", key="history_load", help="Show this run in every view and set the sidebar to its settings"):
         load(by_id[chosen])
-    if c3.button("Delete", key="history_delete", help="Remove the run and its files"):
-        try:
-            store.delete(chosen)
-        except DSGError as exc:
-            st.error(str(exc))
-        st.rerun()
+    if c3.button("Delete", key="history_delete", help="Remove the run and its files (asks first)"):
+        st.session_state["history_confirm"] = chosen
+    if st.session_state.get("history_confirm") in by_id:
+        confirm_delete(store, by_id[st.session_state["history_confirm"]])
     if len(ids) >= 2:
         st.subheader("Compare two runs")
         a, b = st.columns(2)

@@ -16,14 +16,17 @@ from dsg_core.cli import generation_argv, plan_argv
 from dsg_core.errors import DSGError
 from dsg_core.experiments import Plan, title_of
 from dsg_core.jobs import Job, JobStore
+from dsg_core.limits import limits
 from dsg_core.models import get_spec
 
 from ..state import runs_dir
+from ..text import plain
 
 MAX_DOWNLOAD = 64 * 2**20  # larger sets: use the path shown (the list redraws every 2 s)
 CAPTION = ("What this is for: thousands of samples, many iterations or a whole Run, which take minutes to hours. A "
            "job runs `python -m dsg_core generate` (or `compare --save`) in its own process with the sidebar's "
-           "settings; it keeps running if you refresh or close the page.")
+           "settings; it keeps running if you refresh or close the page. A server runs at most {jobs} jobs at once, "
+           "each up to {steps:,} samples × iterations (more is refused).")
 
 
 def generation_job(plan: Plan, method: str, samples: int, out: Path) -> tuple[list[str], str]:
@@ -73,7 +76,7 @@ def job_row(store: JobStore, job: Job) -> None:
                 st.download_button("Download the set (.safetensors)", out.read_bytes(), file_name=out.name,
                                    key=f"download_job_{job.id}")
         else:
-            st.warning(job.message or job.status)
+            st.warning(plain(job.message or job.status))
         with st.expander("Log"):
             st.code(store.log_tail(job) or "(empty)")
 
@@ -81,7 +84,11 @@ def job_row(store: JobStore, job: Job) -> None:
 @st.fragment(run_every=2.0)
 def job_list(store: JobStore) -> None:
     """Re-read every 2 s: progress of running jobs shows without a page reload."""
-    jobs = store.list()
+    try:
+        jobs = store.list()
+    except DSGError as exc:  # locked past the timeout: say so, the next poll tries again
+        st.error(plain(str(exc)))
+        return
     if not jobs:
         st.info("No background jobs yet.")
     for job in jobs[:20]:
@@ -89,7 +96,10 @@ def job_list(store: JobStore) -> None:
 
 
 def render(store: JobStore, plan: Plan) -> None:
-    st.caption(CAPTION)
+    lim = limits()
+    st.caption(CAPTION.format(jobs=lim.jobs, steps=lim.job_steps))
+    if store.notice:  # a damaged jobs.sqlite was moved aside just now
+        st.warning(plain(store.notice))
     try:
         start_form(store, plan, runs_dir())
     except DSGError as exc:

@@ -62,8 +62,8 @@ class Plan:
             raise ConfigError(f"unknown calibration source {unknown[0]!r}; choose from {', '.join(SOURCES)}")
         if not self.sources or not self.seeds or not self.bits or not self.quantizers:
             raise ConfigError("a plan needs at least one source, seed, bit-width and quantizer")
-        if len(set(self.seeds)) != len(self.seeds) or any(not 0 <= s < 2**31 for s in self.seeds):
-            raise ConfigError(f"seeds must be distinct integers in 0..2^31-1, got {list(self.seeds)}")
+        if len(set(self.seeds)) != len(self.seeds) or any(not 0 <= s < 2**32 for s in self.seeds):
+            raise ConfigError(f"seeds must be distinct integers in 0..2^32-1, got {list(self.seeds)}")
         if self.eval_images is not None and self.eval_images < 1:
             raise ConfigError(f"eval_images must be a positive number, not {self.eval_images}")
         if self.jitter is not None and (not self.jitter or any(not 0 < f < 100 for f in self.jitter)):

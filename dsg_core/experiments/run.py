@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from ..data import real_split
 from ..data.folder import load_image_folder
+from ..errors import DSGError
 from ..diagnostics import REAL, Diagnosis, diagnose
 from ..evaluate import evaluate_quantized
 from ..generation import Margins, SyntheticSet, generate
@@ -102,7 +103,8 @@ class RunResult:
     results: pd.DataFrame                               # one row per set, seed, bit-width and quantizer
     seconds: float = 0.0
     run_id: int | None = None
-    extras: dict = field(default_factory=dict)          # views' add-ons, e.g. an ε ablation
+    saved_note: str = ""                                # where the run went when not to the store asked for
+    extras: dict = field(default_factory=dict)          # views' add-ons, e.g. the generator's snapshots
 
     @property
     def model(self) -> nn.Module | None:
@@ -154,7 +156,7 @@ def run(plan: Plan, *, progress: ProgressFn = None, cancel: CancelFn = None, sto
                        extras={"snapshots": snapshots} if snapshots else {})
     if store is not None:
         with report.task(len(report.names) - 1):
-            result.run_id = save(store, result)
+            result.run_id, result.saved_note = save(store, result)
     return result
 
 
@@ -245,13 +247,18 @@ def metrics_frame(df: pd.DataFrame, sources: tuple[str, ...], seed: int) -> pd.D
     return out.reset_index(drop=True)
 
 
-def save(store: RunStore, result: RunResult) -> int:
-    """The run into the history: its plan, metrics, result rows and generated sets."""
+def save(store: RunStore, result: RunResult) -> tuple[int | None, str]:
+    """The run into the history (its plan, metrics, result rows and generated sets): (run id, a note
+    when it was saved elsewhere or not at all). A finished run is never thrown away for its store."""
     plan = result.plan
-    return store.save_run(model=plan.model, title=plan.title or title_of(plan),
-                          config={"plan": plan.to_dict(), "seconds": result.seconds},
-                          metric_rows=result.metrics.to_dict("records"), result_rows=result.results.to_dict("records"),
-                          sets={k: s for k, s in result.sets.items() if s is not None})
+    try:
+        return store.save_run(model=plan.model, title=plan.title or title_of(plan),
+                              config={"plan": plan.to_dict(), "seconds": result.seconds},
+                              metric_rows=result.metrics.to_dict("records"),
+                              result_rows=result.results.to_dict("records"),
+                              sets={k: s for k, s in result.sets.items() if s is not None})
+    except DSGError as exc:
+        return None, f"it could not be saved ({exc}); its results stay on screen until you close the page"
 
 
 def title_of(plan: Plan) -> str:

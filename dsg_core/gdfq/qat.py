@@ -184,12 +184,33 @@ def load_checkpoint(path: Path, cfg: QATConfig) -> dict:
                         f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DataError(f"{path} is not a QAT checkpoint of this version")
+    check_checkpoint(state, path)
     saved, now = state["config"], cfg.to_dict()
     diff = sorted(k for k in now if k != "epochs" and saved.get(k) != now[k])
     if diff:
         raise ConfigError(f"the checkpoint {path} was made with other settings ({', '.join(diff)}); "
                           "use the same settings to resume, or another checkpoint file")
     return state
+
+
+CHECKPOINT_FIELDS = {"config": dict, "epoch": int, "source": dict, "ptq_top1": (int, float), "curve": list,
+                     "seconds": (int, float)}
+
+
+def check_checkpoint(state: dict, path: Path) -> None:
+    """Every field a resume reads, of the type it needs (a damaged or hand-edited file used to end in
+    KeyError/AttributeError/TypeError); a negative epoch would run extra epochs."""
+    for name, kind in CHECKPOINT_FIELDS.items():
+        if not isinstance(state.get(name), kind) or isinstance(state.get(name), bool):
+            raise DataError(f"the QAT checkpoint {path} is damaged: {name!r} is missing or not a {_kind(kind)}")
+    if state["epoch"] < 0 or state["seconds"] < 0 or not all(isinstance(row, dict) for row in state["curve"]):
+        raise DataError(f"the QAT checkpoint {path} is damaged: a negative epoch or time, or a malformed curve")
+    if ("model" in state) != ("opt" in state) or not all(isinstance(state.get(k, {}), dict) for k in ("model", "opt")):
+        raise DataError(f"the QAT checkpoint {path} is damaged: its model and optimizer states do not match")
+
+
+def _kind(kind) -> str:
+    return " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
 
 
 # ------------------------------------------------------------------------------------- training
@@ -255,13 +276,17 @@ def resume(path: Path, cfg: QATConfig, fp: nn.Module, source) -> RunState:
         done = state["epoch"] - cfg.warmup
         raise ConfigError(f"the checkpoint {path} has already trained {done} QAT epochs, more than "
                           f"epochs={cfg.epochs}: ask for at least {done}")
-    source.load_state_dict(state["source"])
     run = RunState(ptq_top1=state["ptq_top1"], curve=state["curve"], epoch=state["epoch"], seconds=state["seconds"])
-    if "model" in state:
-        run.q, _ = convert(fp, cfg.wbits, cfg.abits)  # the structure; weights and ranges come from the file
-        run.q.load_state_dict(state["model"])
-        run.opt = make_optimizer(run.q, cfg)
-        run.opt.load_state_dict(state["opt"])
+    try:  # the states' insides: names, shapes and types as this code makes them
+        source.load_state_dict(state["source"])
+        if "model" in state:
+            run.q, _ = convert(fp, cfg.wbits, cfg.abits)  # the structure; weights and ranges come from the file
+            run.q.load_state_dict(state["model"])
+            run.opt = make_optimizer(run.q, cfg)
+            run.opt.load_state_dict(state["opt"])
+    except (KeyError, AttributeError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        raise DataError(f"the QAT checkpoint {path} is damaged: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}") from None
     return run
 
 

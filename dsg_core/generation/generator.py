@@ -240,7 +240,7 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
         imgs = [pixels.at_end(initial_images(n, shape, cfg, k)) for k, n in plan]
         labels = [batch_labels(n, cfg, num_classes, k) for k, n in plan] if want_labels else []
         return _result(imgs, labels, cfg, model_name, None, [], t0)
-    check_generation_fits(model, shape, max(n for _, n in plan), device)
+    check_generation_fits(model, shape, max((n for _, n in plan), default=1), device)  # a rank may get none
     retain_freed_memory()
     model = fast_copy(model, shape, device)
     objective = Objective.build(model, shape, cfg, device, num_classes)

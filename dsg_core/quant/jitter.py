@@ -20,6 +20,7 @@ from ..evaluate import logits, top1_of
 from .modules import act_quantizers
 
 DEFAULT_FACTORS = (0.8, 0.9, 1.0, 1.1, 1.2)
+SPAN_FACTORS = (0.8, 1.0, 1.2)  # the span's ends and middle: the evidence bundle and the live Run, 2 evaluations fewer
 
 
 @contextmanager
