@@ -368,7 +368,7 @@ def render_control(rows: list[dict], profile_name: str, profile: dict) -> str:
         out += control_model_section(model_name, dm, profile)
         mm = met[met.model == model_name]
         if len(mm):
-            out += control_metric_section(model_name, mm, dm)
+            out += control_metric_section(model_name, mm, dm, profile["sources"])
     return "\n".join(out) + "\n"
 
 
@@ -423,7 +423,7 @@ def paired_gap(dc: pd.DataFrame) -> dict | None:
     return out
 
 
-def control_metric_section(model_name: str, mm: pd.DataFrame, dm: pd.DataFrame) -> list[str]:
+def control_metric_section(model_name: str, mm: pd.DataFrame, dm: pd.DataFrame, sources: list[str]) -> list[str]:
     """Mean metrics per source and pixel handling, and Spearman rho between each metric of a synthetic
     set and the min/max accuracy it gives: over all sets, over the sets inside the valid range only, and
     over all sets with the out-of-range fraction partialled out."""
@@ -435,6 +435,8 @@ def control_metric_section(model_name: str, mm: pd.DataFrame, dm: pd.DataFrame) 
             targets[f"W{bits.replace('/', 'A')} {name}"] = acc[["source", "pixel_range", "seed", col]].rename(
                 columns={col: "y"})
     cols = [c for c in (*METRICS, *RANGE_METRICS) if c in mm and mm[c].notna().any()]
+    order = {(src, pr): i for i, (src, pr) in enumerate((src, pr) for src in sources for pr in PIXEL_NAMES)}
+    mm = mm.assign(order=[order.get(k, len(order)) for k in zip(mm.source, mm.pixel_range)]).sort_values("order")
     mean = mm.assign(set=mm.source + " / " + mm.pixel_range.map(PIXEL_NAMES)).groupby("set", sort=False)[cols].mean()
     out = [f"## Diversity metrics with the pixel range controlled ({model_name})", "",
            "Mean over seeds of each metric per source and pixel handling (out_of_range_fraction: pixels outside "
