@@ -353,7 +353,9 @@ def render_control(rows: list[dict], profile_name: str, profile: dict) -> str:
     factors = ", ".join(f"{f:g}" for f in profile["jitter"])
     out = [header("Diversity or pixel range? The pixel-range control (issue 21)", timing=False), "",
            f"Settings ({profile_name} profile): {json.dumps({k: v for k, v in profile.items() if k != 'sources'})}.",
-           "",
+           "", f"The rows come from `python bench/reproduce.py --profile {profile_name}` (resumable; `--shard i/n` "
+           f"splits it over processes): {len(main)} results and {len(met)} sets' metrics. What they mean: "
+           "`docs/results.md`, first section.", "",
            "Every synthetic set three ways: **as generated** (free, unbounded pixels: the paper and "
            "`docs/results.md`), **clamped after** (the same set, every pixel clamped to the model's valid input "
            "range `ModelSpec.valid_range`, no new generation) and **clipped every step** (generated with "
