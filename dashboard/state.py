@@ -190,17 +190,17 @@ def clean_link() -> dict[str, str]:
             if new not in st.query_params:
                 st.query_params[new] = value
             changed = True
-    for key, default in DEFAULTS.items():
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and key in st.query_params:
-            text = st.query_params[key]
-            try:
-                ok = math.isfinite(float(text)) and abs(float(text)) < 1e12
-            except (ValueError, OverflowError):
-                ok = True  # not a number at all: the control ignores it and the warning says so
-            if not ok:
+    for key in list(st.query_params):  # the views' own numbers (layer, channel, ...) as well
+        text = st.query_params[key]
+        try:
+            ok = math.isfinite(float(text)) and abs(float(text)) < 1e12
+        except (ValueError, OverflowError):
+            ok = True  # not a number at all: a control ignores it (the sidebar's warn)
+        if not ok:
+            if key in DEFAULTS:
                 dropped[key] = text
-                del st.query_params[key]
-                changed = True
+            del st.query_params[key]
+            changed = True
     if changed:
         from streamlit.runtime.state import get_session_state
         with get_session_state().query_params() as qp:
