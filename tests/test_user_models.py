@@ -1,5 +1,6 @@
 """User model files: state dicts validated against the architecture; programs only when trusted."""
 
+import dataclasses
 import json
 
 import pytest
@@ -61,3 +62,21 @@ def test_cli_accepts_user_state_dict(tmp_path, capsys):
                  "--quantizer", "minmax", "--eval-samples", "100", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["model"] == "user:w" and out["quant_top1"] > 90
+
+
+def test_registry_api_registers_replaces_and_forgets_user_models():
+    from dsg_core.models import is_user_model, register_user_model, unregister_model
+    base = get_spec("resnet20_mnist")
+    spec = register_user_model(dataclasses.replace(base, name="user:api", default=False))
+    assert get_spec("user:api") is spec and is_user_model("user:api")
+    again = register_user_model(dataclasses.replace(base, name="user:api", default=False, description="v2"))
+    assert get_spec("user:api") is again  # a reloaded file replaces the earlier one
+    unregister_model("user:api")
+    assert not is_user_model("user:api")
+    with pytest.raises(ModelError, match="unknown model"):
+        get_spec("user:api")
+    with pytest.raises(ModelError, match="user:"):
+        register_user_model(dataclasses.replace(base, name="resnet20_mnist"))
+    with pytest.raises(ModelError, match="only user models"):
+        unregister_model("resnet20_mnist")
+    assert get_spec("resnet20_mnist") is base

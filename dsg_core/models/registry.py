@@ -69,6 +69,32 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+USER_PREFIX = "user:"
+
+
+def register_user_model(spec: ModelSpec) -> ModelSpec:
+    """Register a user's model (name ``user:<something>``), replacing an earlier one of that name.
+
+    The prefix keeps user models from shadowing the built-in ones that results, caches and docs
+    refer to; replacing is allowed because the same file is often loaded again after a fix.
+    """
+    if not spec.name.startswith(USER_PREFIX) or len(spec.name) == len(USER_PREFIX):
+        raise ModelError(f"a user model's name must look like '{USER_PREFIX}<name>', got {spec.name!r}")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister_model(name: str) -> None:
+    """Forget a user model (built-in models cannot be removed); unknown names are ignored."""
+    if not name.startswith(USER_PREFIX):
+        raise ModelError(f"only user models ('{USER_PREFIX}...') can be unregistered, not {name!r}")
+    _REGISTRY.pop(name, None)
+
+
+def is_user_model(name: str) -> bool:
+    return name.startswith(USER_PREFIX) and name in _REGISTRY
+
+
 def list_models() -> list[ModelSpec]:
     return list(_REGISTRY.values())
 

@@ -7,7 +7,7 @@
   graph the file defines. It is only loaded when the caller passes ``trust_program=True`` (CLI:
   ``--trust-model-file``), because running it means running what the file says.
 
-:func:`register_user_model` adds the result to the registry under a new name, so every engine
+:func:`register_loaded` adds the result to the registry under a new name, so every engine
 function (generate, diagnose, quantize, compare) works on it by name.
 """
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ModelError
-from .registry import _REGISTRY, ModelSpec, bn_layer_names, get_spec, read_state_dict, register_model
+from .registry import USER_PREFIX, ModelSpec, bn_layer_names, get_spec, read_state_dict, register_user_model
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 
@@ -104,17 +104,16 @@ def load_program(path: str | Path, trust_program: bool = False) -> nn.Module:
                          f"{type(exc).__name__}") from None
 
 
-def register_user_model(name: str, model: nn.Module, like: ModelSpec, description: str = "") -> ModelSpec:
+def register_loaded(name: str, model: nn.Module, like: ModelSpec, description: str = "") -> ModelSpec:
     """Put a loaded model in the registry as ``user:<name>``, with the interface (input shape,
     normalization, classes, real data) of the registry model ``like``. Replaces an earlier one."""
-    full = name if name.startswith("user:") else f"user:{name}"
-    _REGISTRY.pop(full, None)
+    full = name if name.startswith(USER_PREFIX) else f"{USER_PREFIX}{name}"
     frozen = copy.deepcopy(model).eval()
     spec = ModelSpec(name=full, build=lambda: copy.deepcopy(frozen), input_shape=like.input_shape, mean=like.mean,
                      std=like.std, classes=like.classes, dataset=like.dataset,
                      load_weights=lambda _s, _p: frozen.state_dict(),
                      description=description or f"user model with the interface of {like.name}")
-    return register_model(spec)
+    return register_user_model(spec)
 
 
 def load_user_model(path: str | Path, like: str, trust_program: bool = False) -> ModelSpec:
@@ -126,7 +125,7 @@ def load_user_model(path: str | Path, like: str, trust_program: bool = False) ->
         check_output(model, spec.input_shape, spec.num_classes)
     else:
         model = load_weights_for(like, path)
-    return register_user_model(path.stem, model, spec, f"{path.name} ({like} interface)")
+    return register_loaded(path.stem, model, spec, f"{path.name} ({like} interface)")
 
 
 def requires_bn(model: nn.Module) -> None:
