@@ -29,10 +29,12 @@ class ModelSpec:
     mean: tuple[float, ...]                    # per-channel normalization of model inputs
     std: tuple[float, ...]
     classes: tuple[str, ...] | Callable[[], tuple[str, ...]]  # names, or a function giving them (lazy)
-    dataset: str                               # "mnist" (embedded, offline) or "imagenet"
+    dataset: str                               # "mnist" (embedded, offline), "imagenet" or "folder" (a card's)
     load_weights: Callable[["ModelSpec", str | None], dict] = field(repr=False, default=None)
     default: bool = False
     description: str = ""
+    real_folder: str | None = None             # a user model's real images (ImageFolder), from its card
+    test_folder: str | None = None             # its test images (labelled or plain)
 
     @property
     def class_names(self) -> tuple[str, ...]:
