@@ -229,3 +229,9 @@ def test_cli_errors_are_one_line(defs, capsys):
     assert code == 2 and err.startswith("error: raises() raised RuntimeError") and "Traceback" not in err
     code = main(["quantize", "--card", str(defs / "card.json")])
     assert code == 2 and "--card describes a --model-file or --model-def" in capsys.readouterr().err
+
+
+def test_borrowed_interface_keeps_the_architectures_data_set():
+    from dsg_core.models.card import ModelCard
+    card = ModelCard.from_spec(get_spec("resnet18"))
+    assert card.dataset == "imagenet" and card.input_shape == (3, 224, 224) and card.num_classes == 1000

@@ -76,9 +76,11 @@ class ModelCard:
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> "ModelCard":
-        """A registry model's interface, for a user model that borrows it."""
+        """A registry model's interface, for a user model that borrows it (its data set included: an
+        ImageNet architecture keeps ImageNet's resize and crop for image folders)."""
         return cls(input_shape=spec.input_shape, mean=spec.mean, std=spec.std, num_classes=spec.num_classes,
-                   class_names=spec.class_names, dataset=spec.dataset if spec.dataset in DATASETS else None)
+                   class_names=spec.class_names, dataset=spec.dataset, real_folder=spec.real_folder,
+                   test_folder=spec.test_folder)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None}
