@@ -431,9 +431,11 @@ def register_user(args) -> None:
         raise ConfigError("--card describes a --model-file or --model-def; give one of them")
     user = load_user(args.model_file, like=args.model, card=args.card, definition=args.model_def,
                      trust_program=args.trust_model_file)
-    args.model = user.register().name
-    if world()[0] == 0 and not getattr(args, "quiet", False):
-        print("\n".join(f"{args.model}: {note}" for note in user.notes), file=sys.stderr)
+    rank = world()[0]
+    args.model = user.register(remember=rank == 0).name
+    if rank == 0 and not getattr(args, "quiet", False):
+        print("\n".join(f"{args.model}: {note}" for note in [*user.notes, f"later commands can use --model "
+                                                                        f"{args.model}"]), file=sys.stderr)
 
 
 def _finish_job(args, status: str, message: str, result=None) -> None:

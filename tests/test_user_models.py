@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -235,3 +236,31 @@ def test_borrowed_interface_keeps_the_architectures_data_set():
     from dsg_core.models.card import ModelCard
     card = ModelCard.from_spec(get_spec("resnet18"))
     assert card.dataset == "imagenet" and card.input_shape == (3, 224, 224) and card.num_classes == 1000
+
+
+def test_a_loaded_model_is_remembered_for_other_processes(defs, capsys):
+    """Background jobs, torchrun ranks, History and later commands run in other processes: they find
+    user:<name> by its record, and refuse it once its file changed."""
+    import os
+    import subprocess
+    import sys
+    from dsg_core.models.user import load_user
+    net = load_user(None, definition=f"{defs / 'nets.py'}:tiny", card=defs / "card.json", trust_program=True).model
+    torch.save(net.state_dict(), defs / "kept.pt")
+    (defs / "kept.json").write_text(json.dumps({**CARD, "dataset": "mnist"}))
+    code = main(["quantize", "--model-def", f"{defs / 'nets.py'}:tiny", "--model-file", str(defs / "kept.pt"),
+                 "--trust-model-file", "--calib", "gaussian", "--wbits", "8", "--abits", "8", "--quantizer", "minmax",
+                 "--eval-samples", "50", "--json"])
+    first = json.loads(capsys.readouterr().out)
+    assert code == 0 and first["model"] == "user:kept"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "dsg_core", "quantize", "--model", "user:kept", "--calib", "gaussian",
+                           "--wbits", "8", "--abits", "8", "--quantizer", "minmax", "--eval-samples", "50", "--json"],
+                          capture_output=True, text=True, cwd=defs, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["fp32_top1"] == first["fp32_top1"]  # the same network, by name alone
+    unregister_model("user:kept")
+    torch.save({k: v + 1 for k, v in net.state_dict().items()}, defs / "kept.pt")
+    with pytest.raises(ModelError, match="kept.pt, which is changed since"):
+        get_spec("user:kept")

@@ -130,6 +130,7 @@ def extract_images(upload) -> str:
 
 
 def use_program(user, image_dir: str | None, label: str) -> None:
-    """A button callback: registers the program by name, then selects it like uploaded weights."""
-    spec = user.register()
+    """A button callback: registers the program by name (remembered, so background jobs and History
+    find it in their own processes), then selects it like uploaded weights."""
+    spec = user.register(remember=True)
     use_model({"model": spec.name, "weights": None, "test_dir": image_dir, "label": label})

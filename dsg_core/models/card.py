@@ -6,7 +6,8 @@
      "class_names": ["zero", ...], "real_folder": "digits/train", "test_folder": "digits/test"}
 
 ``mean``/``std`` are per channel, for pixels in [0, 1]. ``"dataset": "mnist"`` makes the embedded MNIST
-digits the model's real data (1x28x28 models only). :func:`complete` fills in what the network itself
+digits the model's real data (1x28x28 models only); ``"imagenet"`` gives its folders ImageNet's
+resize and center crop. :func:`complete` fills in what the network itself
 says (input channels from its first conv, classes from its output; the input shape of an exported
 program) and refuses a card that contradicts the network, one line per problem.
 """
@@ -26,7 +27,7 @@ from ..errors import ConfigError, ModelError
 from .registry import ModelSpec
 
 FIELDS = ("input_shape", "mean", "std", "num_classes", "class_names", "real_folder", "test_folder", "dataset")
-DATASETS = ("mnist",)
+DATASETS = ("mnist", "imagenet")
 
 
 @dataclass(frozen=True)

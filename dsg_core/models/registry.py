@@ -109,6 +109,11 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
+        if name.startswith(USER_PREFIX):  # loaded in another process (a job's parent, an earlier command)
+            from .remembered import recall
+            spec = recall(name)
+            if spec is not None:
+                return spec
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"unknown model {name!r}.{hint} Known models: {', '.join(_REGISTRY)}.") from None

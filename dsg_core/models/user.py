@@ -162,9 +162,16 @@ class UserModel:
     card: ModelCard
     notes: tuple[str, ...]
     description: str
+    source: dict  # how it was loaded (path, definition, like, trust): what remembered.py records
 
-    def register(self) -> ModelSpec:
-        return register_user_model(spec_for(self.name, self.model, self.card, self.description))
+    def register(self, remember: bool = False) -> ModelSpec:
+        """Register in this process; ``remember=True`` also records it for other processes
+        (background jobs, torchrun ranks, History, later commands: ``remembered.py``)."""
+        spec = register_user_model(spec_for(self.name, self.model, self.card, self.description))
+        if remember:
+            from .remembered import remember as write_record
+            write_record(self)
+        return spec
 
 
 def interface(path: Path | None, like: str | None, card: ModelCard | str | Path | None) -> tuple[ModelCard, str]:
@@ -208,7 +215,17 @@ def load_user(path: str | Path | None = None, *, like: str | None = None, card: 
     notes = [source, *notes, f"{len(bn_layer_names(model))} BatchNorm layers"]
     stem = name or (path.stem if path is not None else definition.rpartition(":")[2])
     full = stem if stem.startswith(USER_PREFIX) else f"{USER_PREFIX}{stem}"
-    return UserModel(full, model, completed, tuple(notes), kind)
+    source = {"path": str(path.resolve()) if path is not None else None, "definition": _absolute(definition),
+              "like": like, "trust": trust_program}
+    return UserModel(full, model, completed, tuple(notes), kind, source)
+
+
+def _absolute(definition: str | None) -> str | None:
+    """A FILE.py definition with an absolute path, so another process in another folder finds it."""
+    if definition is None or not definition.rpartition(":")[0].endswith(".py"):
+        return definition
+    where, _, func = definition.rpartition(":")
+    return f"{Path(where).resolve()}:{func}"
 
 
 def load_user_model(path: str | Path | None, like: str | None = None, trust_program: bool = False, *,
