@@ -263,14 +263,17 @@ def cmd_compare(args) -> None:
     from .experiments import compare, parse_bits
     from .models import get_spec
     from .sources import parse_sources
+    from .models.remembered import fingerprint
     spec = get_spec(args.model)
     base = generation_config(args, spec.input_shape[-1])
     qbase = quant_config(args)
+    version = fingerprint(args.model)  # a user model's file version: its cached sets are its own
+    cache = str(Path(args.cache) / version) if version and args.cache else args.cache
     callback, cancel, close = _callbacks(args, not args.quiet and sys.stderr.isatty())
     try:
         result = compare(args.model, parse_sources(args.sources), parse_bits(args.bits),
                          [q.strip() for q in args.quantizers.split(",")], [int(s) for s in args.seeds.split(",")],
-                         base, qbase, cache_dir=args.cache, weights=args.weights, device=args.device,
+                         base, qbase, cache_dir=cache, weights=args.weights, device=args.device,
                          progress=callback, cancel=cancel, eval_limit=args.eval_samples)
     finally:
         close()

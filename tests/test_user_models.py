@@ -264,3 +264,20 @@ def test_a_loaded_model_is_remembered_for_other_processes(defs, capsys):
     torch.save({k: v + 1 for k, v in net.state_dict().items()}, defs / "kept.pt")
     with pytest.raises(ModelError, match="kept.pt, which is changed since"):
         get_spec("user:kept")
+
+
+def test_compare_keeps_each_file_versions_sets_apart(defs, capsys):
+    from dsg_core.models.user import load_user
+    net = load_user(None, definition=f"{defs / 'nets.py'}:tiny", card=defs / "card.json", trust_program=True).model
+    (defs / "ver.json").write_text(json.dumps({**CARD, "dataset": "mnist"}))
+    argv = ["compare", "--model-def", f"{defs / 'nets.py'}:tiny", "--model-file", str(defs / "ver.pt"),
+            "--trust-model-file", "--sources", "zeroq", "--bits", "8/8", "--quantizers", "minmax", "--samples", "4",
+            "--iterations", "2", "--eval-samples", "30", "--cache", str(defs / "cache"), "--quiet", "--json"]
+    versions = []
+    for shift in (0.0, 0.5):
+        torch.save({k: v + shift if v.is_floating_point() else v for k, v in net.state_dict().items()},
+                   defs / "ver.pt")
+        assert main(argv) == 0, capsys.readouterr().err
+        capsys.readouterr()
+        versions.append({p.relative_to(defs / "cache").parts[0] for p in (defs / "cache").rglob("*.safetensors")})
+    assert len(versions[0]) == 1 and len(versions[1]) == 2  # the second version generated its own set

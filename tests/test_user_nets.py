@@ -156,3 +156,12 @@ def test_torchscript_is_converted_and_hookable(trained, tmp_path, capsys):
     assert out["model"] == "user:dw" and "5 BatchNorm layers" in err
     x = torch.randn(3, 1, 28, 28)
     assert torch.allclose(load_model("user:dw")(x), trained["dw_net"](x), atol=1e-5)
+
+
+@pytest.mark.parametrize("quantizer, extra", [("percentile", []), ("mse", []), ("brecq", ["--recon-iters", "2"]),
+                                              ("minmax", ["--fold-bn"])])
+def test_other_quantizers_and_bn_folding_on_a_program(files, quantizer, extra, capsys):
+    """The rest of the quantizers, and BN folding (the folded program must compute the same function)."""
+    res, _ = run(capsys, "quantize", *model_args(files, "vgg_bn", "pt2"), "--calib", "real", "--samples", "32",
+                 "--wbits", "8", "--abits", "8", "--quantizer", quantizer, "--eval-samples", "60", *extra)
+    assert res["quant_top1"] >= res["fp32_top1"] - 5 and res["agreement"] > 0.9, res

@@ -75,3 +75,16 @@ def recall(name: str) -> ModelSpec | None:
     except DSGError as exc:
         raise ModelError(f"{name} cannot be loaded again from its record: {exc}") from None
     return user.register()
+
+
+def fingerprint(name: str) -> str | None:
+    """A short hash of a remembered model's files: caches keyed by model name (``compare --cache``)
+    add it, so sets generated for an earlier version of the file are not reused."""
+    path = _record_path(name)
+    if not name.startswith(USER_PREFIX) or not path.is_file():
+        return None
+    try:
+        files = json.loads(path.read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
