@@ -83,3 +83,24 @@ def test_card_form_fields_are_validated():
     with pytest.raises(ConfigError, match="input shape: give whole numbers"):
         card_from_form(shape="1, 28.5, 28", mean="0", std="1", num_classes=0, class_names="", mnist=False,
                        image_dir=None)
+
+
+def test_a_background_job_finds_the_program_by_name(program, monkeypatch, tmp_path):
+    """The job is another process: it loads user:<name> from the record the page wrote."""
+    from dsg_core.jobs import JobStore
+    at = program_page(monkeypatch, tmp_path, program)
+    at.checkbox(key="byom_trust").check().run()
+    at.button(key="byom_use_program").click().run()
+    name = at.session_state["model"]
+    at.session_state["view"] = at.query_params["view"] = "Background jobs"
+    at.run()
+    assert not at.exception
+    at.number_input(key="job_samples").set_value(8)
+    next(b for b in at.button if b.label == "Start in the background").click().run()
+    store = JobStore(tmp_path / "jobs")
+    (job,) = store.list()
+    assert name in " ".join(job.argv)
+    deadline = time.time() + 150
+    while store.get(job.id).status == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    assert store.get(job.id).status == "done", store.log_tail(job)
