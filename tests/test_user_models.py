@@ -153,7 +153,8 @@ def test_definition_needs_trust_and_an_existing_target(defs):
 
 
 @pytest.mark.parametrize("card, match", [
-    ({**CARD, "input_shape": [3, 28, 28], "mean": [0.5] * 3, "std": [0.25] * 3}, "3 input channels but the first conv takes 1"),
+    ({**CARD, "input_shape": [3, 28, 28], "mean": [0.5] * 3, "std": [0.25] * 3},
+     "3 input channels but the first conv takes 1"),
     ({**CARD, "num_classes": 5}, "model card says 5 but the model outputs 10"),
     ({**CARD, "class_names": ["a", "b"]}, "2 class names for a model with 10 outputs"),
     ({**CARD, "mean": [0.5, 0.5]}, "mean has 2 values for 1 input channels"),

@@ -66,8 +66,9 @@ def recall(name: str) -> ModelSpec | None:
         raise ModelError(f"the record of {name} ({path}) is unreadable: load the model again from its file") from None
     for file, digest in record.get("files", {}).items():
         if _digest(file) != digest:
-            raise ModelError(f"{name} was loaded from {file}, which is {'gone' if not Path(file).is_file() else 'changed'} "
-                             "since: load it again from its file (and its card)")
+            state = "changed" if Path(file).is_file() else "gone"
+            raise ModelError(f"{name} was loaded from {file}, which is {state} since: load it again from its file "
+                             "(and its card)")
     try:
         card = ModelCard.from_dict(card, source=f"the record of {name}")
         user = load_user(source.get("path"), like=source.get("like"), card=card, definition=source.get("definition"),
