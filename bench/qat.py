@@ -19,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-
 from common import Rows, header, write_doc
+
 from dsg_core.gdfq import QATConfig, train_qat
 from dsg_core.models import get_spec, load_model
 

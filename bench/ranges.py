@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-
 from common import Rows, header, write_doc
+from reproduce import PROFILES, row_key
+
 from dsg_core.diagnostics import activation_ranges, range_ratios
 from dsg_core.experiments import SetCache, calibration_set
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec, load_model
 from dsg_core.sources import SOURCES, source_config
-from reproduce import PROFILES, row_key
 
 MODEL = "resnet20_mnist"
 ROOT = Path(__file__).resolve().parent / "cache" / "quick"

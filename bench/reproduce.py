@@ -18,14 +18,14 @@ import math
 import time
 import traceback
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-
 from common import Rows, header, write_doc
+
 from dsg_core.data import real_split
 from dsg_core.diagnostics import activation_ranges, clamp_to_range, diagnose, range_ratios
 from dsg_core.experiments import SetCache, TestSet, calibration_set, quantize_and_evaluate, real_calibration

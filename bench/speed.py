@@ -21,8 +21,8 @@ import tempfile
 import time
 
 import torch
-
 from common import header, timed_cli, write_doc
+
 from dsg_core.generation import GenerationConfig, generate
 from dsg_core.generation.generator import fast_copy, forward_fn
 from dsg_core.models import get_spec, load_model

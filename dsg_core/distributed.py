@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from .errors import DataError
+from .fsutil import atomic_write_bytes
 from .generation import GenerationConfig, SyntheticSet, generate
 from .generation.generator import batches
-from .fsutil import atomic_write_bytes
 
 
 def world() -> tuple[int, int]:

@@ -116,6 +116,7 @@ def test_foreign_file_as_synthetic_set(capsys, tmp_path):
 
 def test_set_for_another_input_shape_is_refused(capsys, tmp_path):
     import torch
+
     from dsg_core.generation import SyntheticSet
     path = SyntheticSet(torch.zeros(4, 3, 32, 32), "other", {}).save(tmp_path / "rgb.safetensors")
     code, _, err = run_cli(capsys, "quantize", "--calib", str(path))

@@ -245,6 +245,7 @@ def test_collect_matches_reference_values_and_gradients(tiny_net, fold):
 
 def test_retain_freed_memory_takes_on_glibc_and_is_idempotent():
     import platform
+
     from dsg_core.resources import retain_freed_memory
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt thresholds are a glibc setting")

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..generation.stats import BNStats, BNTargets
+from ..generation.stats import BNTargets
 from .probe import Probe
 
 

@@ -20,8 +20,8 @@ import torch.nn as nn
 
 from ..data import real_split
 from ..data.folder import load_image_folder
-from ..errors import DSGError
 from ..diagnostics import REAL, Diagnosis, diagnose
+from ..errors import DSGError
 from ..evaluate import evaluate_quantized
 from ..generation import Margins, SyntheticSet, generate
 from ..logit_cache import fp32_logits
