@@ -17,7 +17,7 @@ import torch.nn as nn
 from .data import real_split
 from .errors import ConfigError
 from .evaluate import evaluate_quantized
-from .generation import GenerationConfig, SyntheticSet, generate
+from .generation import GenerationConfig, SyntheticSet, generate_many
 from .logit_cache import fp32_logits
 from .models import ModelSpec, get_spec, load_model
 from .progress import CancelFn, Progress, ProgressFn
@@ -80,17 +80,40 @@ def calibration_set(model: nn.Module, spec: ModelSpec, source: str, base: Genera
                     cache: SetCache | None = None, progress: ProgressFn = None, cancel: CancelFn = None,
                     device="cpu") -> tuple[torch.Tensor, SyntheticSet | None]:
     """(images, the synthetic set or None for real data) of one source at the base config's seed."""
-    cfg = source_config(source, base, spec.input_shape[-1])
-    if cfg is None:
-        return real_calibration(spec.name, base.samples, base.seed), None
-    s = cache.get(spec.name, cfg) if cache else None
-    if s is None:
-        s = generate(model, spec.input_shape, cfg, model_name=spec.name, num_classes=spec.num_classes,
-                     valid_range=spec.valid_range,
-                     progress=_staged(progress, source), cancel=cancel, device=device)
-        if cache:
-            cache.put(spec.name, cfg, s)
-    return s.images, s
+    return calibration_sets(model, spec, [source], [base], cache=cache, progress=progress, cancel=cancel,
+                            device=device)[(source, base.seed)]
+
+
+def calibration_sets(model: nn.Module, spec: ModelSpec, sources: list[str], bases: list[GenerationConfig], *,
+                     cache: SetCache | None = None, progress: ProgressFn = None, cancel: CancelFn = None,
+                     device="cpu") -> dict[tuple[str, int], tuple[torch.Tensor, SyntheticSet | None]]:
+    """{(source, seed): (images, the synthetic set or None for real data)} for every source at every
+    base config (one per seed). The sets not in the cache are generated together by
+    ``generate_many``: those that can share a batch (all of them, when the bases differ only in
+    their seed) are optimized as one, each equal to generating it alone; a config that two sources
+    share is generated once. A stop during that pass caches none of them."""
+    out: dict[tuple[str, int], tuple[torch.Tensor, SyntheticSet | None]] = {}
+    todo: dict[GenerationConfig, list[tuple[str, int]]] = {}
+    for base in bases:
+        for source in sources:
+            key, cfg = (source, base.seed), source_config(source, base, spec.input_shape[-1])
+            s = cache.get(spec.name, cfg) if cache and cfg is not None else None
+            if cfg is None:
+                out[key] = real_calibration(spec.name, base.samples, base.seed), None
+            elif s is not None:
+                out[key] = s.images, s
+            else:
+                todo.setdefault(cfg, []).append(key)
+    if todo:
+        stage = ", ".join(dict.fromkeys(source for keys in todo.values() for source, _ in keys))
+        made = generate_many(model, spec.input_shape, list(todo), model_name=spec.name, num_classes=spec.num_classes,
+                             valid_range=spec.valid_range, progress=_staged(progress, stage), cancel=cancel,
+                             device=device)
+        for (cfg, keys), s in zip(todo.items(), made):
+            if cache:
+                cache.put(spec.name, cfg, s)
+            out.update(dict.fromkeys(keys, (s.images, s)))
+    return {(source, base.seed): out[(source, base.seed)] for base in bases for source in sources}
 
 
 def quantize_and_evaluate(model: nn.Module, calib: torch.Tensor, qcfg: QuantConfig, test_x: torch.Tensor,
@@ -146,17 +169,17 @@ def compare(model_name: str, sources: list[str], bits: list[tuple[int, int]], qu
     cache, out = SetCache(cache_dir, weights), Comparison()
     test_x, test_y = test_x.to(device), test_y.to(device)
     fp = fp32_logits(model, test_x)  # one FP32 pass for every row
-    for seed in seeds:
-        for source in sources:
-            images, s = calibration_set(model, spec, source, base.replace(seed=seed), cache=cache,
-                                        progress=_staged(progress, f"seed {seed}"), cancel=cancel, device=device)
-            out.sets[(source, seed)], out.calib[(source, seed)] = s, images
-            for qz in quantizers:
-                for w, a in bits:
-                    qcfg = replace(qbase, wbits=w, abits=a, quantizer=qz, seed=seed)
-                    res = quantize_and_evaluate(model, images.to(device), qcfg, test_x, test_y,
-                                                _staged(progress, f"{source} W{w}A{a}"), cancel, fp_logits=fp)
-                    out.rows.append({"model": model_name, "source": source, "wbits": w, "abits": a, "quantizer": qz,
-                                     "seed": seed, "top1": res["quant_top1"], "fp32_top1": res["fp32_top1"],
-                                     "agreement": res["agreement"], "kl": res["kl"]})
+    made = calibration_sets(model, spec, sources, [base.replace(seed=seed) for seed in seeds], cache=cache,
+                            progress=_staged(progress, "seeds " + ", ".join(map(str, seeds))), cancel=cancel,
+                            device=device)
+    for (source, seed), (images, s) in made.items():
+        out.sets[(source, seed)], out.calib[(source, seed)] = s, images
+        for qz in quantizers:
+            for w, a in bits:
+                qcfg = replace(qbase, wbits=w, abits=a, quantizer=qz, seed=seed)
+                res = quantize_and_evaluate(model, images.to(device), qcfg, test_x, test_y,
+                                            _staged(progress, f"{source} W{w}A{a}"), cancel, fp_logits=fp)
+                out.rows.append({"model": model_name, "source": source, "wbits": w, "abits": a, "quantizer": qz,
+                                 "seed": seed, "top1": res["quant_top1"], "fp32_top1": res["fp32_top1"],
+                                 "agreement": res["agreement"], "kl": res["kl"]})
     return out
