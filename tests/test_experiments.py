@@ -14,7 +14,7 @@ def test_calibration_sets_generate_together_equal_alone_and_cache(tmp_path):
     seen = []
     made = calibration_sets(model, spec, sources, bases, cache=SetCache(tmp_path / "cache"), progress=seen.append)
     assert list(made) == [(src, seed) for seed in (0, 1) for src in sources]
-    assert len(seen) == 3 and seen[0].stage == "zeroq, dsg, sda+lse+sci, gaussian: generate"  # one joint pass for the 4 optimized sets
+    assert len(seen) == 3 and seen[0].stage == "zeroq, dsg, sda+lse+sci, gaussian: generate"  # one joint pass
     assert len(seen[0].extra["sets"]) == 4  # zeroq and dsg at both seeds; gaussian needs no pass
     assert made[("dsg", 0)][1] is made[("sda+lse+sci", 0)][1]  # the same config is generated once
     assert made[("real", 1)][1] is None and made[("real", 1)][0].shape == (4, *spec.input_shape)
