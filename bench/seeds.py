@@ -35,6 +35,32 @@ from dsg_core.models import get_spec, load_model
 REPO = Path(__file__).resolve().parent.parent
 
 
+NOTES = """## Notes (2026-11-30)
+
+- What a shared batch saves: an image costs the same arithmetic alone or in a shared batch. Sharing
+  saves (a) what every `generate()` call pays once (the fast copy and its check, the memory probe,
+  the set-up of the loop) and (b), with two threads, the better use of the cores by a larger batch:
+  2.28 ms per image and iteration at batch 64 against 1.71 ms at 256 (`docs/performance.md`).
+  On one thread the cost per image is flat: a bare forward+backward of the fast copy of
+  resnet20_mnist took 2.22 / 2.08 / 2.22 ms of CPU per image at batch 32 / 64 / 192 (medians of 5,
+  under load). Runs with `OMP_NUM_THREADS=1` therefore show (a) only; (b) needs two threads on a
+  quiet machine.
+- Per iteration, a joint pass is close to the bare pass of its whole batch: 6 sets (ZeroQ and DSG at
+  3 seeds, 32 images each) took 460-466 ms of CPU per iteration against 444-476 ms for a bare
+  forward+backward of the fast copy on the 192 images (0.98-1.04x, one thread).
+- The target of at most 2x for `compare` over 3 seeds against 1 seed is not reachable by sharing
+  alone: the 3-seed run optimizes three times the images and quantizes and evaluates three times the
+  rows (each row about 1.2-1.5 s of CPU: the 1,000 test images through the fake-quantized model;
+  `compare --iterations 1` took 7.0 s of CPU for 1 seed and 15.6 s for 3). With generation
+  dominating, the ratio is bounded below by about 3 x (cost per image at batch 192) / (cost per
+  image at batch 64): about 3 x 1.75 / 2.28 = 2.3 on two threads (1.75 between the 1.78 at batch 128
+  and the 1.71 at 256), about 3 on one. Below 2x needs less work per image or per row, not more
+  sharing.
+- The baseline of the 2026-11-30 run was `git archive 111e2a4` (the commit before
+  `generate_many`) unpacked into its own directory, run with the same interpreter.
+"""
+
+
 def rotated(variants: list, repeat: int) -> list:
     k = repeat % len(variants)
     return variants[k:] + variants[:k]
@@ -134,6 +160,7 @@ def main() -> None:
         lines += generation_part(args.iterations, args.repeats)
     if not args.skip_compare:
         lines += compare_part(args.iterations, args.repeats, args.baseline)
+    lines += ["", NOTES]
     write_doc("seeds-speed.md", "\n".join(lines) + "\n")
 
 
