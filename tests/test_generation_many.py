@@ -139,3 +139,10 @@ def test_cancel_keeps_each_sets_batches_so_far(tiny_net):
         generate_many(tiny_net, SHAPE, cfgs + [cfgs[0].replace(method="gaussian")], cancel=cancel)
     assert set(err.value.partial) == {0, 1}
     assert all(len(p) == 1 and p[0].shape == (4, *SHAPE) for p in err.value.partial.values())
+
+
+def test_bf16_sets_equal_their_lone_bf16_runs(tiny_net):
+    cfgs = [GenerationConfig(samples=4, batch_size=4, iterations=3, seed=s, method=m)
+            for s, m in ((0, "zeroq"), (1, "dsg"))]
+    many = generate_many(tiny_net, SHAPE, cfgs, precision="bf16")
+    assert_same_as_alone(tiny_net, SHAPE, cfgs, many, atol=1e-2, precision="bf16")
