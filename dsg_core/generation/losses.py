@@ -76,7 +76,8 @@ def sci(images: torch.Tensor, ref_eigvals: torch.Tensor, num_layers: int, sets: 
     1/(lambda_i - lambda_j) terms that explode for near-equal eigenvalues (the brief's probe saw loss
     spikes under Adam). Eigenvalue gradients are v_k v_k^T: bounded, so this form is stable. Since
     sum(lambda) = B always, the loss can only move mass between eigenvalues: it penalizes a batch
-    whose similarity is concentrated in a few directions (homogenized samples).
+    whose similarity is concentrated in a few directions (homogenized samples). With ``sets`` leading
+    dims of independent sets, one loss per set.
     """
     eig = torch.linalg.eigvalsh(cosine_similarity_matrix(images, sets))
     return F.mse_loss(eig, ref_eigvals.expand_as(eig), reduction="none").mean(-1) / num_layers
