@@ -166,6 +166,14 @@ Kept (each has a test that the fast path gives the same losses and gradients as 
   "ratio to the fast copy" column divides by a bare pass of this copy: it is the cost of DSG's own
   work (statistics, losses, optimizer).
 - Margins, BN targets, the LSE matrix and SCI's reference spectrum are computed once per run.
+- **Several sets in one pass** (`generation/many.py::generate_many`, issue 20): the sets of several
+  seeds and sources (ZeroQ and DSG variants) that share samples, batch size and iterations are
+  optimized as one batch of S x n images through one forward and backward per iteration; each set
+  keeps its own loss (BN terms per sample; SCI and the priors per set on the (S, n, ...) view),
+  normalised by its own n, its own Adam state, schedule, pixel range, labels and jitter, and equals
+  its lone `generate()` to float tolerance (`tests/test_generation_many.py`; most sets come out
+  bit-identical). `compare` and `experiments.calibration_sets` generate through it; measurements
+  in `docs/seeds-speed.md` (`bench/seeds.py`).
 - **No `torch.optim.Optimizer` for the images** (`generation/optim.py`): building any Optimizer
   imports `torch._dynamo`, 2.2-3.5 s on these cores, paid by every fresh process that generates
   (each CLI `generate`, each dashboard generation job). The images are one tensor: torch's functional Adam
