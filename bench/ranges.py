@@ -70,19 +70,23 @@ def main() -> None:
     lines = [header("Activation ranges of the calibration sets (min/max rule)", timing=False), "",
              __doc__.split("\n\n", 2)[2].strip(), "",
              f"{len(df)} sets ({len(syn)} synthetic with both accuracies); {len(real)} activation quantizers.", "",
-             "| source | n | range ratio (geo. mean over layers) | largest layer ratio | W4A4 min/max top-1 | W3A3 min/max top-1 |",
+             "| source | n | range ratio (geo. mean over layers) | largest layer ratio "
+             "| W4A4 min/max top-1 | W3A3 min/max top-1 |",
              "|---|---|---|---|---|---|"]
     for s in order:
         r = per_source.loc[s]
         n = int((df.source == s).sum())
-        cell = lambda c: f"{r[(c, 'mean')]:.2f} ± {0 if pd.isna(r[(c, 'std')]) else r[(c, 'std')]:.2f}"
-        acc = lambda c: "-" if pd.isna(r[(c, "mean")]) else f"{r[(c, 'mean')]:.1f}"
-        lines.append(f"| {s} | {n} | {cell('range_ratio')} | {cell('max_layer_ratio')} | {acc('w4a4')} | {acc('w3a3')} |")
+        cell = lambda c, r=r: f"{r[(c, 'mean')]:.2f} ± {0 if pd.isna(r[(c, 'std')]) else r[(c, 'std')]:.2f}"
+        acc = lambda c, r=r: "-" if pd.isna(r[(c, "mean")]) else f"{r[(c, 'mean')]:.1f}"
+        lines.append(f"| {s} | {n} | {cell('range_ratio')} | {cell('max_layer_ratio')} "
+                     f"| {acc('w4a4')} | {acc('w3a3')} |")
     rho = lambda a, b: syn[[a, b]].corr(method="spearman").iloc[0, 1]
     lines += ["", "Spearman rank correlation over the synthetic sets:", "",
               "| | W4A4 min/max top-1 | W3A3 min/max top-1 |", "|---|---|---|",
-              f"| range ratio (geometric mean) | {rho('range_ratio', 'w4a4'):+.2f} | {rho('range_ratio', 'w3a3'):+.2f} |",
-              f"| largest layer ratio | {rho('max_layer_ratio', 'w4a4'):+.2f} | {rho('max_layer_ratio', 'w3a3'):+.2f} |",
+              f"| range ratio (geometric mean) | {rho('range_ratio', 'w4a4'):+.2f} "
+              f"| {rho('range_ratio', 'w3a3'):+.2f} |",
+              f"| largest layer ratio | {rho('max_layer_ratio', 'w4a4'):+.2f} "
+              f"| {rho('max_layer_ratio', 'w3a3'):+.2f} |",
               ""]
     print("\n".join(lines))
     write_doc("ranges.md", "\n".join(lines) + "\n")

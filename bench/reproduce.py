@@ -147,7 +147,8 @@ def run(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: t
             status = "FAILED "
             traceback.print_exc()
         print(f"[{i + 1}/{len(tasks)}] {status}{task.model} seed {task.seed} {task.source} {task.pixel_range}"
-              f"{'' if task.epsilon is None else f' eps={task.epsilon}'} {','.join(b + ' ' + q for b, q in task.combos)}"
+              f"{'' if task.epsilon is None else f' eps={task.epsilon}'} "
+              f"{','.join(b + ' ' + q for b, q in task.combos)}"
               f" ({time.time() - t0:.0f} s)", flush=True)
     return failed
 
@@ -261,7 +262,8 @@ def render(rows: list[dict], profile_name: str, profile: dict) -> str:
         for qz, dq in dm.groupby("quantizer", sort=False):
             bits = [b for b in profile["bits"] + profile.get("recon_bits", []) if b in set(dq.bits)]
             bits = list(dict.fromkeys(bits))
-            out += [f"### quantizer `{qz}`", "", "| source | n | " + " | ".join(f"W{b.replace('/', 'A')}" for b in bits) + " |",
+            out += [f"### quantizer `{qz}`", "",
+                    "| source | n | " + " | ".join(f"W{b.replace('/', 'A')}" for b in bits) + " |",
                     "|---|---|" + "---|" * len(bits)]
             for source in profile["sources"]:
                 ds = dq[dq.source == source]
@@ -271,7 +273,8 @@ def render(rows: list[dict], profile_name: str, profile: dict) -> str:
             out.append("")
     eps = df[df.kind == "epsilon"] if "kind" in df else df.iloc[:0]
     if len(eps):
-        out += [f"## Epsilon ablation (dsg, W{DEFAULT_BITS.replace('/', 'A')}, {DEFAULT_QUANTIZER})", "", "| model | epsilon | top-1 |", "|---|---|---|"]
+        out += [f"## Epsilon ablation (dsg, W{DEFAULT_BITS.replace('/', 'A')}, {DEFAULT_QUANTIZER})", "",
+                "| model | epsilon | top-1 |", "|---|---|---|"]
         for (model_name, e), g in eps.groupby(["model", "epsilon"]):
             out.append(f"| {model_name} | {e} | {fmt(g.top1)} |")
         out.append("")
@@ -381,8 +384,8 @@ def control_model_section(model_name: str, dm: pd.DataFrame, profile: dict) -> l
         for pr in profile["pixel_ranges"]:
             gap = paired_gap(dm[(dm.bits == bits) & (dm.quantizer == qz) & (dm.pixel_range == pr)])
             if gap is not None:
-                out.append(f"| W{bits.replace('/', 'A')} {qz} | {PIXEL_NAMES[pr]} | {gap['top1']} | {gap['top1_ahead']} "
-                           f"| {gap['jitter_mean']} | {gap['jitter_mean_ahead']} |")
+                out.append(f"| W{bits.replace('/', 'A')} {qz} | {PIXEL_NAMES[pr]} | {gap['top1']} "
+                           f"| {gap['top1_ahead']} | {gap['jitter_mean']} | {gap['jitter_mean_ahead']} |")
     return out + [""]
 
 

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from common import header, write_doc
+
 from dsg_core.generation import GenerationConfig, generate, generate_many
 from dsg_core.models import get_spec, load_model
 

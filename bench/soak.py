@@ -59,8 +59,8 @@ def main() -> None:
     lines = [header("Soak: consecutive dashboard runs in one process"), "",
              f"Settings: {base.to_dict()}", "", "| run | RSS (MiB) |", "|---|---|"]
     lines += [f"| {i + 1} | {r:.0f} |" for i, r in enumerate(rss)]
-    lines += ["", f"RSS growth after the first run: {growth * 100:+.1f}% (bound {args.bound * 100:.0f}%): **{verdict}**; "
-              f"{len(store.list())} runs in the store."]
+    lines += ["", f"RSS growth after the first run: {growth * 100:+.1f}% (bound {args.bound * 100:.0f}%): "
+              f"**{verdict}**; {len(store.list())} runs in the store."]
     write_doc("soak.md", "\n".join(lines) + "\n")
     raise SystemExit(0 if verdict == "PASS" else 1)
 

@@ -226,7 +226,8 @@ def gpu_main(device: torch.device) -> None:
         model = load_model(name, weights="random" if spec.dataset == "imagenet" else None)
         for prec in precisions:
             for method, (it, ratio, bare, _) in overhead(model, spec.input_shape, batch, 12, 2, device, prec).items():
-                lines.append(f"| {name} | {batch} | {prec} | {method} | {it * 1e3:.1f} | {bare * 1e3:.1f} | {ratio:.2f} |")
+                lines.append(f"| {name} | {batch} | {prec} | {method} | {it * 1e3:.1f} "
+                             f"| {bare * 1e3:.1f} | {ratio:.2f} |")
                 print(lines[-1], flush=True)
         write_doc("performance-cuda.md", "\n".join(lines) + "\n")  # after each part: a timeout keeps what ran
     spec = get_spec("resnet20_mnist")
@@ -276,7 +277,8 @@ def main() -> None:
         it_reps, it_iters = (repeats, iters) if spec.dataset == "mnist" else (1, 4)
         for method, (it, ratio, bare, ratio_fast) in overhead(model, spec.input_shape, batch, it_iters,
                                                                it_reps).items():
-            row = f"| {name} | {batch} | {method} | {it * 1e3:.1f} | {bare * 1e3:.1f} | {ratio:.2f} | {ratio_fast:.2f} |"
+            row = (f"| {name} | {batch} | {method} | {it * 1e3:.1f} | {bare * 1e3:.1f} "
+                   f"| {ratio:.2f} | {ratio_fast:.2f} |")
             print(row, flush=True)
             lines.append(row)
 

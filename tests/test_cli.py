@@ -71,7 +71,8 @@ def test_quantize_range_jitter_json(capsys, synthetic_file):
     res = json.loads(out)
     assert code == 0 and list(res["range_jitter"]) == ["0.9", "1", "1.1"]
     assert res["range_jitter"]["1"] == pytest.approx(res["quant_top1"])
-    assert res["range_jitter_spread"] == pytest.approx(max(res["range_jitter"].values()) - min(res["range_jitter"].values()))
+    assert res["range_jitter_spread"] == pytest.approx(
+        max(res["range_jitter"].values()) - min(res["range_jitter"].values()))
 
 
 def test_compare_json_reuses_cached_sets(capsys, tmp_path):

@@ -19,7 +19,7 @@ def test_calibration_sets_generate_together_equal_alone_and_cache(tmp_path):
     assert [("dsg", 0), ("sda+lse+sci", 0)] in seen[0].extra["keys"]  # one set, two sources
     assert made[("dsg", 0)][1] is made[("sda+lse+sci", 0)][1]  # the same config is generated once
     assert made[("real", 1)][1] is None and made[("real", 1)][0].shape == (4, *spec.input_shape)
-    for (source, seed), (images, s) in made.items():
+    for (source, seed), (images, _) in made.items():
         alone, _ = calibration_set(model, spec, source, bases[seed])
         assert torch.allclose(images, alone, rtol=1e-4, atol=1e-3 * alone.abs().max().item()), (source, seed)
     again = []

@@ -17,7 +17,8 @@ from ..quant import QuantConfig, act_quantizers, quantize_model
 
 def activation_ranges(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """hi - lo of every activation quantizer after min/max calibration on ``images`` (as the W4A4
-    min/max cell calibrates them: upstream weights at 4 bits), in the model's layer order (floored at 1e-8, so that a dead layer cannot make a log ratio infinite)."""
+    min/max cell calibrates them: upstream weights at 4 bits), in the model's layer order (floored at 1e-8,
+    so that a dead layer cannot make a log ratio infinite)."""
     q = quantize_model(model, images, QuantConfig(wbits=4, abits=4, quantizer="minmax"))
     return torch.tensor([float(a.hi - a.lo) for a in act_quantizers(q).values()]).clamp_min(1e-8)
 

@@ -62,7 +62,8 @@ def check_output(model: nn.Module, input_shape: tuple[int, ...], num_classes: in
                          "dimension: dynamic_shapes={'x': {0: torch.export.Dim('batch')}})") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != num_classes:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(f"wrong number of classes: the model outputs {shape} for a batch of 2, expected (2, {num_classes})")
+        raise ModelError(f"wrong number of classes: the model outputs {shape} for a batch of 2, "
+                         f"expected (2, {num_classes})")
     if not torch.isfinite(out).all():
         raise ModelError("the model's output on a blank image is not finite: the weights look corrupt")
 
