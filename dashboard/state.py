@@ -36,8 +36,8 @@ DEFAULTS = dict(
     lse=PAPER.lse, lse_weight=PAPER.lse_weight,
     sci=PAPER.sci, sci_weight=PAPER.sci_weight,
     priors=False, pixel_range="free",
-    samples=32, iterations=200, seed=0, seeds=3,
-    wbits=4, abits=4, quantizer="dsg-avg", compare=False,
+    samples=16, iterations=200, seed=0, seeds=3,
+    wbits=3, abits=3, quantizer="minmax", compare=False,
     eval_images=500,     # test images each quantized model is scored on (the MNIST test split has 1,000)
 )
 WORKERS = min(2, os.cpu_count() or 1)        # sets generated / quantized at the same time
