@@ -198,7 +198,8 @@ def main() -> None:
         keep(args.work / "examples.json", examples(models, cache, models[0], base))
     if "variants" in parts and args.variant_seeds:
         ranges = args.variant_ranges.split(",")
-        keep(args.work / f"variants-{'-'.join(ranges)}.json", variants(models[0], args.variant_seeds, ranges, cache, base))
+        keep(args.work / f"variants-{'-'.join(ranges)}.json",
+             variants(models[0], args.variant_seeds, ranges, cache, base))
     if "bundle" not in parts:
         return
     cells, metrics = read_rows(args.rows)
