@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-
 from common import header, write_doc
+
 from dsg_core.data import real_split
 from dsg_core.experiments import SetCache, calibration_set
 from dsg_core.generation import GenerationConfig

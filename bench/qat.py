@@ -19,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-
 from common import Rows, header, write_doc
+
 from dsg_core.gdfq import QATConfig, train_qat
 from dsg_core.models import get_spec, load_model
 
@@ -49,7 +49,8 @@ def row_key(r: dict) -> tuple:
 def run(model_name: str, profile: dict, seeds: list[int], bits: list[str], rows: Rows) -> None:
     spec, model = get_spec(model_name), load_model(model_name)
     shared = settings(profile["cfg"].to_dict())
-    jobs = [(b, g, s) for b in bits for s in seeds for g in GENERATORS if (model_name, b, g, s, shared) not in rows.keys]
+    jobs = [(b, g, s) for b in bits for s in seeds for g in GENERATORS
+            if (model_name, b, g, s, shared) not in rows.keys]
     t0 = time.time()
     for i, (b, g, s) in enumerate(jobs):
         w, a = (int(v) for v in b.split("/"))
@@ -85,7 +86,8 @@ def render(rows: list[dict], profile_name: str, profile: dict, model_name: str) 
            f"{cfg['iters_per_epoch']} steps, batch {cfg['batch_size']}, SGD lr {cfg['model_lr']} (cosine), "
            f"KD T={cfg['kd_temperature']} + CE, activation-range EMA beta {cfg['range_momentum']}. "
            f"Mean time per run: {df.seconds.mean():.0f} s.", "",
-           "| source | n | " + " | ".join(f"W{b.replace('/', 'A')} PTQ | W{b.replace('/', 'A')} QAT" for b in bits) + " |",
+           "| source | n | "
+           + " | ".join(f"W{b.replace('/', 'A')} PTQ | W{b.replace('/', 'A')} QAT" for b in bits) + " |",
            "|---|---|" + "---|---|" * len(bits)]
     for g in GENERATORS:
         dg = df[df.generator == g]
@@ -97,7 +99,8 @@ def render(rows: list[dict], profile_name: str, profile: dict, model_name: str) 
         curve = pd.DataFrame(d.curve.tolist()).mean()
         out.append(f"| {g} | W{b.replace('/', 'A')} | " + " → ".join(f"{v:.2f}" for v in curve) + " |")
     out += ["", "For orientation, the paper's QAT numbers (ImageNet top-1 %, GDFQ → DSG at W4A4, journal Table 4): "
-            "ResNet-18 60.52 → 62.18, ResNet-50 55.65 → 71.96, MobileNetV2 51.30 → 60.46, InceptionV3 70.39 → 72.01.", ""]
+            "ResNet-18 60.52 → 62.18, ResNet-50 55.65 → 71.96, MobileNetV2 51.30 → 60.46, "
+            "InceptionV3 70.39 → 72.01.", ""]
     return "\n".join(out) + "\n"
 
 

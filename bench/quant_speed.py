@@ -48,7 +48,8 @@ def main() -> None:
              "loading the model and data. *Minmax, empty cache* is the first call on a fresh machine: "
              "it parses the MNIST CSV and runs the FP32 model over the test images, which later calls "
              "read from the cache.", "",
-             "| quantizer | quantize + evaluate (s) | wall (s) | top-1 % | target | met by quantize + evaluate | met by wall |",
+             "| quantizer | quantize + evaluate (s) | wall (s) | top-1 % | target "
+             "| met by quantize + evaluate | met by wall |",
              "|---|---|---|---|---|---|---|"]
     for q, rs in runs.items():
         inner, wall, top1 = (" / ".join(f"{r[i]:.1f}" for r in rs) for i in range(3))

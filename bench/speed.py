@@ -21,8 +21,8 @@ import tempfile
 import time
 
 import torch
-
 from common import header, timed_cli, write_doc
+
 from dsg_core.generation import GenerationConfig, generate
 from dsg_core.generation.generator import fast_copy, forward_fn
 from dsg_core.models import get_spec, load_model
@@ -166,6 +166,14 @@ Kept (each has a test that the fast path gives the same losses and gradients as 
   "ratio to the fast copy" column divides by a bare pass of this copy: it is the cost of DSG's own
   work (statistics, losses, optimizer).
 - Margins, BN targets, the LSE matrix and SCI's reference spectrum are computed once per run.
+- **Several sets in one pass** (`generation/many.py::generate_many`, issue 20): the sets of several
+  seeds and sources (ZeroQ and DSG variants) that share samples, batch size and iterations are
+  optimized as one batch of S x n images through one forward and backward per iteration; each set
+  keeps its own loss (BN terms per sample; SCI and the priors per set on the (S, n, ...) view),
+  normalised by its own n, its own Adam state, schedule, pixel range, labels and jitter, and equals
+  its lone `generate()` to float tolerance (`tests/test_generation_many.py`; most sets come out
+  bit-identical). `compare` and `experiments.calibration_sets` generate through it; measurements
+  in `docs/seeds-speed.md` (`bench/seeds.py`).
 - **No `torch.optim.Optimizer` for the images** (`generation/optim.py`): building any Optimizer
   imports `torch._dynamo`, 2.2-3.5 s on these cores, paid by every fresh process that generates
   (each CLI `generate`, each dashboard generation job). The images are one tensor: torch's functional Adam
@@ -218,7 +226,8 @@ def gpu_main(device: torch.device) -> None:
         model = load_model(name, weights="random" if spec.dataset == "imagenet" else None)
         for prec in precisions:
             for method, (it, ratio, bare, _) in overhead(model, spec.input_shape, batch, 12, 2, device, prec).items():
-                lines.append(f"| {name} | {batch} | {prec} | {method} | {it * 1e3:.1f} | {bare * 1e3:.1f} | {ratio:.2f} |")
+                lines.append(f"| {name} | {batch} | {prec} | {method} | {it * 1e3:.1f} "
+                             f"| {bare * 1e3:.1f} | {ratio:.2f} |")
                 print(lines[-1], flush=True)
         write_doc("performance-cuda.md", "\n".join(lines) + "\n")  # after each part: a timeout keeps what ran
     spec = get_spec("resnet20_mnist")
@@ -268,7 +277,8 @@ def main() -> None:
         it_reps, it_iters = (repeats, iters) if spec.dataset == "mnist" else (1, 4)
         for method, (it, ratio, bare, ratio_fast) in overhead(model, spec.input_shape, batch, it_iters,
                                                                it_reps).items():
-            row = f"| {name} | {batch} | {method} | {it * 1e3:.1f} | {bare * 1e3:.1f} | {ratio:.2f} | {ratio_fast:.2f} |"
+            row = (f"| {name} | {batch} | {method} | {it * 1e3:.1f} | {bare * 1e3:.1f} "
+                   f"| {ratio:.2f} | {ratio_fast:.2f} |")
             print(row, flush=True)
             lines.append(row)
 

@@ -170,7 +170,7 @@ def main() -> None:
     run_box.caption(f"{len(plan.seeds)} seed(s) × {len(plan.generated)} generated sets, "
                     f"{plan.generation.iterations} iterations; about a minute on 2 cores at the defaults.")
     if custom:
-        run_box.caption(f"Using your weights: {code(st.session_state['custom']['label'])}")
+        run_box.caption(f"Using your model: {code(st.session_state['custom']['label'])}")
     result = st.session_state.get("result")
     if store.notice:  # a damaged runs.sqlite was moved aside just now
         st.warning(plain(store.notice))

@@ -1,8 +1,9 @@
-"""Bring your own model: checks on an uploaded state dict, and where uploads are kept.
+"""Bring your own model: checks on an uploaded state dict or torch.export program, and where uploads are kept.
 
 Nothing uploaded is ever unpickled: weights go through ``dsg_core.models.user.load_weights_for``
-(safetensors, or ``torch.load(weights_only=True)``, validated against the architecture), and zips
-through ``dsg_core.data.archive.safe_extract`` (members vetted before extraction). Uploads live in
+(safetensors, or ``torch.load(weights_only=True)``, validated against the architecture), programs
+through ``dsg_core.models.user.load_user`` (only after the user ticks that they trust the file), and
+zips through ``dsg_core.data.archive.safe_extract`` (members vetted before extraction). Uploads live in
 ``<runs folder>/uploads/`` (private to the server's user, not the shared /tmp), named by the hash of
 their content so a rerun finds them instead of writing them again; the oldest are pruned.
 """
@@ -17,8 +18,10 @@ import time
 from pathlib import Path
 
 from dsg_core.data.archive import safe_extract
+from dsg_core.errors import ConfigError
 from dsg_core.models import bn_layer_names, get_spec
-from dsg_core.models.user import WEIGHT_SUFFIXES, load_weights_for, requires_bn
+from dsg_core.models.card import ModelCard
+from dsg_core.models.user import WEIGHT_SUFFIXES, UserModel, load_user, load_weights_for, requires_bn
 
 from .state import runs_dir
 
@@ -103,3 +106,32 @@ def check_weights(arch: str, path: Path) -> list[str]:
     n_bn = len(bn_layer_names(model))
     return [f"{len(model.state_dict())} tensors loaded into {arch}", f"{n_bn} BatchNorm layers",
             f"input {spec.input_shape}, {spec.num_classes} classes"]
+
+
+def numbers(text: str, what: str) -> list[float] | None:
+    """A comma-separated form field as numbers (None when empty); ConfigError names the field."""
+    if not text.strip():
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what}: give comma-separated numbers, e.g. 0.5, 0.5, 0.5; got {text!r}") from None
+
+
+def card_from_form(*, shape: str, mean: str, std: str, num_classes: int, class_names: str, mnist: bool,
+                   image_dir: str | None) -> ModelCard:
+    """The card form's fields as a validated card; empty fields are left for the model to tell."""
+    dims = numbers(shape, "input shape")
+    if dims is not None and not all(d == int(d) for d in dims):
+        raise ConfigError(f"input shape: give whole numbers C, H, W; got {shape!r}")
+    data = {"input_shape": [int(d) for d in dims] if dims is not None else None, "mean": numbers(mean, "mean"),
+            "std": numbers(std, "std"), "num_classes": num_classes or None,
+            "class_names": [c.strip() for c in class_names.split(",")] if class_names.strip() else None,
+            "dataset": "mnist" if mnist else None, "real_folder": image_dir, "test_folder": image_dir}
+    return ModelCard.from_dict({k: v for k, v in data.items() if v is not None}, source="the model card form")
+
+
+def check_program(path: Path, card: ModelCard) -> UserModel:
+    """Load and validate an uploaded .pt2 (the caller has the user's trust); registers nothing. The
+    name carries the file's digest folder, so a changed upload is never served from a stale cache."""
+    return load_user(path, card=card, trust_program=True, name=f"{path.stem}-{path.parent.name[:6]}")

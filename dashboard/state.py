@@ -36,8 +36,8 @@ DEFAULTS = dict(
     lse=PAPER.lse, lse_weight=PAPER.lse_weight,
     sci=PAPER.sci, sci_weight=PAPER.sci_weight,
     priors=False, pixel_range="free",
-    samples=32, iterations=200, seed=0, seeds=3,
-    wbits=4, abits=4, quantizer="dsg-avg", compare=False,
+    samples=16, iterations=200, seed=0, seeds=3,
+    wbits=3, abits=3, quantizer="minmax", compare=False,
     eval_images=500,     # test images each quantized model is scored on (the MNIST test split has 1,000)
 )
 WORKERS = min(2, os.cpu_count() or 1)        # sets generated / quantized at the same time
@@ -190,17 +190,17 @@ def clean_link() -> dict[str, str]:
             if new not in st.query_params:
                 st.query_params[new] = value
             changed = True
-    for key, default in DEFAULTS.items():
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and key in st.query_params:
-            text = st.query_params[key]
-            try:
-                ok = math.isfinite(float(text)) and abs(float(text)) < 1e12
-            except (ValueError, OverflowError):
-                ok = True  # not a number at all: the control ignores it and the warning says so
-            if not ok:
+    for key in list(st.query_params):  # the views' own numbers (layer, channel, ...) as well
+        text = st.query_params[key]
+        try:
+            ok = math.isfinite(float(text)) and abs(float(text)) < 1e12
+        except (ValueError, OverflowError):
+            ok = True  # not a number at all: a control ignores it (the sidebar's warn)
+        if not ok:
+            if key in DEFAULTS:
                 dropped[key] = text
-                del st.query_params[key]
-                changed = True
+            del st.query_params[key]
+            changed = True
     if changed:
         from streamlit.runtime.state import get_session_state
         with get_session_state().query_params() as qp:

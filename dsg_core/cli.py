@@ -365,13 +365,16 @@ def _read_plan(path):
 
 def cmd_compare(args) -> None:
     from .experiments import SetCache, run
+    from .models.remembered import fingerprint
     from .runstore import RunStore, runs_dir
     plan = plan_from_args(args)
     store = RunStore(args.save or runs_dir()) if args.save is not None else None
+    version = fingerprint(plan.model)  # a user model's file version: its cached sets are its own
+    cache = str(Path(args.cache) / version) if version and args.cache else args.cache
     callback, cancel, close = _callbacks(args, not args.quiet and sys.stderr.isatty())
     try:
         result = run(plan, progress=callback, cancel=cancel, store=store, device=args.device,
-                     cache=SetCache(args.cache, plan.weights))
+                     cache=SetCache(cache, plan.weights))
     finally:
         close()
     rows = result.results.to_dict("records")
@@ -460,10 +463,16 @@ def build_parser() -> argparse.ArgumentParser:
             from .models import default_model_name
             sp.add_argument("--model", default=default_model_name())
             sp.add_argument("--weights", help="local weights file (safetensors or weights-only .pt)")
-            sp.add_argument("--model-file", help="your model: a state dict for --model's architecture, or a "
-                                                 "torch.export .pt2 / TorchScript program with --model's interface")
+            sp.add_argument("--model-file", help="your model: a state dict for --model's architecture or for "
+                                                 "--model-def's network, or a torch.export .pt2 / TorchScript program")
+            sp.add_argument("--model-def", metavar="FILE.py:FUNCTION",
+                            help="your network's Python definition (or package.module:FUNCTION) returning an "
+                                 "nn.Module; weights from --model-file. Runs code: needs --trust-model-file")
+            sp.add_argument("--card", help="model card JSON (input_shape, mean, std, num_classes, class_names, "
+                                           "real_folder, test_folder); default: NAME.json beside --model-file, "
+                                           "else --model's interface")
             sp.add_argument("--trust-model-file", action="store_true",
-                            help="allow --model-file to be a program (it defines the graph that runs)")
+                            help="allow --model-file to be a program, or --model-def to run (both run the file)")
             sp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (falls back to cpu)")
             # set by dsg_core.jobs when the dashboard runs this command in the background
             sp.add_argument("--job", type=int, help=argparse.SUPPRESS)
@@ -534,9 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "device"):
             from .resources import resolve_device
             args.device = resolve_device(args.device)
-        if getattr(args, "model_file", None):
-            from .models.user import load_user_model
-            args.model = load_user_model(args.model_file, args.model, args.trust_model_file).name
+        if any(getattr(args, a, None) for a in ("model_file", "model_def", "card")):
+            register_user(args)
         result = COMMANDS[args.command](args)
     except DSGError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -551,6 +559,21 @@ def main(argv: list[str] | None = None) -> int:
         raise
     _finish_job(args, "done", "", result)
     return 0
+
+
+def register_user(args) -> None:
+    """Validate the user's model, register it, and say on stderr what was inferred and checked."""
+    from .distributed import world
+    from .models.user import load_user
+    if args.card and not (args.model_file or args.model_def):
+        raise ConfigError("--card describes a --model-file or --model-def; give one of them")
+    user = load_user(args.model_file, like=args.model, card=args.card, definition=args.model_def,
+                     trust_program=args.trust_model_file)
+    rank = world()[0]
+    args.model = user.register(remember=rank == 0).name
+    if rank == 0 and not getattr(args, "quiet", False):
+        print("\n".join(f"{args.model}: {note}" for note in [*user.notes, f"later commands can use --model "
+                                                                        f"{args.model}"]), file=sys.stderr)
 
 
 def _finish_job(args, status: str, message: str, result=None) -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from .errors import DataError
+from .fsutil import atomic_write_bytes
 from .generation import GenerationConfig, SyntheticSet, generate
 from .generation.generator import batches
-from .fsutil import atomic_write_bytes
 
 
 def world() -> tuple[int, int]:
@@ -69,7 +69,8 @@ def merge_shards(out: Path, cfg: GenerationConfig, size: int) -> SyntheticSet:
         first = first or s
         ks = s.config.pop("_batches")
         sizes = [plan[k][1] for k in ks]
-        for k, img, lab in zip(ks, s.images.split(sizes), (s.targets.split(sizes) if s.targets is not None else [None] * len(ks))):
+        for k, img, lab in zip(ks, s.images.split(sizes),
+                               (s.targets.split(sizes) if s.targets is not None else [None] * len(ks))):
             pieces[k] = img
             if lab is not None:
                 labels[k] = lab

@@ -52,6 +52,7 @@ def check_set_size(samples: int, input_shape: tuple[int, ...], limit: int | None
     for d in input_shape:
         per_image *= d
     if samples * per_image > limit:
-        raise ConfigError(f"{samples} samples of {tuple(input_shape)} would take {samples * per_image / 2**30:.1f} GiB; "
+        raise ConfigError(f"{samples} samples of {tuple(input_shape)} would take "
+                          f"{samples * per_image / 2**30:.1f} GiB; "
                           f"the limit for one set is {limit / 2**30:.1f} GiB ({limit // per_image} samples): "
                           "make several sets, or raise DSG_LIMIT_SET_BYTES")

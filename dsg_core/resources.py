@@ -30,7 +30,8 @@ def resolve_device(name: str = "cpu") -> torch.device:
                       "running on the CPU instead", RuntimeWarning, stacklevel=2)
         return torch.device("cpu")
     if name == "mps" and not _mps():
-        warnings.warn("MPS was requested but is not available: running on the CPU instead", RuntimeWarning, stacklevel=2)
+        warnings.warn("MPS was requested but is not available: running on the CPU instead", RuntimeWarning,
+                      stacklevel=2)
         return torch.device("cpu")
     try:
         return torch.device(name)

@@ -100,7 +100,8 @@ class RunStore(SQLiteStore):
         fresh = RunStore(self.root / "recovered" / time.strftime("%Y%m%d-%H%M%S"), timeout=self.timeout)
         run_id = fresh.add(*args, **kw)
         return run_id, fresh, (f"the run store could not be written ({error}); this run was saved as run "
-                               f"#{run_id} in a new store, {fresh.db.relative_to(self.root)} in the runs folder, instead")
+                               f"#{run_id} in a new store, {fresh.db.relative_to(self.root)} in the runs folder, "
+                               "instead")
 
     def save_run(self, *, model: str, title: str, config: dict, metric_rows: list[dict], result_rows: list[dict],
                  sets: dict[tuple[str, int], SyntheticSet]) -> tuple[int, str]:

@@ -71,7 +71,8 @@ def test_quantize_range_jitter_json(capsys, synthetic_file):
     res = json.loads(out)
     assert code == 0 and list(res["range_jitter"]) == ["0.9", "1", "1.1"]
     assert res["range_jitter"]["1"] == pytest.approx(res["quant_top1"])
-    assert res["range_jitter_spread"] == pytest.approx(max(res["range_jitter"].values()) - min(res["range_jitter"].values()))
+    assert res["range_jitter_spread"] == pytest.approx(
+        max(res["range_jitter"].values()) - min(res["range_jitter"].values()))
 
 
 def test_compare_json_reuses_cached_sets(capsys, tmp_path):
@@ -116,6 +117,7 @@ def test_foreign_file_as_synthetic_set(capsys, tmp_path):
 
 def test_set_for_another_input_shape_is_refused(capsys, tmp_path):
     import torch
+
     from dsg_core.generation import SyntheticSet
     path = SyntheticSet(torch.zeros(4, 3, 32, 32), "other", {}).save(tmp_path / "rgb.safetensors")
     code, _, err = run_cli(capsys, "quantize", "--calib", str(path))

@@ -56,7 +56,8 @@ def test_a_cpu_model_generates_on_the_gpu_with_its_bns_folded():
     from dsg_core.generation.stats import FoldedBatchNorm
     spec, model = get_spec("mobilenetv2_mnist"), load_model("mobilenetv2_mnist")
     fast = fast_copy(model, spec.input_shape, CUDA)
-    assert next(fast.parameters()).device.type == CUDA.type and any(isinstance(m, FoldedBatchNorm) for m in fast.modules())
+    assert (next(fast.parameters()).device.type == CUDA.type
+            and any(isinstance(m, FoldedBatchNorm) for m in fast.modules()))
     s = generate(model, spec.input_shape, GenerationConfig(samples=8, iterations=5), device=CUDA)
     assert torch.isfinite(s.images).all()
 
@@ -91,7 +92,8 @@ def test_quantization_on_the_gpu_matches_the_cpu(quantizer):
     qcfg = QuantConfig(wbits=4, abits=4, quantizer=quantizer, recon_iters=40, seed=0)
     cpu_model, gpu_model = load_model("resnet20_mnist"), load_model("resnet20_mnist", device=CUDA)
     cpu = quantize_and_evaluate(cpu_model, calib, qcfg, TestSet.of(cpu_model, test_x, test_y))
-    gpu = quantize_and_evaluate(gpu_model, calib.to(CUDA), qcfg, TestSet.of(gpu_model, test_x.to(CUDA), test_y.to(CUDA)))
+    gpu = quantize_and_evaluate(gpu_model, calib.to(CUDA), qcfg,
+                                TestSet.of(gpu_model, test_x.to(CUDA), test_y.to(CUDA)))
     assert abs(cpu["fp32_top1"] - gpu["fp32_top1"]) <= 0.2
     assert abs(cpu["quant_top1"] - gpu["quant_top1"]) <= 1.0, (cpu, gpu)
 

@@ -145,7 +145,7 @@ def test_run_fills_session_state_the_store_and_the_link(ran, runs_dir):
     assert not ran.exception and not errors(ran)
     result = ran.session_state["result"]
     assert set(result.results["set"]) == {"DSG", "ZeroQ", "Gaussian", "Real"}
-    assert set(result.results["bits"]) == {"W4A4"} and {"jitter_mean"} <= set(result.results)
+    assert set(result.results["bits"]) == {"W3A3"} and {"jitter_mean"} <= set(result.results)
     runs = RunStore(runs_dir).list()
     assert [r.id for r in runs] == [result.run_id]
     assert set(runs[0].set_names()) == {"dsg_s0", "zeroq_s0", "gaussian_s0"}
@@ -177,7 +177,7 @@ def test_explore_and_accuracy_show_charts_with_data(ran):
     specs += plotly_specs(ran)
     got = {s["layout"].get("title", {}).get("text", "") for s in specs}
     for expected in ("Per-sample statistics", "Pre-BN activations", "Spread of per-sample", "SDA slack band",
-                     "Penultimate features", "W4A4, dsg-avg", "Similarity spectrum", "Pixel values",
+                     "Penultimate features", "W3A3, minmax", "Similarity spectrum", "Pixel values",
                      "one objective per panel", "Watch it happen"):
         assert any(expected in t for t in got), f"no chart titled {expected!r}: {got}"
     assert all(s["data"] for s in specs), "every chart has traces"

@@ -57,6 +57,7 @@ def test_unlabelled_folder_gives_images_without_labels(tmp_path):
 def test_quantize_cli_on_folders_with_and_without_labels(tmp_path, capsys):
     """The ImageNet path in miniature: evaluation on the user's folder, agreement when unlabelled."""
     import json
+
     from dsg_core.cli import main
     make_folder(tmp_path / "test", classes=("3", "7"), per_class=4, size=28)
     base = ["quantize", "--calib", "gaussian", "--samples", "8", "--wbits", "8", "--abits", "8", "--json"]

@@ -4,8 +4,14 @@ loses at least 5 points of top-1 against FP32 on the default model, while real d
 import torch
 
 from dsg_core.data import real_split
-from dsg_core.experiments import (DEFAULT_ABITS, DEFAULT_QUANTIZER, DEFAULT_WBITS, TestSet, quantize_and_evaluate,
-                                  real_calibration)
+from dsg_core.experiments import (
+    DEFAULT_ABITS,
+    DEFAULT_QUANTIZER,
+    DEFAULT_WBITS,
+    TestSet,
+    quantize_and_evaluate,
+    real_calibration,
+)
 from dsg_core.models import default_model_name, get_spec, load_model
 from dsg_core.quant import QuantConfig
 

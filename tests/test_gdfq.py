@@ -11,13 +11,23 @@ import torch
 
 from dsg_core.cli import main
 from dsg_core.errors import Cancelled, ConfigError, ModelError, NumericalError
-from dsg_core.gdfq import (ConditionalGenerator, GeneratorLoss, GeneratorObjective, QATConfig, batch_stats, group_stats,
-                           kd_loss, sda_reference, train_qat)
-from dsg_core.gdfq import qat
+from dsg_core.gdfq import (
+    ConditionalGenerator,
+    GeneratorLoss,
+    GeneratorObjective,
+    QATConfig,
+    batch_stats,
+    group_stats,
+    kd_loss,
+    qat,
+    sda_reference,
+    train_qat,
+)
 from dsg_core.gdfq.batches import GeneratedBatches
 from dsg_core.generation import bn_targets, losses
 from dsg_core.generation.stats import sample_stats
 from dsg_core.models import get_spec, load_model
+
 
 @pytest.fixture(autouse=True, scope="module")
 def honour_omp_threads():

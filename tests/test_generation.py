@@ -245,6 +245,7 @@ def test_collect_matches_reference_values_and_gradients(tiny_net, fold):
 
 def test_retain_freed_memory_takes_on_glibc_and_is_idempotent():
     import platform
+
     from dsg_core.resources import retain_freed_memory
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt thresholds are a glibc setting")
@@ -408,7 +409,8 @@ def test_schedules_follow_torch_reduce_on_plateau_and_cosine():
     x = torch.zeros(1, requires_grad=True)
     for patience in (0, 1, 2, 3):
         ref_opt = torch.optim.Adam([x], lr=0.5)
-        ref, ours = torch.optim.lr_scheduler.ReduceLROnPlateau(ref_opt, patience=patience), Plateau(ImageAdam(x, 0.5), patience)
+        ref = torch.optim.lr_scheduler.ReduceLROnPlateau(ref_opt, patience=patience)
+        ours = Plateau(ImageAdam(x, 0.5), patience)
         for v in losses_seq:
             ref.step(v), ours.step(v)
             assert ours.opt.lr == ref_opt.param_groups[0]["lr"], (patience, v)

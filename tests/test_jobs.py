@@ -36,8 +36,8 @@ def test_job_reports_progress_and_result(tmp_path):
 
 def test_job_can_be_cancelled(tmp_path):
     store = JobStore(tmp_path)
-    job = store.start(["generate", "--samples", "8", "--iterations", "100000", "--out", str(tmp_path / "x.safetensors")],
-                      "long")
+    job = store.start(["generate", "--samples", "8", "--iterations", "100000",
+                       "--out", str(tmp_path / "x.safetensors")], "long")
     wait(store, job.id, lambda j: j.step > 0)
     store.cancel(job.id)
     done = wait(store, job.id, lambda j: j.status != "running", timeout=60)
@@ -54,8 +54,8 @@ def test_bad_settings_fail_with_the_message(tmp_path):
 
 def test_a_killed_job_is_reported_failed(tmp_path):
     store = JobStore(tmp_path)
-    job = store.start(["generate", "--samples", "8", "--iterations", "100000", "--out", str(tmp_path / "x.safetensors")],
-                      "to be killed")
+    job = store.start(["generate", "--samples", "8", "--iterations", "100000",
+                       "--out", str(tmp_path / "x.safetensors")], "to be killed")
     wait(store, job.id, lambda j: j.step > 0)
     os.killpg(job.pid, signal.SIGKILL)
     done = wait(store, job.id, lambda j: j.status != "running", timeout=30)
@@ -89,7 +89,8 @@ def test_a_jobs_table_from_before_start_times_is_migrated(tmp_path):
                 "NOT NULL, title TEXT NOT NULL, argv TEXT NOT NULL, pid INTEGER, status TEXT NOT NULL, stage TEXT "
                 "NOT NULL DEFAULT '', step INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, message "
                 "TEXT NOT NULL DEFAULT '', result TEXT NOT NULL DEFAULT 'null', cancel INTEGER NOT NULL DEFAULT 0)")
-    con.execute("INSERT INTO jobs (created, updated, title, argv, pid, status) VALUES (0, 0, 'old', '[]', NULL, 'done')")
+    con.execute("INSERT INTO jobs (created, updated, title, argv, pid, status) "
+                "VALUES (0, 0, 'old', '[]', NULL, 'done')")
     con.commit()
     con.close()
     store = JobStore(tmp_path)

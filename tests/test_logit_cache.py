@@ -97,7 +97,8 @@ def test_an_edited_forward_misses_the_cache(cache, images, tmp_path, monkeypatch
     monkeypatch.setattr(sys, "dont_write_bytecode", True)  # no .pyc of the first version to reload
     monkeypatch.syspath_prepend(str(tmp_path))
     src = ("import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-           "        self.fc = torch.nn.Linear(784, 10)\n    def forward(self, x):\n        return self.fc(x.flatten(1)) * {}\n")
+           "        self.fc = torch.nn.Linear(784, 10)\n"
+           "    def forward(self, x):\n        return self.fc(x.flatten(1)) * {}\n")
     (tmp_path / "edited_net.py").write_text(src.format(1))
     mod = importlib.import_module("edited_net")
     net = mod.Net()

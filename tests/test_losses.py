@@ -84,3 +84,22 @@ def test_priors_by_hand():
     x = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])  # dx: 1,1  dy: 2,2
     assert losses.total_variation(x).item() == 1 + 1 + 4 + 4
     assert losses.l2_prior(x).item() == 0 + 1 + 4 + 9
+
+
+def test_batch_terms_with_leading_set_dims_equal_each_set_alone():
+    """(S, B, ...) -> (S,): what generate_many computes equals the lone term on each set."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 2, 6, 6, generator=gen)
+    logits, labels = torch.randn(3, 5, 10, generator=gen), torch.randint(0, 10, (3, 5), generator=gen)
+    layer, lse = torch.rand(3, 5, 4, generator=gen), losses.lse_weights(5, 4, 2.0)
+    ref = losses.reference_spectrum((5, 2, 6, 6))
+    per_set = {"input": (losses.input_prior(x), [losses.input_prior(s) for s in x]),
+               "tv": (losses.total_variation(x), [losses.total_variation(s) for s in x]),
+               "l2": (losses.l2_prior(x), [losses.l2_prior(s) for s in x]),
+               "sci": (losses.sci(x, ref, 3, sets=1), [losses.sci(s, ref, 3) for s in x]),
+               "ce": (losses.cross_entropy(logits, labels),
+                      [torch.nn.functional.cross_entropy(lg, lb) for lg, lb in zip(logits, labels)]),
+               "bn": (losses.weighted_mean(layer, lse), [losses.weighted_mean(s, lse) for s in layer])}
+    for name, (together, alone) in per_set.items():
+        assert together.shape == (3,), name
+        assert torch.allclose(together, torch.stack(alone), rtol=1e-5, atol=1e-7), name

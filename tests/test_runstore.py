@@ -102,7 +102,8 @@ def test_garbage_and_damaged_stores_are_moved_aside_with_a_message(tmp_path):
     (tmp_path / "runs.sqlite").write_bytes(b"garbage" * 1000)
     store = RunStore(tmp_path)
     assert "runs.sqlite was damaged" in store.notice and "moved aside to runs.sqlite.damaged-" in store.notice
-    assert store.list() == [] and (tmp_path / store.notice.split("moved aside to ")[1].split()[0]).read_bytes()[:7] == b"garbage"
+    assert store.list() == []
+    assert (tmp_path / store.notice.split("moved aside to ")[1].split()[0]).read_bytes()[:7] == b"garbage"
     for _ in range(30):
         _add(store)
     data = bytearray((tmp_path / "runs.sqlite").read_bytes())

@@ -140,6 +140,7 @@ def test_uploads_live_under_the_runs_folder_and_links_are_replaced(tmp_path, mon
     was followed, and nothing was ever cleaned up."""
     import os
     import time
+
     from dashboard import byom
     monkeypatch.setenv("DSG_RUNS_DIR", str(tmp_path / "runs"))
     victim = tmp_path / "victim"

@@ -15,9 +15,9 @@ from .run import (
                   task_names,
                   title_of,
 )
-from .sets import SetCache, calibration_set, file_digest, generated_set, real_calibration
+from .sets import SetCache, calibration_set, calibration_sets, file_digest, generated_sets, real_calibration
 
 __all__ = ["Plan", "run", "RunResult", "Resources", "TestSet", "task_names", "title_of", "quantize_and_evaluate",
            "result_row", "reopen", "diagnose_sets", "in_parallel", "parse_bits", "SetCache", "calibration_set",
-           "generated_set", "real_calibration", "file_digest", "DEFAULT_WBITS", "DEFAULT_ABITS",
+           "calibration_sets", "generated_sets", "real_calibration", "file_digest", "DEFAULT_WBITS", "DEFAULT_ABITS",
            "DEFAULT_QUANTIZER", "RUN_SOURCES"]

@@ -20,10 +20,10 @@ import torch.nn as nn
 
 from ..data import real_split
 from ..data.folder import load_image_folder
-from ..errors import DSGError
 from ..diagnostics import REAL, Diagnosis, diagnose
+from ..errors import DSGError
 from ..evaluate import evaluate_quantized
-from ..generation import Margins, SyntheticSet, generate
+from ..generation import Margins, SyntheticSet
 from ..logit_cache import fp32_logits
 from ..models import ModelSpec, get_spec, load_model
 from ..progress import CancelFn, Progress, ProgressFn
@@ -31,7 +31,7 @@ from ..quant import QuantConfig, quantize_model
 from ..runstore import RunStore
 from ..sources import label
 from .plan import Plan
-from .sets import SetCache, generated_set, real_calibration
+from .sets import SetCache, generated_sets, real_calibration
 
 
 # ------------------------------------------------------------------------------------ what is needed
@@ -162,33 +162,35 @@ def run(plan: Plan, *, progress: ProgressFn = None, cancel: CancelFn = None, sto
 
 def _generate(plan: Plan, res: Resources, report: "_Reporter", cancel: CancelFn, cache: SetCache | None,
               device, snapshots: dict) -> dict[tuple[str, int], SyntheticSet]:
-    """Every generated set of the plan; with ``plan.snapshots``, seed 0's BN-matched sets are made
-    afresh and their snapshots land in ``snapshots``."""
+    """Every generated set of the plan, made together (``generated_sets``); with ``plan.snapshots``,
+    seed 0's BN-matched sets are made afresh and their snapshots land in ``snapshots``."""
     size = res.spec.input_shape[-1]
-
-    def one(k: int, source: str, seed: int) -> SyntheticSet:
-        cfg = plan.source_config(source, seed, size)
-        with report.task(k):
-            if plan.snapshots and seed == plan.seeds[0] and cfg.uses_bn:  # fresh, so there is something to replay
-                kept = snapshots.setdefault((source, seed), [])
-                return generate(_private(res.model), res.spec.input_shape, cfg, model_name=res.spec.name,
-                                num_classes=res.spec.num_classes, valid_range=res.spec.valid_range, cancel=cancel,
-                                device=device, progress=_keeping(report.sub(k), kept), snapshot_every=plan.snapshots)
-            return generated_set(_private(res.model), res.spec, cfg, cache=cache, cancel=cancel, device=device,
-                                 progress=report.sub(k))
-
-    made = in_parallel([partial(one, k, src, seed) for k, (src, seed) in enumerate(plan.generated)], plan.workers)
-    return dict(zip(plan.generated, made))
+    cfgs = {key: plan.source_config(*key, size) for key in plan.generated}
+    fresh = {k for k, c in cfgs.items() if plan.snapshots and k[1] == plan.seeds[0] and c.uses_bn}
+    tasks = {key: k for k, key in enumerate(plan.generated)}
+    sets = generated_sets(_private(res.model), res.spec, cfgs, cache=cache, fresh=fresh, cancel=cancel,
+                          device=device, snapshot_every=plan.snapshots,
+                          progress=_sets_progress(report, tasks, snapshots, plan.seeds[0]))
+    for key in plan.generated:
+        report.done(tasks[key])
+    return sets
 
 
-def _keeping(progress: ProgressFn, kept: list) -> ProgressFn:
-    """Pass progress on, keeping the generator's snapshots (and not handing them further)."""
-    def report(p: Progress) -> None:
-        if "snapshot" in p.extra:
-            kept.append(p.extra.pop("snapshot"))
-        if progress is not None:
-            progress(p)
-    return report
+def _sets_progress(report: "_Reporter", tasks: dict, snapshots: dict, first_seed: int) -> ProgressFn:
+    """The joint pass's progress as each set's own task (its loss, the pass's step), keeping the
+    snapshots of the first seed's sets."""
+    def on(p: Progress) -> None:
+        keys = p.extra["keys"]
+        for index, snap in p.extra.get("snapshots", {}).items():
+            for key in keys[index]:
+                if key[1] == first_seed:
+                    snapshots.setdefault(key, []).append(snap)
+        for index, loss in zip(p.extra.get("sets", []), p.extra.get("set_loss", [])):
+            for key in keys[index]:
+                sub = report.sub(tasks[key])
+                if sub is not None:
+                    sub(Progress("generate", min(p.step, p.total - 1), p.total, loss))
+    return on
 
 
 def _quantize_rows(plan: Plan, res: Resources, source: str, seed: int, images: torch.Tensor, progress: ProgressFn,
@@ -277,12 +279,18 @@ def _private(model: nn.Module) -> nn.Module:
 
 
 def in_parallel(tasks: list, workers: int) -> list:
-    """Run zero-argument tasks on ``workers`` threads (torch ops release the GIL), results in order."""
+    """Run zero-argument tasks on ``workers`` threads (torch ops release the GIL), results in order,
+    with torch's intra-op threads shared out meanwhile: more threads than cores stall each other."""
     if workers <= 1 or len(tasks) <= 1:
         return [t() for t in tasks]
-    with ThreadPoolExecutor(workers, thread_name_prefix="dsg-task") as pool:
-        futures = [pool.submit(t) for t in tasks]
-        return [f.result() for f in futures]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // workers))
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="dsg-task") as pool:
+            futures = [pool.submit(t) for t in tasks]
+            return [f.result() for f in futures]
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _Reporter:
@@ -300,6 +308,10 @@ class _Reporter:
     def task(self, k: int):
         """A context that reports task ``k`` as started, then done."""
         return _Task(self.sub(k))
+
+    def done(self, k: int) -> None:
+        if self.progress is not None:
+            self.sub(k)(Progress("done", 1, 1))
 
 
 class _Task:

@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 from ..data import real_split
-from ..generation import GenerationConfig, SyntheticSet, generate
+from ..generation import GenerationConfig, SyntheticSet, generate_many
 from ..models import ModelSpec
-from ..progress import CancelFn, ProgressFn
+from ..progress import CancelFn, Progress, ProgressFn
 from ..sources import source_config
 
 
@@ -53,24 +53,53 @@ def real_calibration(model_name: str, n: int, seed: int, pool: torch.Tensor | No
     return x[idx]
 
 
-def generated_set(model: nn.Module, spec: ModelSpec, cfg: GenerationConfig, *, cache: SetCache | None = None,
-                  progress: ProgressFn = None, cancel: CancelFn = None, device="cpu") -> SyntheticSet:
-    """The set of one generation config: from the cache, else generated (and cached)."""
-    s = cache.get(spec.name, cfg) if cache else None
-    if s is None:
-        s = generate(model, spec.input_shape, cfg, model_name=spec.name, num_classes=spec.num_classes,
-                     valid_range=spec.valid_range, progress=progress, cancel=cancel, device=device)
-        if cache:
+def generated_sets(model: nn.Module, spec: ModelSpec, cfgs: dict, *, cache: SetCache | None = None,
+                   fresh=(), progress: ProgressFn = None, cancel: CancelFn = None, device="cpu",
+                   snapshot_every: int = 0) -> dict:
+    """{key: set} for every ``cfgs`` entry: read from the cache, else (and always for the keys in
+    ``fresh``) generated together by ``generate_many`` — one forward+backward per iteration for all
+    of them, each set equal to generating it alone — and cached; a config two keys share is made
+    once. ``progress`` gets generate_many's joint records with ``extra["keys"]``: the keys of each
+    index in ``extra["sets"]``. A stop during the pass caches none of its sets."""
+    out, todo = {}, {}
+    for key, cfg in cfgs.items():
+        hit = cache.get(spec.name, cfg) if cache is not None and key not in fresh else None
+        if hit is not None:
+            out[key] = hit
+        else:
+            todo.setdefault(cfg, []).append(key)
+    if not todo:
+        return out
+    keys = list(todo.values())
+
+    def report(p: Progress) -> None:
+        progress(Progress(p.stage, p.step, p.total, p.loss, p.parts, {**p.extra, "keys": keys}))
+    made = generate_many(model, spec.input_shape, list(todo), model_name=spec.name, num_classes=spec.num_classes,
+                         valid_range=spec.valid_range, progress=report if progress else None, cancel=cancel,
+                         device=device, snapshot_every=snapshot_every)
+    for (cfg, same), s in zip(todo.items(), made):
+        if cache is not None:
             cache.put(spec.name, cfg, s)
-    return s
+        out.update(dict.fromkeys(same, s))
+    return out
+
+
+def calibration_sets(model: nn.Module, spec: ModelSpec, sources: list[str], bases: list[GenerationConfig], *,
+                     cache: SetCache | None = None, progress: ProgressFn = None, cancel: CancelFn = None,
+                     device="cpu") -> dict[tuple[str, int], tuple[torch.Tensor, SyntheticSet | None]]:
+    """{(source, seed): (images, the synthetic set or None for real data)} for every source at every
+    base config (one per seed), the missing sets generated in one pass (``generated_sets``)."""
+    cfgs = {(src, b.seed): source_config(src, b, spec.input_shape[-1]) for b in bases for src in sources}
+    made = generated_sets(model, spec, {k: c for k, c in cfgs.items() if c is not None}, cache=cache,
+                          progress=progress, cancel=cancel, device=device)
+    samples = {b.seed: b.samples for b in bases}
+    return {k: (made[k].images, made[k]) if k in made else (real_calibration(spec.name, samples[k[1]], k[1]), None)
+            for k in cfgs}
 
 
 def calibration_set(model: nn.Module, spec: ModelSpec, source: str, base: GenerationConfig, *,
                     cache: SetCache | None = None, progress: ProgressFn = None, cancel: CancelFn = None,
                     device="cpu") -> tuple[torch.Tensor, SyntheticSet | None]:
     """(images, the synthetic set or None for real data) of one source at the base config's seed."""
-    cfg = source_config(source, base, spec.input_shape[-1])
-    if cfg is None:
-        return real_calibration(spec.name, base.samples, base.seed), None
-    s = generated_set(model, spec, cfg, cache=cache, progress=progress, cancel=cancel, device=device)
-    return s.images, s
+    return calibration_sets(model, spec, [source], [base], cache=cache, progress=progress, cancel=cancel,
+                            device=device)[(source, base.seed)]

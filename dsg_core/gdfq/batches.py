@@ -51,7 +51,8 @@ class GeneratedBatches:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return (x.detach(), y, logits.detach()), {"g_loss": loss.item(), **{f"g_{k}": v.item() for k, v in parts.items()}}
+        return (x.detach(), y, logits.detach()), {"g_loss": loss.item(),
+                                                  **{f"g_{k}": v.item() for k, v in parts.items()}}
 
     @torch.no_grad()
     def calibration(self, n: int) -> torch.Tensor:

@@ -54,7 +54,8 @@ class ConditionalGenerator(nn.Module):
         if num_classes < 1 or latent_dim < 1 or width < 1:
             raise ConfigError("num_classes, latent_dim and width must be positive")
         c, h, w = input_shape
-        self.input_shape, self.num_classes, self.latent_dim, self.cond = tuple(input_shape), num_classes, latent_dim, cond
+        self.input_shape, self.num_classes = tuple(input_shape), num_classes
+        self.latent_dim, self.cond = latent_dim, cond
         k = doublings(min(h, w))
         self.start = (math.ceil(h / 2 ** k), math.ceil(w / 2 ** k))
         self.width = width

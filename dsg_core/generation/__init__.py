@@ -2,11 +2,12 @@
 
 from .config import METHODS, PRESETS, GenerationConfig, preset
 from .generator import Objective, generate
+from .many import generate_many
 from .margins import Margins, compute_margins
 from .stats import BNStats, BNTargets, bn_targets
 from .synthetic_set import SyntheticSet
 
-__all__ = ["METHODS", "PRESETS", "GenerationConfig", "preset", "Objective", "generate", "Margins",
+__all__ = ["METHODS", "PRESETS", "GenerationConfig", "preset", "Objective", "generate", "generate_many", "Margins",
            "compute_margins", "BNStats", "BNTargets", "bn_targets", "SyntheticSet", "generate_named"]
 
 

@@ -17,13 +17,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError, NumericalError
-from ..resources import check_generation_fits, retain_freed_memory
+from ..models.fold import fold_bn
 from ..progress import CancelFn, Progress, ProgressFn, check_cancel
+from ..resources import check_generation_fits, retain_freed_memory
 from . import losses
 from .config import GenerationConfig
 from .margins import Margins, compute_margins, fixed_margins
 from .optim import ImageAdam, make_schedule
-from ..models.fold import fold_bn
 from .stats import BNStats, BNTargets, FoldedBatchNorm, bn_targets
 from .synthetic_set import SyntheticSet
 

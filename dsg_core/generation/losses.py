@@ -2,7 +2,9 @@
 
 Conventions: per-sample statistics are (B, C_total) tensors (all BN layers concatenated, see
 ``stats.py``); per-layer losses are (B, N) matrices L[j, i] = loss of sample j at layer i; every
-scalar loss is a sum over samples divided by the batch size B.
+scalar loss is a sum over samples divided by the batch size B. The batch-level terms also take
+leading dims of independent sets, (S, B, ...) -> (S,), so that several sets optimized as one batch
+(``generate_many``) each get their own loss in one vectorized expression.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from .stats import BNTargets
+
+SAMPLE_DIMS = (-4, -3, -2, -1)  # (B, C, H, W) of an image batch, after any leading set dims
 
 
 def bn_l2(mean: torch.Tensor, std: torch.Tensor, t: BNTargets) -> torch.Tensor:
@@ -41,21 +45,21 @@ def lse_weights(batch: int, layers: int, weight: float, device=None) -> torch.Te
 
 
 def weighted_mean(layer_loss: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-    """(1/B) sum_{i,j} X[j,i] L[j,i]; X=None is all ones (no LSE)."""
+    """(1/B) sum_{i,j} X[j,i] L[j,i] over the last two dims (B, N); X=None is all ones (no LSE)."""
     total = layer_loss if x is None else layer_loss * x
-    return total.sum() / layer_loss.shape[0]
+    return total.sum((-2, -1)) / layer_loss.shape[-2]
 
 
 def input_prior(images: torch.Tensor) -> torch.Tensor:
     """ZeroQ's input term: each image's per-channel mean -> 0 and std -> 1, summed / B."""
-    var, mean = torch.var_mean(images, dim=(2, 3), correction=0)
-    return (mean.pow(2) + ((var + 1e-5).sqrt() - 1).pow(2)).sum() / images.shape[0]
+    var, mean = torch.var_mean(images, dim=(-2, -1), correction=0)
+    return (mean.pow(2) + ((var + 1e-5).sqrt() - 1).pow(2)).sum((-2, -1)) / images.shape[-4]
 
 
-def cosine_similarity_matrix(x: torch.Tensor) -> torch.Tensor:
-    """B x B cosine similarities of the flattened samples."""
-    flat = F.normalize(x.flatten(1), dim=1)
-    return flat @ flat.T
+def cosine_similarity_matrix(x: torch.Tensor, sets: int = 0) -> torch.Tensor:
+    """B x B cosine similarities of the flattened samples; the first ``sets`` dims are independent sets."""
+    flat = F.normalize(x.flatten(sets + 1), dim=-1)
+    return flat @ flat.mT
 
 
 def reference_spectrum(shape: tuple[int, ...], seed: int = 1234, device=None) -> torch.Tensor:
@@ -65,29 +69,36 @@ def reference_spectrum(shape: tuple[int, ...], seed: int = 1234, device=None) ->
     return torch.linalg.eigvalsh(cosine_similarity_matrix(noise)).to(device)
 
 
-def sci(images: torch.Tensor, ref_eigvals: torch.Tensor, num_layers: int) -> torch.Tensor:
+def sci(images: torch.Tensor, ref_eigvals: torch.Tensor, num_layers: int, sets: int = 0) -> torch.Tensor:
     """SCI, eigenvalue form: MSE between the batch's and a Gaussian batch's similarity spectra / N.
 
     [DSG journal, sec. 3.4; GDPP] The full GDPP loss also aligns eigenvectors, whose gradient has
     1/(lambda_i - lambda_j) terms that explode for near-equal eigenvalues (the brief's probe saw loss
     spikes under Adam). Eigenvalue gradients are v_k v_k^T: bounded, so this form is stable. Since
     sum(lambda) = B always, the loss can only move mass between eigenvalues: it penalizes a batch
-    whose similarity is concentrated in a few directions (homogenized samples).
+    whose similarity is concentrated in a few directions (homogenized samples). With ``sets`` leading
+    dims of independent sets, one loss per set.
     """
-    eig = torch.linalg.eigvalsh(cosine_similarity_matrix(images))
-    return F.mse_loss(eig, ref_eigvals) / num_layers
+    eig = torch.linalg.eigvalsh(cosine_similarity_matrix(images, sets))
+    return F.mse_loss(eig, ref_eigvals.expand_as(eig), reduction="none").mean(-1) / num_layers
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
     """TV-L2 prior: squared differences of neighbouring pixels, summed per image, / B."""
     dx = images[..., :, 1:] - images[..., :, :-1]
     dy = images[..., 1:, :] - images[..., :-1, :]
-    return (dx.pow(2).sum() + dy.pow(2).sum()) / images.shape[0]
+    return (dx.pow(2).sum(SAMPLE_DIMS) + dy.pow(2).sum(SAMPLE_DIMS)) / images.shape[-4]
 
 
 def l2_prior(images: torch.Tensor) -> torch.Tensor:
     """L2 prior: squared pixel norm per image, / B (keeps pixels from drifting far)."""
-    return images.pow(2).sum() / images.shape[0]
+    return images.pow(2).sum(SAMPLE_DIMS) / images.shape[-4]
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged over the batch: (..., B, K) logits and (..., B) labels -> (...)."""
+    per_sample = F.cross_entropy(logits.flatten(0, -2), labels.flatten(), reduction="none")
+    return per_sample.view(labels.shape).mean(-1)
 
 
 def jitter(images: torch.Tensor, max_px: int, gen: torch.Generator) -> torch.Tensor:
@@ -95,4 +106,4 @@ def jitter(images: torch.Tensor, max_px: int, gen: torch.Generator) -> torch.Ten
     if max_px <= 0:
         return images
     dx, dy = torch.randint(-max_px, max_px + 1, (2,), generator=gen).tolist()
-    return torch.roll(images, shifts=(dy, dx), dims=(2, 3))
+    return torch.roll(images, shifts=(dy, dx), dims=(-2, -1))

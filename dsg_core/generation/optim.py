@@ -20,7 +20,9 @@ BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults [Kingma & Ba 2015
 
 
 class ImageAdam:
-    """Adam over one tensor, ``x`` (updated in place from ``x.grad``); ``lr`` may be changed between steps."""
+    """Adam over one tensor, ``x`` (updated in place from ``x.grad``, or from the ``grad`` given to
+    ``step``: ``x`` may be one set's slice of a batch shared by several sets, each with its own Adam
+    state and lr); ``lr`` may be changed between steps."""
 
     def __init__(self, x: torch.Tensor, lr: float):
         self.x, self.lr = x, lr
@@ -29,9 +31,10 @@ class ImageAdam:
         self.steps = torch.tensor(0.0)
 
     @torch.no_grad()
-    def step(self) -> None:
-        adam([self.x], [self.x.grad], [self.exp_avg], [self.exp_avg_sq], [], [self.steps], amsgrad=False,
-             beta1=BETAS[0], beta2=BETAS[1], lr=self.lr, weight_decay=0.0, eps=EPS, maximize=False)
+    def step(self, grad: torch.Tensor | None = None) -> None:
+        grad = self.x.grad if grad is None else grad
+        adam([self.x], [grad], [self.exp_avg], [self.exp_avg_sq], [], [self.steps], amsgrad=False, beta1=BETAS[0],
+             beta2=BETAS[1], lr=self.lr, weight_decay=0.0, eps=EPS, maximize=False)
 
 
 class Plateau:

@@ -29,10 +29,12 @@ class ModelSpec:
     mean: tuple[float, ...]                    # per-channel normalization of model inputs
     std: tuple[float, ...]
     classes: tuple[str, ...] | Callable[[], tuple[str, ...]]  # names, or a function giving them (lazy)
-    dataset: str                               # "mnist" (embedded, offline) or "imagenet"
+    dataset: str                               # "mnist" (embedded, offline), "imagenet" or "folder" (a card's)
     load_weights: Callable[["ModelSpec", str | None], dict] = field(repr=False, default=None)
     default: bool = False
     description: str = ""
+    real_folder: str | None = None             # a user model's real images (ImageFolder), from its card
+    test_folder: str | None = None             # its test images (labelled or plain)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -69,6 +71,32 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+USER_PREFIX = "user:"
+
+
+def register_user_model(spec: ModelSpec) -> ModelSpec:
+    """Register a user's model (name ``user:<something>``), replacing an earlier one of that name.
+
+    The prefix keeps user models from shadowing the built-in ones that results, caches and docs
+    refer to; replacing is allowed because the same file is often loaded again after a fix.
+    """
+    if not spec.name.startswith(USER_PREFIX) or len(spec.name) == len(USER_PREFIX):
+        raise ModelError(f"a user model's name must look like '{USER_PREFIX}<name>', got {spec.name!r}")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister_model(name: str) -> None:
+    """Forget a user model (built-in models cannot be removed); unknown names are ignored."""
+    if not name.startswith(USER_PREFIX):
+        raise ModelError(f"only user models ('{USER_PREFIX}...') can be unregistered, not {name!r}")
+    _REGISTRY.pop(name, None)
+
+
+def is_user_model(name: str) -> bool:
+    return name.startswith(USER_PREFIX) and name in _REGISTRY
+
+
 def list_models() -> list[ModelSpec]:
     return list(_REGISTRY.values())
 
@@ -81,6 +109,11 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
+        if name.startswith(USER_PREFIX):  # loaded in another process (a job's parent, an earlier command)
+            from .remembered import recall
+            spec = recall(name)
+            if spec is not None:
+                return spec
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"unknown model {name!r}.{hint} Known models: {', '.join(_REGISTRY)}.") from None

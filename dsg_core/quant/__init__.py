@@ -4,12 +4,22 @@
     q = quantize_model(model, calib_images, QuantConfig(wbits=4, abits=4, quantizer="dsg-avg"))
 """
 
+from ..models.fold import fold_bn
 from .adaround import ReconConfig, adaround, reconstruct
 from .brecq import brecq, find_blocks
 from .calibrate import CALIBRATORS, calibrate_activations
-from ..models.fold import fold_bn
-from .modules import (ActQuantizer, QuantAct, QuantConv2d, QuantLinear, QuantReport, WeightQuantizer,
-                      act_quantizers, convert, quant_layers, set_act_quant)
+from .modules import (
+                      ActQuantizer,
+                      QuantAct,
+                      QuantConv2d,
+                      QuantLinear,
+                      QuantReport,
+                      WeightQuantizer,
+                      act_quantizers,
+                      convert,
+                      quant_layers,
+                      set_act_quant,
+)
 from .ptq import QUANTIZERS, QuantConfig, quantize_model
 from .quantizer import VALID_BITS, check_bits, fake_quant, qparams, weight_qparams
 

@@ -22,11 +22,11 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError, ModelError
+from ..models.fold import fold_bn as fold_bn_layers
 from ..progress import CancelFn, ProgressFn
 from .adaround import ReconConfig, adaround
 from .brecq import brecq
 from .calibrate import CALIBRATORS, calibrate_activations, check_images, forward_checked
-from ..models.fold import fold_bn as fold_bn_layers
 from .modules import convert
 from .quantizer import check_bits
 

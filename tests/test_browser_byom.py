@@ -1,0 +1,42 @@
+"""Bring your own model in a real browser: upload a torch.export program, trust it, fill the card, use it, Run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dashboard import browser as b
+
+pytestmark = pytest.mark.skipif(not b.CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")
+pytest.importorskip("playwright")
+
+TINY = {"samples": 8, "iters": 10, "compare": "false", "eval": 200, "view": "Bring your own model"}
+
+
+def test_program_upload_then_run_in_chromium(tmp_path):
+    from dsg_core.models import load_model
+    ep = torch.export.export(load_model("resnet20_mnist"), (torch.zeros(2, 1, 28, 28),),
+                             dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(ep, str(tmp_path / "digits.pt2"))
+    with b.server(tmp_path / "runs", log=tmp_path / "streamlit.log") as (url, _, _), b.browser_page() as page:
+        page.goto(b.url_with(url, TINY))
+        b.wait_idle(page, 90)
+        page.get_by_text("A torch.export program (.pt2)").click()
+        b.wait_idle(page, 60)
+        uploader = page.locator("[data-testid='stFileUploader'] input[type=file]").first
+        uploader.set_input_files(str(tmp_path / "digits.pt2"))
+        b.wait_idle(page, 60)
+        page.get_by_label("Mean per channel, for pixels in [0, 1]").fill("0.1307")
+        page.get_by_label("Std per channel").fill("0.3081")
+        page.get_by_label("Std per channel").press("Enter")
+        b.wait_idle(page, 60)
+        page.get_by_text("Real data: the embedded MNIST digits").click()
+        b.wait_idle(page, 60)
+        page.get_by_text("I trust this file", exact=True).click()
+        page.get_by_text("Program OK", exact=False).first.wait_for(timeout=120_000)
+        assert page.get_by_text("inferred input shape (1, 28, 28)", exact=False).count() == 1
+        page.get_by_role("button", name="Use this model").click()
+        b.wait_idle(page, 60)
+        b.press_run_and_wait(page, timeout_s=300)
+        assert page.locator(b.EXCEPTION).count() == 0
+        assert page.get_by_text("Using your model: digits.pt2", exact=False).count() == 1
