@@ -10,7 +10,7 @@ from dashboard import browser as b
 pytestmark = pytest.mark.skipif(not b.CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")
 pytest.importorskip("playwright")
 
-TINY = {"samples": 8, "iters": 10, "compare": "false", "eval": 200, "view": "Bring your own model"}
+TINY = {"samples": 8, "iterations": 10, "seeds": 1, "compare": "false", "eval_images": 200}
 
 
 def test_program_upload_then_run_in_chromium(tmp_path):
@@ -19,7 +19,7 @@ def test_program_upload_then_run_in_chromium(tmp_path):
                              dynamic_shapes=({0: torch.export.Dim("batch")},))
     torch.export.save(ep, str(tmp_path / "digits.pt2"))
     with b.server(tmp_path / "runs", log=tmp_path / "streamlit.log") as (url, _, _), b.browser_page() as page:
-        page.goto(b.url_with(url, TINY))
+        page.goto(b.url_with(url + "your-model", TINY))
         b.wait_idle(page, 90)
         page.get_by_text("A torch.export program (.pt2)").click()
         b.wait_idle(page, 60)
