@@ -213,7 +213,7 @@ def main() -> None:
                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        "machine": machine(), "samples": SAMPLES, "iterations": args.iterations,
                        "seeds": int(max((c["seed"] for c in cells), default=-1)) + 1,
-                       "variant_seeds": args.variant_seeds},
+                       "variant_seeds": len({r["seed"] for r in variant_rows})},
               "models": facts, "cells": cells, "metrics": metrics, "examples": grids + variant_grids,
               "variants": variant_rows, "snapshots": replays}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -141,7 +141,7 @@ def stale_banner(settings: state.Settings, result, ctx) -> None:
     notes = state.stale_notes(settings.to_plan(ctx.weights, ctx.test_dir), result.plan)
     if notes:
         st.warning("**Stale view:** " + "; ".join(notes) + ". Press **Run** to update, or load the run's "
-                   "settings back.", icon="⏳")
+                   "settings back.", icon=":material/update:")
         st.button("Put the run's settings back in the sidebar", key="restore_settings",
                   on_click=state.apply_settings, args=(state.Settings.from_plan(result.plan),))
 
@@ -167,26 +167,30 @@ def main() -> None:
         start(run_job(settings.to_plan(ctx.weights, ctx.test_dir), ctx))
         st.rerun()  # redraw the whole page: Run disabled, live panel shown
     plan = settings.to_plan()
-    run_box.caption(f"{len(plan.seeds)} seed(s) × {len(plan.generated)} generated sets, "
-                    f"{plan.generation.iterations} iterations; about a minute on 2 cores at the defaults.")
+    run_box.caption(f"{len(plan.generated)} sets to generate ({len(plan.seeds)} seed(s) × DSG, ZeroQ, Gaussian) of "
+                    f"{plan.generation.samples} images × {plan.generation.iterations} steps, plus real images; about a "
+                    "minute on 2 cores at the defaults.")
     if custom:
         run_box.caption(f"Using your model: {code(st.session_state['custom']['label'])}")
     result = st.session_state.get("result")
     if store.notice:  # a damaged runs.sqlite was moved aside just now
         st.warning(plain(store.notice))
+    # icons are Material symbols: they render without emoji fonts; the default page is the bare address
     pages = {
-        "evidence": st.Page(lambda: evidence.render(present), title="Evidence", icon="📊", url_path="evidence",
-                            default=True),
+        "evidence": st.Page(lambda: evidence.render(present), title="Evidence", icon=":material/insights:",
+                            url_path="evidence", default=True),
         "explore": st.Page(lambda: explore.render(st.session_state.get("result"), present), title="Explore a run",
-                           icon="🔬", url_path="explore"),
+                           icon=":material/biotech:", url_path="explore"),
         "accuracy": st.Page(lambda: accuracy.render(st.session_state.get("result"), ctx, store, running, start),
-                            title="Accuracy", icon="🎯", url_path="accuracy"),
-        "qat": st.Page(lambda: qat.render(ctx, settings), title="Generator + QAT", icon="🏭", url_path="qat"),
-        "learn": st.Page(lambda: learn.render(settings, pages), title="Learn", icon="📖", url_path="learn"),
-        "your-model": st.Page(lambda: byom.render(state.model_names()), title="Your model", icon="🧩",
-                              url_path="your-model"),
-        "history": st.Page(lambda: history_and_jobs(store, settings, ctx), title="History & jobs", icon="🗂️",
-                           url_path="history"),
+                            title="Accuracy", icon=":material/target:", url_path="accuracy"),
+        "qat": st.Page(lambda: qat.render(ctx, settings), title="Generator + QAT", icon=":material/model_training:",
+                       url_path="qat"),
+        "learn": st.Page(lambda: learn.render(settings, pages), title="Learn", icon=":material/school:",
+                         url_path="learn"),
+        "your-model": st.Page(lambda: byom.render(state.model_names()), title="Your model",
+                              icon=":material/upload_file:", url_path="your-model"),
+        "history": st.Page(lambda: history_and_jobs(store, settings, ctx), title="History & jobs",
+                           icon=":material/history:", url_path="history"),
     }
     page = st.navigation({"What the measurements show": [pages["evidence"]],
                           "Your run": [pages["explore"], pages["accuracy"], pages["qat"]],

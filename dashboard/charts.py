@@ -253,3 +253,33 @@ def replay(frames: pd.DataFrame, bn: tuple[float, float], band: tuple[float, flo
                     marker=dict(symbol="x", size=14, color="black"))
     fig.update_layout(xaxis_title="per-sample mean", yaxis_title="per-sample std")
     return _style(fig, 460)
+
+
+def cell_panels(df: pd.DataFrame, fp32: float | None, title: str, panels: list[str], height: int = 360) -> go.Figure:
+    """One cell's top-1 side by side for each pixel handling (``df.pixel_range``): per source every
+    seed a dot, mean ± std a bar, the range-jitter mean a hollow diamond. Real images (always in
+    range) appear in every panel."""
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=[f"pixels: {p}" for p in panels],
+                        horizontal_spacing=0.03)
+    for col, pr in enumerate(panels, 1):
+        part = df[(df.pixel_range == pr) | (df.source == "real")]
+        for g in [s for s in ORDER["set"] if s in set(part.set)]:
+            v = part[part.set == g]
+            colour = COLORS.get(g, "#444444")
+            fig.add_scatter(x=[g] * len(v), y=v.top1, mode="markers", showlegend=False, row=1, col=col,
+                            marker=dict(color=colour, size=8, opacity=0.7), customdata=v.seed,
+                            hovertemplate=f"{g} seed %{{customdata}}: %{{y:.1f}}%<extra></extra>")
+            fig.add_scatter(x=[g], y=[v.top1.mean()], mode="markers", showlegend=False, row=1, col=col,
+                            marker=dict(color=colour, size=18, symbol="line-ew-open", line=dict(width=3)),
+                            error_y=dict(type="data", array=[v.top1.std(ddof=0)], color=colour, thickness=2),
+                            hovertemplate=f"{g}: mean %{{y:.1f}} ± {v.top1.std(ddof=0):.1f} "
+                                          f"(n={len(v)})<extra></extra>")
+            if "jitter_mean" in v and v.jitter_mean.notna().any():
+                fig.add_scatter(x=[g] * len(v), y=v.jitter_mean, mode="markers", showlegend=False, row=1, col=col,
+                                marker=dict(symbol="diamond-open", size=8, color=colour),
+                                hovertemplate=f"{g}: range-jitter mean %{{y:.1f}}%<extra></extra>")
+        if fp32 is not None:
+            fig.add_hline(y=fp32, line_dash="dash", line_color="black", row=1, col=col)
+    fig.update_yaxes(range=[0, 101], title_text="top-1 (%)", col=1)
+    fig.update_layout(title=title + (f" (dashed: FP32 {fp32:.1f}%)" if fp32 is not None else ""))
+    return _style(fig, height)

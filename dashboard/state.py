@@ -231,7 +231,7 @@ def sidebar() -> Settings:
         raw.update(dropped)
         st.session_state["link_warnings"] = link_warnings(raw, settings)
     for message in st.session_state["link_warnings"]:
-        top.warning(message, icon="⚠️")  # markdown, with the link's text in a code span
+        top.warning(message, icon=":material/warning:")  # markdown, with the link's text in a code span
     return settings
 
 

@@ -52,7 +52,7 @@ def section(title: str, overview: str, detail: str, formula: str, control: str, 
     with right:
         st.info(control)
         if page in PAGES:
-            st.page_link(PAGES[page], label=link, icon="👉")
+            st.page_link(PAGES[page], label=link, icon=":material/arrow_forward:")
 
 
 def render(settings: Settings, pages: dict | None = None) -> None:
