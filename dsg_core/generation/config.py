@@ -15,6 +15,7 @@ The image priors (CE on target labels, TV, L2, translation jitter) are independe
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from typing import NamedTuple
 
 from ..errors import ConfigError
 
@@ -23,6 +24,13 @@ INITS = ("gaussian", "uniform")
 SCHEDULES = ("plateau", "cosine", "constant")
 PRESETS = ("paper", "reference")
 PIXEL_RANGES = ("free", "clip", "clamp-after")  # see GenerationConfig.pixel_range
+
+
+class Components(NamedTuple):
+    """DSG's three parts, each in force or not."""
+    sda: bool
+    lse: bool
+    sci: bool
 
 
 @dataclass(frozen=True)
@@ -65,10 +73,10 @@ class GenerationConfig:
         return self.method != "gaussian"
 
     @property
-    def components(self) -> tuple[bool, bool, bool]:
-        """(SDA, LSE, SCI) actually in force: ZeroQ and Gaussian use none of them."""
+    def components(self) -> Components:
+        """SDA, LSE and SCI actually in force: ZeroQ and Gaussian use none of them."""
         on = self.method == "dsg"
-        return on and self.sda, on and self.lse, on and self.sci
+        return Components(on and self.sda, on and self.lse, on and self.sci)
 
     @property
     def label(self) -> str:

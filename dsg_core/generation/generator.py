@@ -42,7 +42,7 @@ class Objective:
         example = torch.zeros((2, *shape), device=device)
         targets = bn_targets(model, example)
         margins = None
-        if cfg.components[0]:
+        if cfg.components.sda:
             margins = (fixed_margins(targets, cfg.delta, cfg.gamma) if cfg.delta is not None else
                        compute_margins(model, targets, shape, cfg.epsilon, cfg.margin_samples, cfg.seed, device))
         if cfg.ce_weight and not num_classes:
@@ -55,7 +55,7 @@ class Objective:
         self._spectrum: dict[tuple, torch.Tensor] = {}
 
     def lse_matrix(self, batch: int) -> torch.Tensor | None:
-        if not self.cfg.components[1]:
+        if not self.cfg.components.lse:
             return None
         if batch not in self._lse:
             self._lse[batch] = losses.lse_weights(batch, self.targets.num_layers, self.cfg.lse_weight,
@@ -81,7 +81,7 @@ class Objective:
         parts = {"bn": losses.weighted_mean(layer, self.lse_matrix(b))}
         if cfg.input_prior:
             parts["input"] = losses.input_prior(images)
-        if cfg.components[2] and cfg.sci_weight and b > 1:
+        if cfg.components.sci and cfg.sci_weight and b > 1:
             parts["sci"] = cfg.sci_weight * losses.sci(images, self.spectrum(tuple(images.shape)),
                                                       self.targets.num_layers)
         if cfg.ce_weight and labels is not None:

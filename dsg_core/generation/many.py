@@ -67,7 +67,7 @@ class SetsObjective:
         ones = torch.ones(n, self.targets.num_layers, device=self.targets.mu.device)
         self.lse = None if all(x is None for x in lse) else torch.stack([ones if x is None else x for x in lse])
         weights = {"input": [1.0 if c.input_prior else None for c in cfgs],
-                   "sci": [c.sci_weight if c.components[2] and c.sci_weight and n > 1 else None for c in cfgs],
+                   "sci": [c.sci_weight if c.components.sci and c.sci_weight and n > 1 else None for c in cfgs],
                    "ce": [c.ce_weight or None for c in cfgs],
                    "tv": [c.tv_weight or None for c in cfgs],
                    "l2": [c.l2_weight or None for c in cfgs]}
