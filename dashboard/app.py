@@ -173,6 +173,8 @@ def main() -> None:
     if custom:
         run_box.caption(f"Using your model: {code(st.session_state['custom']['label'])}")
     result = st.session_state.get("result")
+    if result is not None and result.run_id is not None and st.query_params.get("run") != str(result.run_id):
+        st.query_params["run"] = str(result.run_id)  # the link names the run on screen, on every page
     if store.notice:  # a damaged runs.sqlite was moved aside just now
         st.warning(plain(store.notice))
     # icons are Material symbols: they render without emoji fonts; the default page is the bare address
