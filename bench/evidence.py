@@ -206,8 +206,8 @@ def main() -> None:
     facts, grids, replays = json.loads((args.work / "examples.json").read_text())
     variant_rows, variant_grids = [], []
     for path in sorted(args.work.glob("variants-*.json")):  # one file per process (--variant-ranges)
-        rows, grids = json.loads(path.read_text())
-        variant_rows, variant_grids = variant_rows + rows, variant_grids + grids
+        more_rows, more_grids = json.loads(path.read_text())
+        variant_rows, variant_grids = variant_rows + more_rows, variant_grids + more_grids
     bundle = {"meta": {**code_version(), "command": "python " + " ".join(["bench/evidence.py", *sys.argv[1:]]),
                        "rows": str(args.rows.relative_to(REPO)) if args.rows.is_relative_to(REPO) else str(args.rows),
                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
