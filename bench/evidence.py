@@ -169,8 +169,14 @@ def variants(model: str, seeds: int, ranges, cache: SetCache, base: GenerationCo
     return rows, grids
 
 
+def command() -> str:
+    return "python " + " ".join(["bench/evidence.py", *sys.argv[1:]])
+
+
 def keep(path: Path, data) -> None:
+    """A part's output, with the command that made it beside it (the bundle lists them all)."""
     path.write_text(json.dumps(data))
+    path.with_suffix(".command").write_text(command())
     print(f"kept {path}")
 
 
@@ -208,7 +214,8 @@ def main() -> None:
     for path in sorted(args.work.glob("variants-*.json")):  # one file per process (--variant-ranges)
         more_rows, more_grids = json.loads(path.read_text())
         variant_rows, variant_grids = variant_rows + more_rows, variant_grids + more_grids
-    bundle = {"meta": {**code_version(), "command": "python " + " ".join(["bench/evidence.py", *sys.argv[1:]]),
+    parts_made = [p.read_text() for p in sorted(args.work.glob("*.command"))]
+    bundle = {"meta": {**code_version(), "command": command(), "parts": parts_made,
                        "rows": str(args.rows.relative_to(REPO)) if args.rows.is_relative_to(REPO) else str(args.rows),
                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        "machine": machine(), "samples": SAMPLES, "iterations": args.iterations,

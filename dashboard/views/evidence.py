@@ -92,7 +92,9 @@ def header(b: Bundle) -> None:
     m = b.meta
     st.markdown("What the measurements over many seeds show, before you run anything. Every chart below is drawn "
                 "from a results bundle committed with the code; every sentence in bold is computed from its numbers.")
-    st.caption(f"Bundle: `{m.get('command')}` at commit {str(m.get('commit'))[:10]}"
+    made = "; ".join(f"`{c}`" for c in m.get("parts", [])) or f"`{m.get('command')}`"
+    st.caption(f"Bundle made by {made}, then `{m.get('command')}`, from the rows of `{m.get('rows')}` "
+               f"(`bench/reproduce.py --profile control`), at commit {str(m.get('commit'))[:10]}"
                f"{' (with uncommitted engine changes)' if m.get('dirty') else ''}, {m.get('created', '')[:10]}; "
                f"{m.get('samples')} images per set, {m.get('iterations')} generation steps, {m.get('seeds')} seeds per "
                f"cell, {m.get('variant_seeds')} per small multiple; top-1 on the 1,000-image MNIST test split.")
