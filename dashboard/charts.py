@@ -151,11 +151,11 @@ def bits_key(label: str) -> tuple[int, int]:
     return int(w), int(a)
 
 
-def diversity_vs_accuracy(df: pd.DataFrame, metric: str) -> go.Figure:
+def diversity_vs_accuracy(df: pd.DataFrame, metric: str, name: str | None = None) -> go.Figure:
     """One point per set, seed and run: a diversity metric against quantized top-1."""
     fig = px.scatter(df, x=metric, y="top1", color="set", color_discrete_map=COLORS, category_orders=ORDER,
                      hover_data=[c for c in ("run", "seed", "title") if c in df], opacity=0.85,
-                     title=f"{metric} vs quantized top-1")
+                     title=f"{name or metric} vs quantized top-1", labels={metric: name or metric})
     fig.update_traces(marker=dict(size=10))
     fig.update_layout(yaxis_title="top-1 (%)")
     return _style(fig, 420)
@@ -196,7 +196,8 @@ def cell_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
         for g in groups:
             ref = reference[reference[x] == g]["top1"]
             if len(ref):
-                fig.add_box(x=[g] * len(ref), y=ref, name="evidence bundle (10 seeds)", marker_color="#bbbbbb",
+                fig.add_box(x=[g] * len(ref), y=ref, name=f"evidence bundle ({reference.seed.nunique()} seeds)",
+                            marker_color="#bbbbbb",
                             line_color="#bbbbbb", boxpoints=False, showlegend=g == groups[0], opacity=0.6)
     for g in groups:
         v = df[df[x] == g]

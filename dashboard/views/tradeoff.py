@@ -68,7 +68,8 @@ def render(result, store: RunStore) -> None:
                      f"#{result.run_id}" if result.run_id else "current", result.plan.title or "this run")
     frames = [current] + (history_points(store, result.plan.model, bits, quantizer, result.run_id) if pool else [])
     df = pd.concat(frames, ignore_index=True)
-    st.plotly_chart(charts.diversity_vs_accuracy(df, metric), key="tradeoff")
+    st.plotly_chart(charts.diversity_vs_accuracy(df, metric, " ".join(WORDS.get(metric, (metric, ""))[:2])),
+                    key="tradeoff")
     table = correlations(df, metric_names)
     st.dataframe(table.style.format({"Spearman ρ": lambda v: "too few points" if v != v else f"{v:+.2f}"}),
                  hide_index=True, key="correlations")
