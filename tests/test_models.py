@@ -127,3 +127,21 @@ def test_mnist_cache_round_trips_and_survives_a_corrupt_file(tmp_path, monkeypat
     for x, y in (first, second, third):
         assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
     assert np.load(cached).shape == (5000, 785)  # rewritten
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: s.update({k: v.to(torch.int32) for k, v in s.items() if k.endswith("conv1.weight")}), "int32"),
+    (lambda s: s.update({k: v.clone().fill_(float("inf")) for k, v in s.items() if k.endswith("running_mean")}),
+     "NaN or Inf")])
+def test_integer_weights_and_inf_statistics_are_refused(tmp_path, damage, message):
+    """Attacks (issue 19, item 9): int32 weights and an Inf BN mean loaded without complaint."""
+    from safetensors.torch import save_file
+
+    from dsg_core.errors import ModelError
+    from dsg_core.models import get_spec, load_model
+    state = get_spec("resnet20_mnist").build().state_dict()
+    damage(state)
+    path = tmp_path / "bad.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(ModelError, match=message):
+        load_model("resnet20_mnist", weights=str(path))

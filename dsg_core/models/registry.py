@@ -149,8 +149,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle payloads, truncated files, foreign formats
         raise ModelError(f"cannot read weights from {path.name}: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'} "
@@ -159,4 +160,19 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path.name} is not a state dict (a mapping of names to tensors)")
+    check_values(state, path.name)
     return state
+
+
+def check_values(state: dict[str, torch.Tensor], what: str) -> None:
+    """Weights and statistics are finite floating-point numbers: integer weights would be cast
+    silently, and an Inf or NaN (a BN mean, say) poisons every statistic and loss downstream.
+    Counters (BN's num_batches_tracked) are the one integer entry a network has."""
+    for key, t in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if not t.is_floating_point():
+            raise ModelError(f"{what}: {key} holds {str(t.dtype).removeprefix('torch.')} numbers; weights and "
+                             "statistics are floating-point (save the state dict of the trained float model)")
+        if not bool(torch.isfinite(t).all()):
+            raise ModelError(f"{what}: {key} holds NaN or Inf values; the model cannot be used")
