@@ -215,7 +215,7 @@ def cell_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
                             name="mean over range jitter ×0.8, ×1, ×1.2",
                             marker=dict(symbol="diamond-open", size=9, color=colour))
     if fp32 is not None:
-        fig.add_hline(y=fp32, line_dash="dash", line_color="black", annotation_text=f"FP32 {fp32:.1f}%")
+        fig.add_hline(y=fp32, line_dash="dash", line_color="black", annotation_text=f"FP32 {fp32:.1f}% on these images")
     fig.update_layout(title=title, yaxis_title="top-1 (%)", yaxis_range=[0, 101], xaxis_title="")
     return _style(fig, height)
 
@@ -263,7 +263,10 @@ def cell_panels(df: pd.DataFrame, fp32: float | None, title: str, panels: list[s
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=[f"pixels: {p}" for p in panels],
                         horizontal_spacing=0.03)
     for col, pr in enumerate(panels, 1):
-        part = df[(df.pixel_range == pr) | (df.source == "real")]
+        # real images are in range in every panel; noise is not optimized, so clipping it is clamping it
+        same = {"clip": ("clip", "clamp-after")}.get(pr, (pr,))
+        part = df[(df.pixel_range == pr) | (df.source == "real")
+                  | ((df.source == "gaussian") & df.pixel_range.isin(same))]
         for g in [s for s in ORDER["set"] if s in set(part.set)]:
             v = part[part.set == g]
             colour = COLORS.get(g, "#444444")

@@ -50,13 +50,17 @@ def effects(b: Bundle, model: str) -> pd.DataFrame:
 
 
 def verdict(e: dict) -> str:
+    """In words, with the standard error of the difference (s.e.) and the range-jitter difference."""
     who = "DSG ahead" if e["gap"] > 0 else "ZeroQ ahead"
     if e["effect"]:
-        return f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} points (range jitter {e['jitter_gap']:+.1f})"
+        return f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e. (range jitter {e['jitter_gap']:+.1f})"
     if abs(e["gap"]) >= 2 and abs(e["gap"]) >= 2 * e["se"]:  # a clear gap that range jitter does not keep
-        return (f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f}, but not under range jitter "
-                f"({e['jitter_gap']:+.1f}): the grid's luck")
-    return f"no measured difference ({e['gap']:+.1f} ± {e['se']:.1f})"
+        return (f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e., but range jitter gives "
+                f"{e['jitter_gap']:+.1f}: the grid's luck")
+    if abs(e["jitter_gap"]) >= 10:  # calibrated ranges agree, but the result hangs on the grid
+        return (f"no measured difference ({e['gap'] + 0.0:+.1f} ± {e['se']:.1f} s.e.), but range jitter gives "
+                f"{e['jitter_gap']:+.1f}: an unstable cell")
+    return f"no measured difference ({e['gap'] + 0.0:+.1f} ± {e['se']:.1f} s.e.)"
 
 
 def lesson(eff: pd.DataFrame, model: str) -> str:
@@ -78,12 +82,13 @@ def lesson(eff: pd.DataFrame, model: str) -> str:
         words = ", ".join(f"{round(v['gap'], 1) + 0.0:+.1f} with {pr}" for pr, v in after.items())
         survives = "clip" in after and after["clip"]["effect"] and after["clip"]["gap"] > 0
         kept.append(survives)
+        left = after["clip"]["gap"] if survives else 0.0
         parts.append(f"At {c}: {g:+.1f} points as generated, {words} — "
-                     + ("**a smaller lead survives**." if survives else "**nothing measurable left**."))
-    share = 1 - sum(cells.loc[(c, "clip"), "gap"] for c, ok in zip(wins.cell, kept) if ok) / float(wins.gap.sum())
-    parts.append(f"**About {100 * share:.0f}% of DSG's measured lead here was pixels outside the valid input range**, "
-                 "not diversity" + (": keep pixels in range and ZeroQ's data calibrates about as well."
-                                    if not any(kept) else "; what survives is DSG's own."))
+                     + (f"**a smaller lead survives: {100 * (1 - left / g):.0f}% of it was pixel range**."
+                        if survives else "**all of it was pixel range**."))
+    parts.append("**Most of DSG's measured lead here came from pixels outside the valid input range, not from "
+                 "diversity**" + ("; what survives clipping is DSG's own." if any(kept) else
+                                  ": keep pixels in range and ZeroQ's data calibrates as well."))
     return " ".join(parts)
 
 
@@ -181,8 +186,9 @@ def control_table(eff: pd.DataFrame) -> None:
         return
     table = eff.assign(verdict=[verdict(r) for r in eff.to_dict("records")]).pivot(
         index="cell", columns="pixels", values="verdict")
-    st.dataframe(table[[c for c in ("free", "clamp-after", "clip") if c in table]], key="ev_control")
-    st.caption("DSG minus ZeroQ, mean ± standard error over seeds. 'Measured' means at least 2 points, at least 2 "
+    st.table(table[[c for c in ("free", "clamp-after", "clip") if c in table]])
+    st.caption("DSG minus ZeroQ, mean ± standard error (s.e.) over seeds; the charts' bars are standard deviations. "
+               "'Measured' means at least 2 points, at least 2 "
                "standard errors, and the same sign under range jitter. Generated images are unbounded; real inputs "
                "lie in a fixed range, and min/max calibration takes out-of-range pixels at face value.")
 
@@ -246,8 +252,30 @@ def multiples_takeaway(fv: pd.DataFrame) -> str:
     return "; ".join(out) + "."
 
 
+def predicts_section(b: Bundle, model: str) -> None:
+    """Does the homogenization measure predict accuracy? Spearman over the bundle's synthetic sets,
+    all of them and those inside the valid range, never from fewer than 8 points."""
+    m, c = b.metrics, b.cells
+    if m.empty or "stat_spread_ratio" not in m:
+        return
+    cell = c[(c.model == model) & (c.bits == "W3A3") & (c.quantizer == "minmax") & (c.source != "real")]
+    joined = cell.merge(m, on=["model", "source", "pixel_range", "seed"])
+    if joined.empty:
+        return
+    st.subheader("6 · Does diversity predict accuracy?")
+    words = []
+    for name, part in (("all synthetic sets", joined),
+                       ("the sets inside the valid range", joined[joined.pixel_range != "free"])):
+        n = len(part)
+        rho = part.stat_spread_ratio.corr(part.top1, method="spearman") if n >= 8 else float("nan")
+        words.append(f"{name}: Spearman {rho:+.2f} (n = {n})" if rho == rho else f"{name}: too few points (n = {n})")
+    st.markdown(f"**Spread of per-sample BN statistics against W3A3 min/max top-1 on {model}** — " + "; ".join(words)
+                + ". A measure that still predicted accuracy with the pixel range controlled would keep its "
+                  "correlation in the second group.")
+
+
 def nowhere_section(b: Bundle) -> None:
-    st.subheader("6 · Where DSG does not help")
+    st.subheader("7 · Where DSG does not help")
     notes = []
     for model in b.models:
         eff = effects(b, model)
@@ -267,7 +295,7 @@ def replay_section(b: Bundle, model: str, pr: str) -> None:
     snaps = [s for s in b.snapshots if s["model"] == model and s["pixel_range"] == pr]
     if not snaps:
         return
-    st.subheader("7 · Watch homogenization happen")
+    st.subheader("8 · Watch homogenization happen")
     layers = snaps[0]["layers"]
     facts = b.models[model]
     k = st.radio("Layer", range(len(layers)), horizontal=True, key="ev_replay_layer",
@@ -278,14 +306,15 @@ def replay_section(b: Bundle, model: str, pr: str) -> None:
     fig: go.Figure = charts.replay(frames, (facts["bn_mu"][layer], facts["bn_sigma"][layer]),
                                    (facts["delta"][layer], facts["gamma"][layer]))
     st.plotly_chart(fig, key="ev_replay")
-    st.markdown("**What the replay shows** (seed 0, channel 0 of this layer): " + replay_takeaway(frames, facts, layer))
+    st.markdown("**What the replay shows** (seed 0, channel 0 of this layer): "
+                + replay_takeaway(frames, (facts["bn_mu"][layer], facts["bn_sigma"][layer])))
     st.caption("Press ▶ or drag the slider. The ✕ is the BN running statistics, the dotted box DSG's slack band.")
 
 
-def replay_takeaway(frames: pd.DataFrame, facts: dict, layer: int) -> str:
+def replay_takeaway(frames: pd.DataFrame, bn: tuple[float, float]) -> str:
     """How far each set's per-sample means end from the BN mean, and how spread they end, against
     where they started (in units of the BN std of this channel)."""
-    mu, sigma = facts["bn_mu"][layer], facts["bn_sigma"][layer]
+    mu, sigma = bn
     first, last = frames.iteration.min(), frames.iteration.max()
     out = []
     for name, g in frames.groupby("set"):
@@ -310,11 +339,14 @@ def render(present: bool = False) -> None:
     pr = c2.segmented_control("Pixels of the synthetic sets in the pictures", ["free", "clamp-after", "clip"],
                               default="free", key="ev_pixels", bind="query-params") or "free"
     eff = effects(b, model)
-    st.info(lesson(eff, model), icon=":material/lightbulb:")
+    others = [m for m in models if m != model]
+    st.info(lesson(eff, model) + "".join(f"\n\n{lesson(effects(b, m), m)}" for m in others),
+            icon=":material/lightbulb:")
     samples_section(b, model, pr, present)
     homogenization_section(b, model, pr)
     accuracy_section(b, model)
     control_table(eff)
     small_multiples(b, model, pr, present)
+    predicts_section(b, model)
     nowhere_section(b)
     replay_section(b, model, pr)

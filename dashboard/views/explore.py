@@ -15,10 +15,12 @@ from dsg_core.sources import label
 
 from .. import charts, style
 from . import intro
+from .evidence import replay_takeaway
 from .metric_names import metric_table
 
-CAPTION = ("One run, seen four ways. Every caption below is computed from the sets on screen (the first seed); "
-           "the Evidence page has what 10 seeds say.")
+CAPTION = ("One run, seen four ways. Pictures show the run's first seed; tables average its seeds. Every sentence "
+           "in bold is computed from the data on screen; the Evidence page has what the measurements over many seeds "
+           "say.")
 
 
 def to_pixels(images: torch.Tensor, mean, std) -> np.ndarray:
@@ -57,7 +59,7 @@ def samples(result, spec, present: bool) -> None:
     diag = result.diagnosis
     c1, c2 = st.columns(2)
     by_class = c1.toggle("Group by predicted class", True, key="by_class", bind="query-params")
-    limit = c2.slider("Images per set", 4, 64, 12, 4, key="show_n", bind="query-params")
+    limit = c2.slider("Images shown per set", 4, 64, 12, 4, key="show_n", bind="query-params")
     facts = {name: predicted_classes(diag.probes[name].probs) for name in sets}
     st.markdown(samples_takeaway(facts, spec.num_classes))
     cols = st.columns(len(sets))
@@ -65,7 +67,7 @@ def samples(result, spec, present: bool) -> None:
         probs = diag.probes[name].probs
         conf, pred = probs.max(1)
         order = (torch.argsort(pred * 2 - conf, stable=True) if by_class else torch.arange(len(pred)))[:limit]
-        captions = [f"{spec.class_names[int(pred[i])][:10]} {conf[i]:.0%}" for i in order]
+        captions = [f"{spec.class_names[int(pred[i])][:10]} · {conf[i]:.0%}" for i in order]
         with col:
             n, h = facts[name]
             st.markdown(f"**{name}** · {n} of {spec.num_classes} classes")
@@ -75,7 +77,8 @@ def samples(result, spec, present: bool) -> None:
     lo, hi = spec.valid_range
     values = {name: x[:, 0].flatten().numpy() for name, x in sets.items()}
     st.plotly_chart(charts.pixel_histogram(values, (lo[0], hi[0])), key="pixels")
-    outside = {name: float(((x < lo[0]) | (x > hi[0])).mean()) for name, x in values.items()}
+    tol = 1e-5  # a 0 or 1 pixel, normalized in float32, lands an ulp past the bound: inside
+    outside = {name: float(((x < lo[0] - tol) | (x > hi[0] + tol)).mean()) for name, x in values.items()}
     st.caption("Share of pixels outside the valid range: " + ", ".join(f"{n} {v:.0%}" for n, v in outside.items())
                + ". Min/max calibration sees those pixels as real inputs; docs/pixel-range.md measures what that "
                  "does to accuracy.")
@@ -162,8 +165,9 @@ def replay(result, diag, layer: int, channel: int, bn, band) -> None:
     frames = [pd.DataFrame({"iteration": s["iteration"], "set": label(src), "mean": s["mean"][:, col].numpy(),
                             "std": s["std"][:, col].numpy()})
               for (src, _), kept in snaps.items() for s in kept]
-    st.plotly_chart(charts.replay(pd.concat(frames, ignore_index=True), bn, band), key="replay")
-    st.caption("ZeroQ's L2 pulls every sample onto the ✕; SDA stops pulling once a sample is inside the dotted band.")
+    frames = pd.concat(frames, ignore_index=True)
+    st.plotly_chart(charts.replay(frames, bn, band), key="replay")
+    st.markdown("**What the replay shows:** " + replay_takeaway(frames, bn))
 
 
 # ---------------------------------------------------------------------------------------- embedding

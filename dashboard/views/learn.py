@@ -68,7 +68,7 @@ def render(settings: Settings, pages: dict | None = None) -> None:
             "Adam optimizes the pixels.", BN_LOSS,
             f"**ZeroQ** is always generated for comparison, with the same samples ({settings.samples}), "
             f"iterations ({settings.iterations}) and seeds ({settings.seeds} from {settings.seed}).",
-            "explore", "See the samples collapse onto the BN point: Explore a run → Homogenization")
+            "explore", "Explore a run → Homogenization")
     section("SDA — Slack Distribution Alignment",
             "Stop punishing small deviations: anything within a margin of the BN statistics is free, so "
             "samples keep the natural scatter real data has.",
@@ -77,14 +77,14 @@ def render(settings: Settings, pages: dict | None = None) -> None:
             "the paper's default; ε = 1 makes the band so wide that nothing is matched.",
             SDA + r"\\" + MARGINS,
             f"Sidebar: **SDA** {'on' if settings.sda else 'off'}, **ε** = {settings.epsilon:g}.",
-            "evidence", "The slack band and what SDA changes, over 10 seeds: Evidence")
+            "evidence", "Evidence: the slack band")
     section("LSE — Layerwise Sample Enhancement",
             "Give every sample a favourite layer whose loss counts more, so samples follow different objectives "
             "instead of one shared one.",
             "With B samples and N BN layers, sample j is assigned layer j mod N. The enhancement matrix X has "
             "weight w on the assigned (layer, sample) pair and 1 elsewhere (paper: w = 2).", LSE,
             f"Sidebar: **LSE** {'on' if settings.lse else 'off'}, weight **w** = {settings.lse_weight:g}.",
-            "accuracy", "LSE on or off, side by side: Accuracy → small multiples")
+            "accuracy", "Accuracy → small multiples")
     section("SCI — Sample Correlation Inhibition",
             "Penalize samples for being alike: the batch's similarity structure should look like that of "
             "independent noise.",
@@ -93,14 +93,14 @@ def render(settings: Settings, pages: dict | None = None) -> None:
             "the paper's GDPP form adds an eigenvector-alignment term whose gradient explodes for near-equal "
             "eigenvalues (docs/method.md).", SCI,
             f"Sidebar: **SCI** {'on' if settings.sci else 'off'}, weight = {settings.sci_weight:g}.",
-            "explore", "The similarity spectrum of each set: Explore a run → Diversity metrics")
+            "explore", "Explore → Diversity metrics")
     section("Pixels in the valid range",
             "Real images are pixels in [0, 1], normalized; generated images are unbounded. Min/max calibration "
             "takes out-of-range pixels at face value, which widens activation ranges real data never produces.",
             "clip projects every image onto the valid range after each step; clamp-after clamps once at the end. "
             "On the MNIST models this control removes most of DSG's measured advantage over ZeroQ.",
             r"x \leftarrow \min\big(\max(x,\ \tfrac{0 - m}{s}),\ \tfrac{1 - m}{s}\big)",
-            f"Sidebar: **Pixels** = {settings.pixel_range}.", "evidence", "Diversity or pixel range: Evidence")
+            f"Sidebar: **Pixels** = {settings.pixel_range}.", "evidence", "Evidence: diversity or pixel range?")
     section("Quantization",
             "Weights and activations are rounded to b-bit integers; the calibration images decide the "
             "activation ranges (and, for AdaRound/BRECQ, the weight rounding).",
@@ -108,4 +108,4 @@ def render(settings: Settings, pages: dict | None = None) -> None:
             "the calibration batch (dsg-avg averages per-sample min/max). All conv and linear layers, first and "
             "last included.", QUANT,
             f"Sidebar: **W{settings.wbits}A{settings.abits}**, quantizer **{settings.quantizer}**.",
-            "accuracy", "Every seed's top-1: Accuracy")
+            "accuracy", "Accuracy")

@@ -78,7 +78,8 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     w, v = torch.linalg.eigh(ca)
     root_a = (v * w.clamp_min(0).sqrt()) @ v.T
     tr_sqrt = torch.linalg.eigvalsh(root_a @ cb @ root_a).clamp_min(0).sqrt().sum()
-    return float((a.mean(0) - b.mean(0)).square().sum() + ca.trace() + cb.trace() - 2 * tr_sqrt)
+    d = float((a.mean(0) - b.mean(0)).square().sum() + ca.trace() + cb.trace() - 2 * tr_sqrt)
+    return max(d, 0.0)  # a distance: rounding can leave a set against itself a hair below 0
 
 
 def knn_precision_recall(syn: torch.Tensor, real: torch.Tensor, k: int = 3) -> tuple[float, float]:
