@@ -9,7 +9,6 @@ threads it and keeps score.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import traceback
@@ -17,7 +16,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import pandas as pd
-import torch
 
 from dsg_core.errors import Cancelled, DSGError
 from dsg_core.experiments import Plan, Resources, RunResult, reopen, run, task_names
@@ -25,7 +23,7 @@ from dsg_core.progress import Progress
 from dsg_core.runstore import Run, RunStore
 
 from .resources import Context
-from .state import WORKERS, plan_of_record, runs_dir
+from .state import plan_of_record, runs_dir
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +89,7 @@ class Job:
         return self.status == "running"
 
     def _work(self) -> None:
-        # one intra-op thread per parallel task on a small machine: more would oversubscribe the cores
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // WORKERS)))
+        # every core for the joint generation pass; run() shares them out when it quantizes in parallel
         try:
             self.result = self.work(self.tracker, self.cancel_event.is_set)
             self.status = "done"
