@@ -58,9 +58,9 @@ def verdict(e: dict) -> str:
         return (f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e., but range jitter gives "
                 f"{e['jitter_gap']:+.1f}: the grid's luck")
     if abs(e["jitter_gap"]) >= 10:  # calibrated ranges agree, but the result hangs on the grid
-        return (f"no measured difference ({e['gap'] + 0.0:+.1f} ± {e['se']:.1f} s.e.), but range jitter gives "
-                f"{e['jitter_gap']:+.1f}: an unstable cell")
-    return f"no measured difference ({e['gap'] + 0.0:+.1f} ± {e['se']:.1f} s.e.)"
+        return (f"no measured difference ({round(e['gap'], 1) + 0.0:+.1f} ± {e['se']:.1f} s.e.), but range jitter "
+                f"gives {e['jitter_gap']:+.1f}: an unstable cell")
+    return f"no measured difference ({round(e['gap'], 1) + 0.0:+.1f} ± {e['se']:.1f} s.e.)"
 
 
 def lesson(eff: pd.DataFrame, model: str) -> str:
