@@ -9,10 +9,11 @@ carries the exact plan that made it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import ConfigError
 from ..generation import GenerationConfig
+from ..generation.config import known_settings
 from ..quant import QuantConfig
 from ..sources import SOURCES, reference_priors, source_config
 
@@ -113,15 +114,11 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown plan settings: {', '.join(sorted(unknown))}")
-        d = dict(d)
+        d = known_settings(cls, d, "plan")
         if isinstance(d.get("generation"), dict):
             d["generation"] = GenerationConfig.from_dict(d["generation"])
         if isinstance(d.get("quant"), dict):
-            d["quant"] = _quant_from_dict(d["quant"])
+            d["quant"] = QuantConfig(**known_settings(QuantConfig, d["quant"], "quantization"))
         try:
             return cls(**d)
         except (TypeError, ValueError) as exc:
@@ -136,14 +133,6 @@ class Plan:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"not a plan (invalid JSON: {exc.msg})") from None
-
-
-def _quant_from_dict(d: dict) -> QuantConfig:
-    known = {f.name for f in fields(QuantConfig)}
-    unknown = set(d) - known
-    if unknown:
-        raise ConfigError(f"unknown quantization settings: {', '.join(sorted(unknown))}")
-    return QuantConfig(**d)
 
 
 def parse_bits(text: str) -> list[tuple[int, int]]:

@@ -129,14 +129,19 @@ class GenerationConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "GenerationConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown generation settings: {', '.join(sorted(unknown))}")
-        d = dict(d)
+        d = known_settings(cls, d, "generation")
         if d.get("targets") is not None:
             d["targets"] = tuple(int(t) for t in d["targets"])
         return cls(**d)
+
+
+def known_settings(cls, d: dict, what: str) -> dict:
+    """A copy of ``d`` when every key is a field of the dataclass ``cls``; else a ConfigError naming
+    the unknown ones (a stored or typed config must not be half read)."""
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown {what} settings: {', '.join(sorted(unknown))}")
+    return dict(d)
 
 
 def preset(name: str, image_size: int = 28, **overrides) -> GenerationConfig:
