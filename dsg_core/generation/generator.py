@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -245,26 +246,44 @@ def generate(model: nn.Module, input_shape: tuple[int, ...], cfg: GenerationConf
     model = fast_copy(model, shape, device)
     objective = Objective.build(model, shape, cfg, device, num_classes)
     pixels = PixelRange(cfg.pixel_range, valid_range, device)
-    done, history, labels_out = [], [], []
-    total = len(plan) * cfg.iterations
+    labels_out = []
     with BNStats(model, objective.targets.names) as stats:
+        loop = _Loop(forward_fn(model, device, precision), stats, objective, cfg, pixels, progress, cancel,
+                     total=len(plan) * cfg.iterations, snapshot_every=snapshot_every)
         for b, (k, n) in enumerate(plan):
             labels = batch_labels(n, cfg, num_classes, k) if want_labels else None
-            x = _optimize(forward_fn(model, device, precision), stats, objective,
-                          initial_images(n, shape, cfg, k).to(device), labels.to(device) if labels is not None
-                          else None, cfg, history, k, b * cfg.iterations, total, progress, cancel, done,
-                          pixels, snapshot_every=snapshot_every if b == 0 else 0)
-            done.append(pixels.at_end(x))
+            x = _optimize(loop, initial_images(n, shape, cfg, k).to(device),
+                          labels.to(device) if labels is not None else None, batch_index=k, offset=b * cfg.iterations)
+            loop.done.append(pixels.at_end(x))
             if labels is not None:
                 labels_out.append(labels)
-    return _result(done, labels_out, cfg, model_name, objective.margins, history, t0)
+    return _result(loop.done, labels_out, cfg, model_name, objective.margins, loop.history, t0)
 
 
-def _optimize(forward, stats: BNStats, objective: Objective, x: torch.Tensor, labels, cfg: GenerationConfig,
-              history: list, batch_index: int, offset: int, total: int, progress: ProgressFn,
-              cancel: CancelFn, done: list, pixels: PixelRange, *, snapshot_every: int = 0) -> torch.Tensor:
-    """Optimize one batch. ``offset``/``total`` count iterations for progress in this process;
-    the jitter stream is seeded by the global batch index, so results do not depend on the split."""
+@dataclass
+class _Loop:
+    """What every batch of one ``generate`` call shares: the model's forward, its statistics, the
+    objective, the pixel range, the callbacks, and what is made so far (finished batches, history)."""
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    stats: BNStats
+    objective: Objective
+    cfg: GenerationConfig
+    pixels: PixelRange
+    progress: ProgressFn
+    cancel: CancelFn
+    total: int                     # iterations over every batch of this process, for progress
+    snapshot_every: int = 0        # snapshots of the first batch only
+    done: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+
+
+def _optimize(loop: _Loop, x: torch.Tensor, labels: torch.Tensor | None, *, batch_index: int,
+              offset: int) -> torch.Tensor:
+    """Optimize one batch. ``offset`` counts this process's iterations before it, for progress; the
+    jitter stream is seeded by the global batch index, so results do not depend on the split."""
+    forward, stats, objective, cfg, pixels = loop.forward, loop.stats, loop.objective, loop.cfg, loop.pixels
+    done, history, progress, cancel, total = loop.done, loop.history, loop.progress, loop.cancel, loop.total
+    snapshot_every = loop.snapshot_every if not done else 0
     if x.dim() == 4 and x.device.type == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)
     pixels.each_step(x)  # clip starts inside the range
