@@ -89,8 +89,8 @@ def test_the_app_opens_on_the_evidence_with_no_run(tmp_path, monkeypatch):
     assert "DSG beats ZeroQ at" in lesson, lesson
     specs = plotly_specs(at)
     assert len(specs) >= 5  # the scatter, the spread, a chart per cell, the replay
-    dots = [t for s in specs for t in s["data"] if t.get("mode") == "markers" and len(t.get("y", [])) >= 5]
-    assert dots, "accuracy charts show every seed as a dot"
+    dots = [t for s in specs for t in s["data"] if "seed %{customdata}" in t.get("hovertemplate", "")]
+    assert len(dots) >= 3 * 4, "accuracy charts show every seed as a dot (per source, cell and pixel range)"
     assert any(t.get("error_y") for s in specs for t in s["data"]), "and mean ± std as error bars"
 
 
@@ -103,7 +103,7 @@ def test_every_page_renders_before_a_run(tmp_path, monkeypatch):
         assert not errors(at), page
     open_page(at, "learn")
     assert at.latex, "Learn shows the formulas, not behind expanders"
-    assert not at.expander
+    assert not at.main.expander
 
 
 def test_query_params_set_the_controls_and_old_links_still_work(tmp_path, monkeypatch):
@@ -133,12 +133,12 @@ def test_invalid_link_parameters_are_named_as_text(tmp_path, monkeypatch):
     at = new_app({"epsilon": "2` [CLICKME](https://evil.example/phish) ![IMG](https://evil.example/t.png) `",
                   "wbits": "9", "model": "nope", "iterations": "inf", "seeds": "2"})
     assert not at.exception
-    assert at.slider(key="epsilon").value == 0.9 and at.select_slider(key="wbits").value == 4
+    assert at.slider(key="epsilon").value == 0.9 and at.select_slider(key="wbits").value == 3  # the defaults
     assert at.number_input(key="seeds").value == 2
     text = " ".join(w.value for w in at.sidebar.warning)
     for part in ("using `0.9`", "`wbits=9`", "`model=nope`", "`iterations=inf`"):
         assert part in text, (part, text)
-    assert "``epsilon=2` [CLICKME]" in text, "the link's text sits in a code span: never a live link"
+    assert "`` epsilon=2` [CLICKME]" in text, "the link's text sits in a code span: never a live link"
 
 
 def test_run_fills_session_state_the_store_and_the_link(ran, runs_dir):
@@ -159,8 +159,9 @@ EXPLORE_TABS = ["Samples", "Homogenization", "Embedding", "Diversity metrics"]
 
 
 def show_tab(at: AppTest, tab: str) -> AppTest:
-    """Only the open tab of Explore is drawn (in the browser a switch reruns the app)."""
-    at.session_state["tab"] = tab
+    """Only the open tab of Explore is drawn (in the browser a switch reruns the app and sets the
+    URL's ``tab``, which a bound widget reads first: set both, as a click does)."""
+    at.session_state["tab"] = at.query_params["tab"] = tab
     return at.run()
 
 
