@@ -32,9 +32,10 @@ def test_program_upload_then_run_in_chromium(tmp_path):
         b.wait_idle(page, 60)
         page.get_by_text("Real data: the embedded MNIST digits").click()
         b.wait_idle(page, 60)
-        page.get_by_text("I trust this file", exact=True).click()
+        page.locator("[data-testid='stCheckbox']", has_text="I trust this file").click()
         page.get_by_text("Program OK", exact=False).first.wait_for(timeout=120_000)
-        assert page.get_by_text("inferred input shape (1, 28, 28)", exact=False).count() == 1
+        page.get_by_text("inferred input shape", exact=False).first.wait_for(timeout=30_000)
+        assert "(1, 28, 28)" in page.get_by_text("inferred input shape", exact=False).first.inner_text()
         page.get_by_role("button", name="Use this model").click()
         b.wait_idle(page, 60)
         b.press_run_and_wait(page, timeout_s=300)
