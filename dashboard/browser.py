@@ -109,13 +109,6 @@ def press_run_and_wait(page, timeout_s: float = 300) -> float:
     return time.perf_counter() - t0
 
 
-def open_tab(page, name: str) -> None:
-    """Click a tab; a switch reruns the app (the tabs are bound to the URL), so wait for it to settle."""
-    page.locator(TABS, has_text=name).first.click()
-    page.wait_for_timeout(300)
-    wait_idle(page, 60)
-
-
 def open_page(page, title: str) -> None:
     """Click a page in the sidebar's navigation, as a person would, and wait for it to settle."""
     page.locator(NAV, has_text=title).first.click()

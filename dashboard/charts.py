@@ -180,21 +180,6 @@ def spectrum(spectra: dict[str, np.ndarray]) -> go.Figure:
     return _style(fig, 340)
 
 
-def epsilon_ablation(df: pd.DataFrame, fp32: float | None) -> go.Figure:
-    """DSG's quantized top-1 against the slack quantile epsilon; seeds as points, the mean as a line."""
-    mean = df.groupby("epsilon", as_index=False)["top1"].mean()
-    fig = px.line(mean, x="epsilon", y="top1", markers=True, title=f"ε ablation at {df['bits'].iloc[0]}")
-    fig.update_traces(line=dict(color=COLORS["DSG"]))
-    if df["seed"].nunique() > 1:
-        fig.add_scatter(x=df["epsilon"], y=df["top1"], mode="markers", name="seeds",
-                        marker=dict(color=COLORS["DSG"], opacity=0.5, size=8), customdata=df["seed"],
-                        hovertemplate="ε %{x}<br>top-1 %{y:.1f}<br>seed %{customdata}")
-    if fp32 is not None:
-        fig.add_hline(y=fp32, line_dash="dash", line_color="black", annotation_text=f"FP32 {fp32:.1f}%")
-    fig.update_layout(xaxis_title="slack quantile ε", yaxis_title="top-1 (%)")
-    return _style(fig, 360)
-
-
 def cell_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set",
               reference: pd.DataFrame | None = None, height: int = 380) -> go.Figure:
     """Top-1 of one cell per group: every seed a dot, mean ± std a bar, range-jitter means as hollow

@@ -47,9 +47,6 @@ class Tracker:
         if p.stage.startswith("Generate") and p.step > 0 and p.loss == p.loss:
             self.curves.setdefault(p.stage, []).append(p.loss)
 
-    def update(self, index: int, fraction: float) -> None:
-        self.fractions[index] = fraction
-
     @property
     def active(self) -> list[str]:
         return [f"{self.stages[i]} ({f:.0%})" for i, f in sorted(self.fractions.items())

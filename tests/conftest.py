@@ -1,4 +1,6 @@
+import io
 import os
+import zipfile
 
 import pytest
 import torch
@@ -41,3 +43,12 @@ def tiny_net():
             bn.running_mean.uniform_(-0.5, 0.5)
             bn.running_var.uniform_(0.5, 2.0)
     return net.eval()
+
+
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    """A zip archive in memory: ``{member name: bytes}`` (upload and extraction tests)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("streamlit")
+from conftest import zip_bytes  # noqa: E402  (tests/ is on the path: shared helper)
 from streamlit.testing.v1 import AppTest  # noqa: E402
 from streamlit.util import calc_hash  # noqa: E402
 
@@ -42,14 +41,6 @@ def test_garbage_stores_are_moved_aside_and_every_view_renders(tmp_path, monkeyp
     assert list(tmp_path.glob("runs.sqlite.damaged-*")) and list((tmp_path / "jobs").glob("jobs.sqlite.damaged-*"))
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 def test_uploads_are_named_as_text_kept_under_the_runs_folder_and_refused_by_limits(tmp_path, monkeypatch):
     """Attacks: an uploaded file's name rendered as markdown in the "In use" box; a zip that ended in a
     FileExistsError; errors showing server paths; uploads in a fixed /tmp folder."""
@@ -59,7 +50,8 @@ def test_uploads_are_named_as_text_kept_under_the_runs_folder_and_refused_by_lim
     name = "![t](https://evil.example/t.png) [x](https://evil.example).safetensors"
     data = (CHECKPOINT_DIR / "resnet20_mnist.safetensors").read_bytes()
     at.file_uploader(key="byom_weights").set_value((name, data, "application/octet-stream"))
-    at.file_uploader(key="byom_images").set_value(("imgs.zip", _zip({"0": b"x", "0/a.png": b"y"}), "application/zip"))
+    bad_zip = zip_bytes({"0": b"x", "0/a.png": b"y"})
+    at.file_uploader(key="byom_images").set_value(("imgs.zip", bad_zip, "application/zip"))
     at.run()
     assert not at.exception
     (error,) = [e.value for e in at.error]

@@ -5,6 +5,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import zip_bytes  # tests/ is on the path: the suite's shared helpers
 from PIL import Image
 
 from dsg_core.data.folder import load_image_folder
@@ -81,29 +82,21 @@ def test_bad_folders(tmp_path):
         load_image_folder(tmp_path / "c", get_spec("resnet20_mnist"))
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("name", ["../evil.png", "/abs/evil.png", "a/../../evil.png"])
 def test_unsafe_zip_members_are_refused(tmp_path, name):
     from dsg_core.data.archive import safe_extract
     with pytest.raises(DataError):
-        safe_extract(_zip({name: b"x"}), tmp_path / "out")
+        safe_extract(zip_bytes({name: b"x"}), tmp_path / "out")
     assert not (tmp_path / "evil.png").exists()
 
 
 def test_zip_limits_and_wrapper_folder(tmp_path):
     from dsg_core.data.archive import safe_extract
     with pytest.raises(DataError, match="limit"):
-        safe_extract(_zip({f"c/{i}.png": b"x" for i in range(5)}), tmp_path / "a", Limits(images=3))
+        safe_extract(zip_bytes({f"c/{i}.png": b"x" for i in range(5)}), tmp_path / "a", Limits(images=3))
     with pytest.raises(DataError, match="MiB"):
-        safe_extract(_zip({"c/big.png": b"x" * 4096}), tmp_path / "b", Limits(unzipped_bytes=1024))
-    root = safe_extract(_zip({"test/3/a.png": b"x", "test/7/b.png": b"y"}), tmp_path / "c")
+        safe_extract(zip_bytes({"c/big.png": b"x" * 4096}), tmp_path / "b", Limits(unzipped_bytes=1024))
+    root = safe_extract(zip_bytes({"test/3/a.png": b"x", "test/7/b.png": b"y"}), tmp_path / "c")
     assert sorted(p.name for p in root.iterdir()) == ["3", "7"]
 
 
