@@ -11,9 +11,10 @@ import base64
 import gzip
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,17 @@ class Bundle:
     examples: list[dict]   # one seed per (model, source, pixel_range[, variant]): images, predictions, stats
     variants: pd.DataFrame  # small multiples: model, family, variant, seed, bits, quantizer, top1, jitter_mean, spread
     snapshots: list[dict]  # per-sample statistics over iterations (the replay)
+    # what the page derives from the bundle (figures, verdicts), made once per process: the bundle is
+    # loaded once, so every visitor after the first (and the first, after ``dashboard.serve`` warmed it)
+    # gets ready figures instead of rebuilding a dozen Plotly charts
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def memo(self, make: Callable[..., Any], *args) -> Any:
+        """``make(self, *args)`` once per (make, args) for this bundle; callers must not mutate the result."""
+        key = (make.__name__, *args)
+        if key not in self.derived:
+            self.derived[key] = make(self, *args)
+        return self.derived[key]
 
     def example(self, model: str, source: str, pixel_range: str = "free", variant: str | None = None) -> dict | None:
         for e in self.examples:

@@ -424,3 +424,6 @@ def test_range_jitter_at_factor_one_is_the_plain_top1():
     assert accs[1.0] == pytest.approx(evaluate_quantized(net, q, x, y)["quant_top1"])
     no_labels = range_jitter(net, q, x, None, (1.0,))  # agreement with FP32 instead
     assert no_labels[1.0] == pytest.approx(100 * evaluate_quantized(net, q, x, None)["agreement"])
+    # a known result is taken as given (the caller's plain evaluation), the other factors computed
+    reused = range_jitter(net, q, x, y, (0.5, 1.0, 2.0), known={1.0: -1.0})
+    assert reused[1.0] == -1.0 and reused[0.5] == accs[0.5] and reused[2.0] == accs[2.0]

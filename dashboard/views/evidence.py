@@ -40,6 +40,10 @@ def effect(cells: pd.DataFrame, model: str, bits: str, q: str, pr: str) -> dict 
 
 
 def effects(b: Bundle, model: str) -> pd.DataFrame:
+    return b.memo(_effects, model)
+
+
+def _effects(b: Bundle, model: str) -> pd.DataFrame:
     rows = []
     for bits, q in CELLS:
         for pr in ("free", "clamp-after", "clip"):
@@ -133,23 +137,10 @@ def homogenization_section(b: Bundle, model: str, pr: str) -> None:
     n = len(facts["layers"])
     layer = st.select_slider("BN layer", list(range(n)), 0, key="ev_layer", bind="query-params",
                              format_func=lambda i: f"{i}: {facts['layers'][i]}")
-    frames = []
-    for src in SOURCES:
-        e = b.example(model, src, "free" if src == "real" else pr)
-        if e is not None:
-            frames.append(pd.DataFrame({"set": label(src), "mean": e["mean"][layer], "std": e["std"][layer],
-                                        "sample": range(len(e["mean"][layer]))}))
-    bn = (facts["bn_mu"][layer], facts["bn_sigma"][layer])
-    band = (facts["delta"][layer], facts["gamma"][layer])
+    scatter, spread_fig, syn = b.memo(homogenization_figures, model, pr, layer)
     left, right = st.columns(2)
-    left.plotly_chart(charts.channel_scatter(pd.concat(frames), bn, band), key="ev_scatter")
-    spread = pd.concat([pd.DataFrame({"set": label(src), "layer": range(n), "layer_name": facts["layers"],
-                                      "statistic": stat, "ratio": e[f"spread_{stat}"]})
-                        for src in SOURCES for e in [b.example(model, src, "free" if src == "real" else pr)]
-                        if e is not None for stat in ("mean", "std")])
-    right.plotly_chart(charts.layer_spread(spread), key="ev_spread")
-    avg = spread[spread.statistic == "mean"].groupby("set").ratio.mean()
-    syn = avg.drop("Real", errors="ignore")
+    left.plotly_chart(scatter, key="ev_scatter")
+    right.plotly_chart(spread_fig, key="ev_spread")
     st.markdown("**What this shows:** the spread of per-sample BN means relative to real data, averaged over layers — "
                 + ", ".join(f"{s} {v:.2f}" for s, v in syn.sort_values().items()) + " (1 = as varied as real). "
                 + ("Every synthetic set is more alike than real data: homogenized. " if (syn < 1).all() else "")
@@ -160,17 +151,33 @@ def homogenization_section(b: Bundle, model: str, pr: str) -> None:
                "(metrics over all seeds are in docs/pixel-range.md).")
 
 
+def homogenization_figures(b: Bundle, model: str, pr: str, layer: int) -> tuple[go.Figure, go.Figure, pd.Series]:
+    """The statistics scatter at one layer, the spread ratio per layer, and each synthetic set's spread
+    of per-sample means averaged over layers."""
+    facts = b.models[model]
+    n = len(facts["layers"])
+    examples = {src: e for src in SOURCES if (e := b.example(model, src, "free" if src == "real" else pr)) is not None}
+    frames = pd.concat([pd.DataFrame({"set": label(src), "mean": e["mean"][layer], "std": e["std"][layer],
+                                      "sample": range(len(e["mean"][layer]))}) for src, e in examples.items()])
+    bn = (facts["bn_mu"][layer], facts["bn_sigma"][layer])
+    band = (facts["delta"][layer], facts["gamma"][layer])
+    spread = pd.concat([pd.DataFrame({"set": label(src), "layer": range(n), "layer_name": facts["layers"],
+                                      "statistic": stat, "ratio": e[f"spread_{stat}"]})
+                        for src, e in examples.items() for stat in ("mean", "std")])
+    avg = spread[spread.statistic == "mean"].groupby("set").ratio.mean()
+    return charts.channel_scatter(frames, bn, band), charts.layer_spread(spread), avg.drop("Real", errors="ignore")
+
+
 def accuracy_section(b: Bundle, model: str) -> pd.DataFrame:
     st.subheader("3 · Accuracy at the cliff, every seed a dot")
     fp32 = b.models.get(model, {}).get("fp32_top1")
     eff = effects(b, model)
-    cells = b.cells[b.cells.model == model].assign(set=lambda d: d.source.map(label))
-    panels = [p for p in ("free", "clamp-after", "clip") if p in set(cells.pixel_range)]
+    panels = [p for p in ("free", "clamp-after", "clip") if p in set(b.cells[b.cells.model == model].pixel_range)]
     for bits, q in CELLS:
-        sel = cells[(cells.bits == bits) & (cells.quantizer == q)]
-        if sel.empty:
+        fig = b.memo(cell_figure, model, bits, q, fp32)
+        if fig is None:
             continue
-        st.plotly_chart(charts.cell_panels(sel, fp32, f"{bits}, {q} ranges", panels), key=f"ev_{bits}_{q}")
+        st.plotly_chart(fig, key=f"ev_{bits}_{q}")
         notes = [f"**{pr}:** {verdict(r)}" for pr in panels for r in eff[(eff.cell == f"{bits} {q}")
                                                                          & (eff.pixels == pr)].to_dict("records")]
         st.markdown(f"DSG vs ZeroQ at {bits} {q} (n = {int(eff.n.min())} seeds each) — " + "; ".join(notes) + ".")
@@ -178,6 +185,13 @@ def accuracy_section(b: Bundle, model: str) -> pd.DataFrame:
                "0.8, 1.0 and 1.2 and averaged — a result that moves a lot there is partly the grid's luck "
                "(docs/aliasing.md). Real images are always in range, so they appear in every panel.")
     return eff
+
+
+def cell_figure(b: Bundle, model: str, bits: str, q: str, fp32: float | None) -> go.Figure | None:
+    cells = b.cells[b.cells.model == model].assign(set=lambda d: d.source.map(label))
+    panels = [p for p in ("free", "clamp-after", "clip") if p in set(cells.pixel_range)]
+    sel = cells[(cells.bits == bits) & (cells.quantizer == q)]
+    return None if sel.empty else charts.cell_panels(sel, fp32, f"{bits}, {q} ranges", panels)
 
 
 def control_table(eff: pd.DataFrame) -> None:
@@ -221,21 +235,30 @@ def small_multiples(b: Bundle, model: str, pr: str, present: bool) -> None:
             spread = fv[fv.variant == name].stat_spread_ratio.dropna()
             if len(spread):
                 st.caption(f"spread of BN means {spread.mean():.2f}× real")
-    ref = b.cells[(b.cells.model == model) & (b.cells.pixel_range.isin([pr, "free"]))]
     for bits, q in (("W3A3", "minmax"), ("W4A4", "dsg-avg")):
-        part = fv[(fv.bits == bits) & (fv.quantizer == q)].rename(columns={"variant": "set"})
-        if part.empty:
-            continue
-        fig = charts.cell_dots(part, b.models[model].get("fp32_top1"), f"{bits} {q}: DSG variants, pixels {pr}",
-                               height=320)
-        for src, dash in (("zeroq", "dot"), ("real", "dash")):
-            r = ref[(ref.source == src) & (ref.bits == bits) & (ref.quantizer == q)
-                    & (ref.pixel_range == ("free" if src == "real" else pr))].top1
-            if len(r):
-                fig.add_hline(y=r.mean(), line_dash=dash, line_color=charts.COLORS[label(src)],
-                              annotation_text=f"{label(src)} {r.mean():.1f}")
-        st.plotly_chart(fig, key=f"ev_sm_{family}_{bits}_{q}")
+        fig = b.memo(variants_figure, model, pr, family, bits, q)
+        if fig is not None:
+            st.plotly_chart(fig, key=f"ev_sm_{family}_{bits}_{q}")
     st.markdown("**What this shows:** " + multiples_takeaway(fv))
+
+
+def variants_figure(b: Bundle, model: str, pr: str, family: str, bits: str, q: str) -> go.Figure | None:
+    """The variants' top-1 at one cell, with ZeroQ's and real data's means as reference lines."""
+    v = b.variants
+    fv = v[(v.model == model) & (v.pixel_range == pr) & (v.family == family)]
+    part = fv[(fv.bits == bits) & (fv.quantizer == q)].rename(columns={"variant": "set"})
+    if part.empty:
+        return None
+    fig = charts.cell_dots(part, b.models[model].get("fp32_top1"), f"{bits} {q}: DSG variants, pixels {pr}",
+                           height=320)
+    ref = b.cells[(b.cells.model == model) & (b.cells.pixel_range.isin([pr, "free"]))]
+    for src, dash in (("zeroq", "dot"), ("real", "dash")):
+        r = ref[(ref.source == src) & (ref.bits == bits) & (ref.quantizer == q)
+                & (ref.pixel_range == ("free" if src == "real" else pr))].top1
+        if len(r):
+            fig.add_hline(y=r.mean(), line_dash=dash, line_color=charts.COLORS[label(src)],
+                          annotation_text=f"{label(src)} {r.mean():.1f}")
+    return fig
 
 
 def multiples_takeaway(fv: pd.DataFrame) -> str:
@@ -255,23 +278,32 @@ def multiples_takeaway(fv: pd.DataFrame) -> str:
 def predicts_section(b: Bundle, model: str) -> None:
     """Does the homogenization measure predict accuracy? Spearman over the bundle's synthetic sets,
     all of them and those inside the valid range, never from fewer than 8 points."""
+    words = b.memo(spread_correlations, model)
+    if not words:
+        return
+    st.subheader("6 · Does diversity predict accuracy?")
+    st.markdown(f"**Spread of per-sample BN statistics against W3A3 min/max top-1 on {model}** — " + "; ".join(words)
+                + ". A measure that still predicted accuracy with the pixel range controlled would keep its "
+                  "correlation in the second group.")
+
+
+def spread_correlations(b: Bundle, model: str) -> list[str]:
+    """Spearman of the spread against W3A3 min/max top-1, in words with n, for all synthetic sets and
+    for those inside the valid range; [] when the bundle lacks the data."""
     m, c = b.metrics, b.cells
     if m.empty or "stat_spread_ratio" not in m:
-        return
+        return []
     cell = c[(c.model == model) & (c.bits == "W3A3") & (c.quantizer == "minmax") & (c.source != "real")]
     joined = cell.merge(m, on=["model", "source", "pixel_range", "seed"])
     if joined.empty:
-        return
-    st.subheader("6 · Does diversity predict accuracy?")
+        return []
     words = []
     for name, part in (("all synthetic sets", joined),
                        ("the sets inside the valid range", joined[joined.pixel_range != "free"])):
         n = len(part)
         rho = part.stat_spread_ratio.corr(part.top1, method="spearman") if n >= 8 else float("nan")
         words.append(f"{name}: Spearman {rho:+.2f} (n = {n})" if rho == rho else f"{name}: too few points (n = {n})")
-    st.markdown(f"**Spread of per-sample BN statistics against W3A3 min/max top-1 on {model}** — " + "; ".join(words)
-                + ". A measure that still predicted accuracy with the pixel range controlled would keep its "
-                  "correlation in the second group.")
+    return words
 
 
 def nowhere_section(b: Bundle) -> None:
@@ -300,15 +332,21 @@ def replay_section(b: Bundle, model: str, pr: str) -> None:
     facts = b.models[model]
     k = st.radio("Layer", range(len(layers)), horizontal=True, key="ev_replay_layer",
                  format_func=lambda i: f"{layers[i]}: {facts['layers'][layers[i]]}")
-    layer = layers[k]
+    fig, words = b.memo(replay_figure, model, pr, k)
+    st.plotly_chart(fig, key="ev_replay")
+    st.markdown("**What the replay shows** (seed 0, channel 0 of this layer): " + words)
+    st.caption("Press ▶ or drag the slider. The ✕ is the BN running statistics, the dotted box DSG's slack band.")
+
+
+def replay_figure(b: Bundle, model: str, pr: str, k: int) -> tuple[go.Figure, str]:
+    snaps = [s for s in b.snapshots if s["model"] == model and s["pixel_range"] == pr]
+    layer = snaps[0]["layers"][k]
+    facts = b.models[model]
     frames = pd.concat([pd.DataFrame({"iteration": s["iteration"], "set": label(s["source"]), "mean": s["mean"][k],
                                       "std": s["std"][k]}) for s in snaps], ignore_index=True)
-    fig: go.Figure = charts.replay(frames, (facts["bn_mu"][layer], facts["bn_sigma"][layer]),
-                                   (facts["delta"][layer], facts["gamma"][layer]))
-    st.plotly_chart(fig, key="ev_replay")
-    st.markdown("**What the replay shows** (seed 0, channel 0 of this layer): "
-                + replay_takeaway(frames, (facts["bn_mu"][layer], facts["bn_sigma"][layer])))
-    st.caption("Press ▶ or drag the slider. The ✕ is the BN running statistics, the dotted box DSG's slack band.")
+    bn = (facts["bn_mu"][layer], facts["bn_sigma"][layer])
+    fig = charts.replay(frames, bn, (facts["delta"][layer], facts["gamma"][layer]))
+    return fig, replay_takeaway(frames, bn)
 
 
 def replay_takeaway(frames: pd.DataFrame, bn: tuple[float, float]) -> str:
@@ -324,6 +362,26 @@ def replay_takeaway(frames: pd.DataFrame, bn: tuple[float, float]) -> str:
                    f"{z['mean'].std() / sigma:.2f}σ")
     return "; ".join(out) + f" (iteration {first} → {last}). A set that ends near 0σ distance and spread has " \
         "collapsed onto the BN point (homogenized); one that keeps its spread has not."
+
+
+def prebuild() -> None:
+    """Derive the default view of every model once (``dashboard.serve`` calls it before the port opens,
+    so the first visitor's page only draws)."""
+    b = load()
+    if b is None:
+        return
+    for model in b.models:
+        fp32 = b.models[model].get("fp32_top1")
+        b.memo(_effects, model)
+        b.memo(homogenization_figures, model, "free", 0)
+        for bits, q in CELLS:
+            b.memo(cell_figure, model, bits, q, fp32)
+        if not b.variants.empty:
+            for bits, q in (("W3A3", "minmax"), ("W4A4", "dsg-avg")):
+                b.memo(variants_figure, model, "free", "components", bits, q)
+        b.memo(spread_correlations, model)
+        if any(s["model"] == model and s["pixel_range"] == "free" for s in b.snapshots):
+            b.memo(replay_figure, model, "free", 0)
 
 
 def render(present: bool = False) -> None:

@@ -41,12 +41,17 @@ def scaled_ranges(q_model: nn.Module, factor: float) -> Iterator[nn.Module]:
 
 
 def range_jitter(fp_model: nn.Module, q_model: nn.Module, x: torch.Tensor, y: torch.Tensor | None,
-                 factors: tuple[float, ...] = DEFAULT_FACTORS) -> dict[float, float]:
+                 factors: tuple[float, ...] = DEFAULT_FACTORS, known: dict[float, float] | None = None
+                 ) -> dict[float, float]:
     """{factor: top-1 %} of ``q_model`` with its activation ranges scaled by each factor; without
-    labels, the % of inputs on which it agrees with ``fp_model``."""
+    labels, the % of inputs on which it agrees with ``fp_model``. ``known`` results (e.g. factor 1,
+    which is the plain evaluation the caller already has) are taken as they are, not recomputed."""
     reference = y if y is not None else logits(fp_model, x).argmax(1)
     out = {}
     for f in factors:
+        if known and f in known:
+            out[f] = known[f]
+            continue
         with scaled_ranges(q_model, f):
             out[f] = top1_of(logits(q_model, x), reference)
     return out
