@@ -161,3 +161,11 @@ def test_the_command_in_a_fresh_process_writes_next_to_the_cwd_by_default(tmp_pa
                           "--model", MODEL, "--out", "mine.npy"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_a_file_whose_config_is_not_an_object_is_refused_as_damaged(tmp_path):
+    from safetensors.torch import save
+    s = SyntheticSet(images=torch.zeros(2, 1, 28, 28), model=MODEL, config={})
+    (tmp_path / "odd.safetensors").write_bytes(save(s.tensors(), metadata={**s.metadata(), "config": "[1, 2]"}))
+    with pytest.raises(DataError, match="damaged metadata"):
+        SyntheticSet.load(tmp_path / "odd.safetensors")

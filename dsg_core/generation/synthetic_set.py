@@ -105,7 +105,10 @@ class SyntheticSet:
         if images.dim() != 4 or not torch.isfinite(images).all():
             raise DataError(f"{name}: images must be a finite (N, C, H, W) tensor, got shape {tuple(images.shape)}")
         try:
-            return cls(images=images, model=meta["model"], config=json.loads(meta["config"]),
+            config = json.loads(meta["config"])
+            if not isinstance(config, dict):
+                raise ValueError("the config is not a JSON object")
+            return cls(images=images, model=meta["model"], config=config,
                        targets=tensors.get("targets"), delta=tensors.get("delta"), gamma=tensors.get("gamma"),
                        history=json.loads(meta.get("history", "[]")), seconds=float(meta.get("seconds", 0)),
                        provenance=json.loads(meta.get("provenance", "{}")))
