@@ -26,8 +26,10 @@ import numpy as np
 import torch
 from common import DOCS, machine
 
+from dsg_core import provenance
 from dsg_core.diagnostics import REAL
 from dsg_core.diagnostics import views as dv
+from dsg_core.errors import DSGError
 from dsg_core.experiments import Plan, RunResult, SetCache, run
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec
@@ -48,9 +50,11 @@ JITTER = (0.8, 1.0, 1.2)  # as the control profile of bench/reproduce.py
 
 
 def code_version() -> dict:
+    """The code that made the bundle: the full commit (the page links it) and the provenance stamp's."""
     def git(*a):
         return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "dsg_core"))}
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "dsg_core")),
+            "code_version": provenance.code_version(), "source_hash": provenance.source_hash()}
 
 
 def rounded(values, digits: int = 4) -> list:
@@ -58,13 +62,13 @@ def rounded(values, digits: int = 4) -> list:
 
 
 # ------------------------------------------------------------------------------------------ rows
-def read_rows(path: Path) -> tuple[list[dict], list[dict]]:
-    """(cells, metrics) of the control profile, in the bundle's shape (bits as 'W3A3')."""
+def read_rows(path: Path, allow_mixed: bool = False) -> tuple[list[dict], list[dict], dict[str, list[str]]]:
+    """(cells, metrics, code versions) of the control profile, in the bundle's shape (bits as 'W3A3');
+    rows of several code versions are refused (DataError) unless ``allow_mixed``."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    provenance.check_versions(rows, allow_mixed=allow_mixed)
     cells, metrics = [], []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        r = json.loads(line)
+    for r in rows:
         base = {"model": r["model"], "source": r["source"], "pixel_range": r.get("pixel_range", "free"),
                 "seed": r["seed"]}
         if r.get("kind") == "main":
@@ -74,7 +78,7 @@ def read_rows(path: Path) -> tuple[list[dict], list[dict]]:
         elif r.get("kind") == "metrics":
             metrics.append({**base, **{k: v for k, v in r.items() if isinstance(v, (int, float)) and k not in base
                                        and k not in ("epsilon",)}})
-    return cells, metrics
+    return cells, metrics, provenance.versions(rows)
 
 
 # ------------------------------------------------------------------------------------------ examples
@@ -194,12 +198,16 @@ def main() -> None:
                          "bundle assembles them with the rows")
     ap.add_argument("--work", type=Path, default=REPO / "bench/cache/evidence")
     ap.add_argument("--out", type=Path, default=DOCS / "data" / "evidence.json.gz")
+    ap.add_argument("--allow-mixed", action="store_true",
+                    help="use rows of several code versions together (the bundle lists them)")
     args = ap.parse_args()
     models = [m for m in args.models.split(",") if m]
     parts = args.parts.split(",")
     cache = SetCache(args.sets)
     base = GenerationConfig(samples=SAMPLES, batch_size=SAMPLES, iterations=args.iterations)
     args.work.mkdir(parents=True, exist_ok=True)
+    if "bundle" in parts:  # rows of mixed code versions are refused before hours of examples
+        cells, metrics, versions = read_rows(args.rows, args.allow_mixed)
     if "examples" in parts:
         keep(args.work / "examples.json", examples(models, cache, models[0], base))
     if "variants" in parts and args.variant_seeds:
@@ -208,14 +216,13 @@ def main() -> None:
              variants(models[0], args.variant_seeds, ranges, cache, base))
     if "bundle" not in parts:
         return
-    cells, metrics = read_rows(args.rows)
     facts, grids, replays = json.loads((args.work / "examples.json").read_text())
     variant_rows, variant_grids = [], []
     for path in sorted(args.work.glob("variants-*.json")):  # one file per process (--variant-ranges)
         more_rows, more_grids = json.loads(path.read_text())
         variant_rows, variant_grids = variant_rows + more_rows, variant_grids + more_grids
     parts_made = [p.read_text() for p in sorted(args.work.glob("*.command"))]
-    bundle = {"meta": {**code_version(), "command": command(), "parts": parts_made,
+    bundle = {"meta": {**code_version(), "row_versions": versions, "command": command(), "parts": parts_made,
                        "rows": str(args.rows.relative_to(REPO)) if args.rows.is_relative_to(REPO) else str(args.rows),
                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        "machine": machine(), "samples": SAMPLES, "iterations": args.iterations,
@@ -230,4 +237,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DSGError as exc:  # e.g. rows of several code versions without --allow-mixed
+        raise SystemExit(f"error: {exc}") from None

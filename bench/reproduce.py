@@ -28,9 +28,11 @@ from common import Rows, header, write_doc
 
 from dsg_core.data import real_split
 from dsg_core.diagnostics import activation_ranges, clamp_to_range, diagnose, range_ratios
+from dsg_core.errors import DSGError
 from dsg_core.experiments import SetCache, TestSet, calibration_set, quantize_and_evaluate, real_calibration
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec, load_model
+from dsg_core.provenance import check_versions, stamp
 from dsg_core.quant import QuantConfig
 from dsg_core.resources import resolve_device
 from dsg_core.sources import SOURCES
@@ -207,7 +209,7 @@ def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: tor
         m = m.metrics().loc["set"].to_dict()
         if profile.get("pixel_ranges"):  # the control: the activation ranges the set calibrates, vs real's
             m.update(range_ratios(activation_ranges(model, images), real_ranges(task, profile, model, device)))
-        rows.add({"kind": "metrics", "bits": None, "quantizer": None, **key, **m})
+        rows.add({"kind": "metrics", "bits": None, "quantizer": None, **key, **m, **stamp({**profile, **key})})
     factors = profile.get("jitter", [])
     jitter = tuple(f for f in factors if f != 1.0) or None  # factor 1 is the calibrated result itself
     for bits, qz in todo:
@@ -221,7 +223,7 @@ def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: tor
             extra = {"range_jitter": accs, "jitter_mean": sum(accs.values()) / len(accs)}
         rows.add({"kind": kind, "bits": bits, "quantizer": qz, **key, "top1": res["quant_top1"],
                   "fp32_top1": res["fp32_top1"], "agreement": res["agreement"], "kl": res["kl"], **extra,
-                  "seconds": round(time.time() - t, 2), "device": device.type})
+                  "seconds": round(time.time() - t, 2), "device": device.type, **stamp({**profile, **key})})
 
 
 _REAL_RANGES: dict = {}
@@ -259,9 +261,10 @@ def fmt(v: pd.Series, n: int | None = None) -> str:
     return f"{v.mean():.1f} ± {v.std(ddof=0):.1f} [{v.min():.1f}, {v.max():.1f}]{count}"
 
 
-def render(rows: list[dict], profile_name: str, profile: dict) -> str:
+def render(rows: list[dict], profile_name: str, profile: dict, allow_mixed: bool = False) -> str:
     df = pd.DataFrame({row_key(r): r for r in rows}.values())  # one row per key (parallel runs may repeat one)
     out = [header(f"Reproduction table ({profile_name} profile)", timing=False), "",
+           *check_versions(df.to_dict("records"), allow_mixed=allow_mixed),
            f"Settings: {json.dumps({k: v for k, v in profile.items() if k != 'sources'})}.", "",
            "Cells: top-1 % on the 1,000-image MNIST test split, mean ± std [min, max] over seeds "
            "(n = number of seeds; a cell with fewer says its own n). Sources: see `dsg_core/sources.py`.", ""]
@@ -347,11 +350,13 @@ def frame(rows: list[dict]) -> pd.DataFrame:
     return df.fillna({"pixel_range": "free"})
 
 
-def render_control(rows: list[dict], profile_name: str, profile: dict) -> str:
+def render_control(rows: list[dict], profile_name: str, profile: dict, allow_mixed: bool = False) -> str:
     df = frame(rows)
+    mixed = check_versions(df.to_dict("records"), allow_mixed=allow_mixed)
     main, met = df[df.kind == "main"], df[df.kind == "metrics"]
     factors = ", ".join(f"{f:g}" for f in profile["jitter"])
     out = [header("Diversity or pixel range? The pixel-range control (issue 21)", timing=False), "",
+           *mixed,
            f"Settings ({profile_name} profile): {json.dumps({k: v for k, v in profile.items() if k != 'sources'})}.",
            "", f"The rows come from `python bench/reproduce.py --profile {profile_name}` (resumable; `--shard i/n` "
            f"splits it over processes): {len(main)} results and {len(met)} sets' metrics. What they mean: "
@@ -552,6 +557,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda: where sets are generated and quantized")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th task from the i-th (parallel processes)")
     p.add_argument("--list", action="store_true", help="print the tasks still to run and stop")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="render rows of several code versions together (the document lists them)")
     args = p.parse_args()
     torch.manual_seed(0)
     profile = PROFILES[args.profile]
@@ -575,10 +582,11 @@ def main() -> None:
             return  # the other shards are still running: render once they are done (--render-only)
     rows.refresh()
     if "pixel_ranges" in profile:
-        write_doc(args.out or "pixel-range.md", render_control(rows.rows, args.profile, profile))
+        write_doc(args.out or "pixel-range.md", render_control(rows.rows, args.profile, profile, args.allow_mixed))
         write_doc(f"data/{args.profile}-rows.jsonl", control_rows(rows.rows))
         return
-    write_doc(args.out or f"results-{args.profile}.md", render(rows.rows, args.profile, PROFILES[args.profile]))
+    write_doc(args.out or f"results-{args.profile}.md",
+              render(rows.rows, args.profile, PROFILES[args.profile], args.allow_mixed))
 
 
 def in_shard(task: Task, i: int, n: int) -> bool:
@@ -593,4 +601,7 @@ def done(task: Task, rows: Rows) -> bool:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DSGError as exc:  # e.g. rows of several code versions rendered without --allow-mixed
+        raise SystemExit(f"error: {exc}") from None

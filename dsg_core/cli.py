@@ -189,11 +189,28 @@ def cmd_generate(args) -> None:
     return _emit(summary, args.json, f"{cfg.label}: {len(synthetic)} images in {synthetic.seconds:.1f} s -> {args.out}")
 
 
+# ---------------------------------------------------------------------------------------- import-set
+def cmd_import_set(args) -> None:
+    from .data.imported import import_set
+    from .models import get_spec
+    spec = get_spec(args.model)
+    out = args.out or Path(f"{args.path.name.removesuffix(args.path.suffix) or 'imported'}.safetensors")
+    check_output(out)
+    if out.resolve() == args.path.resolve():
+        raise ConfigError(f"--out {out} is the file being imported: give another name")
+    synthetic = import_set(args.path, spec, label=args.label, normalized=args.normalized)
+    synthetic.save(out)
+    summary = {"out": str(out), "model": spec.name, "label": synthetic.label, "samples": len(synthetic),
+               "config": synthetic.config, "provenance": synthetic.stamp()}
+    return _emit(summary, args.json, f"{synthetic.label}: {len(synthetic)} images imported from "
+                                     f"{args.path.name} -> {out}")
+
+
 # ---------------------------------------------------------------------------------------- diagnose
 def cmd_diagnose(args) -> None:
     from .data import real_split
     from .data.folder import load_image_folder
-    from .diagnostics import diagnose
+    from .diagnostics import REAL, diagnose
     from .generation import SyntheticSet
     from .models import get_spec, load_model
     spec = get_spec(args.model)
@@ -204,9 +221,9 @@ def cmd_diagnose(args) -> None:
     model = load_model(args.model, weights=args.weights, device=args.device)
     real = (load_image_folder(args.real_folder, spec, limit=args.real_samples)[0] if args.real_folder
             else real_split(args.model, "train")[0][:args.real_samples])
-    report = diagnose(model, {"synthetic": images}, real, spec.input_shape,
-                      valid_range=spec.valid_range).metrics()
-    row = report.loc["synthetic"].to_dict()
+    name = synthetic.label if synthetic.label != REAL else f"{REAL} (the set)"  # the report's row of the set
+    report = diagnose(model, {name: images}, real, spec.input_shape, valid_range=spec.valid_range).metrics()
+    row = report.loc[name].to_dict()
     return _emit(row, args.json, report.T.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
@@ -262,6 +279,7 @@ def cmd_quantize(args) -> None:
     spec = get_spec(args.model)
     qcfg = quant_config(args, wbits=args.wbits, abits=args.abits, quantizer=args.quantizer, seed=args.seed)
     jitter = parse_factors(args.range_jitter) if args.range_jitter else None
+    calib_label = args.calib.capitalize()  # Real, Gaussian; a set file: its own label
     if args.calib in ("real", "gaussian"):
         check_set_size(args.samples, spec.input_shape)
     model = load_model(args.model, weights=args.weights, device=args.device)
@@ -273,7 +291,8 @@ def cmd_quantize(args) -> None:
         calib = torch.randn((args.samples, *spec.input_shape), generator=torch.Generator().manual_seed(args.seed))
     else:
         from .generation import SyntheticSet
-        calib = check_set_fits(SyntheticSet.load(args.calib), spec)
+        calib_set = SyntheticSet.load(args.calib)
+        calib, calib_label = check_set_fits(calib_set, spec), calib_set.label
     test_x, test_y = (load_images(args.test_folder, spec, args.eval_samples) if args.test_folder
                       else real_split(args.model, "test"))
     if args.eval_samples:
@@ -287,15 +306,15 @@ def cmd_quantize(args) -> None:
                                     progress=callback, cancel=cancel, jitter=jitter)
     finally:
         close()
-    res = {"model": args.model, "calib": str(args.calib), "wbits": args.wbits, "abits": args.abits,
-           "quantizer": args.quantizer, "seed": args.seed, **res,
+    res = {"model": args.model, "calib": str(args.calib), "label": calib_label, "wbits": args.wbits,
+           "abits": args.abits, "quantizer": args.quantizer, "seed": args.seed, **res,
            "seconds": round(time.perf_counter() - t0, 3)}  # quantization + evaluation
     top1 = (f"top-1 {res['quant_top1']:.2f}% (FP32 {res['fp32_top1']:.2f}%), " if res["quant_top1"] is not None
             else "no labels, ")
     jitter = ("; with activation ranges x" + ", x".join(f"{f} {v:.1f}%" for f, v in res["range_jitter"].items())
               if "range_jitter" in res else "")
-    return _emit(res, args.json, f"W{args.wbits}A{args.abits} {args.quantizer} on {args.calib}: {top1}agreement with "
-                 f"FP32 {res['agreement']:.3f}, KL {res['kl']:.4f}{jitter}")
+    return _emit(res, args.json, f"W{args.wbits}A{args.abits} {args.quantizer} on {calib_label} ({args.calib}): "
+                 f"{top1}agreement with FP32 {res['agreement']:.3f}, KL {res['kl']:.4f}{jitter}")
 
 
 MAX_JITTER = 100.0  # a range scaled further overflows float32 (1e300 did)
@@ -380,7 +399,9 @@ def cmd_compare(args) -> None:
     rows = result.results.to_dict("records")
     out = {"run_id": result.run_id, "seconds": result.seconds, "plan": plan.to_dict(), "rows": rows,
            "metrics": result.metrics.to_dict("records")} if args.json else rows
-    table = result.results.drop(columns=["model", "set"]).to_string(index=False, float_format=lambda v: f"{v:.2f}")
+    from .provenance import FIELDS
+    table = result.results.drop(columns=["model", "set", *FIELDS], errors="ignore").to_string(
+        index=False, float_format=lambda v: f"{v:.2f}")
     saved = f"\nsaved as run #{result.run_id} in {store.root}" if store is not None else ""
     return _emit(out, args.json, table + saved)
 
@@ -487,6 +508,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true")
     sp.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: mixed precision for the model's forward pass (GPUs); statistics and losses stay fp32")
+    sp = sub.add_parser("import-set", help="a set made by another tool (image folder, .npy, .safetensors) "
+                                           "as a labelled synthetic set")
+    common(sp)
+    sp.add_argument("path", type=Path, help="an image folder (PNG/JPEG), a .npy array (N,C,H,W or N,H,W) or a "
+                                            ".safetensors file")
+    sp.add_argument("--label", required=True, help="the set's name in every table and chart, e.g. 'MCT'")
+    sp.add_argument("--normalized", action="store_true",
+                    help="the array is already in the model's input space (default: pixels in [0, 1], or uint8 "
+                         "0..255, normalized with the model's mean/std); a DSG set file always is")
+    sp.add_argument("--out", type=Path, help="output file (default: PATH's name .safetensors, here)")
     sp = sub.add_parser("diagnose", help="diversity metrics of a synthetic set against real data")
     common(sp)
     sp.add_argument("--samples", required=True, type=Path, help="a synthetic set saved by `generate`")
@@ -529,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-COMMANDS = {"models": cmd_models, "generate": cmd_generate, "diagnose": cmd_diagnose,
+COMMANDS = {"models": cmd_models, "generate": cmd_generate, "import-set": cmd_import_set, "diagnose": cmd_diagnose,
             "quantize": cmd_quantize, "compare": cmd_compare, "runs": cmd_runs, "qat": cmd_qat}
 
 

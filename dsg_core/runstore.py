@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import provenance
 from .errors import DataError
 from .generation import SyntheticSet
 from .sqlite_store import BUSY_TIMEOUT_S, SQLiteStore, StoreError
@@ -107,7 +108,11 @@ class RunStore(SQLiteStore):
                  sets: dict[tuple[str, int], SyntheticSet]) -> tuple[int, str]:
         """A run in the history's format (metrics keyed ``source@seed``, sets named ``source_sSEED``),
         saved even when this store is locked or damaged (``add_safely``): (run id, a message when it
-        went elsewhere)."""
+        went elsewhere). The config and every result row carry the provenance stamp (the code version
+        that computed them; rows that already have one keep theirs)."""
+        stamp = config.get("provenance") or provenance.stamp(config.get("plan", config))
+        config = {**config, "provenance": stamp}
+        result_rows = [{**stamp, **r} for r in result_rows]
         metrics = {f"{r['source']}@{r['seed']}": {k: v for k, v in r.items() if k not in ("set", "source", "seed")}
                    for r in metric_rows}
         run_id, _, note = self.add_safely(model, title, config, metrics, result_rows,

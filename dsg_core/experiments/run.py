@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from .. import provenance
 from ..data import real_split
 from ..data.folder import load_image_folder
 from ..diagnostics import REAL, Diagnosis, diagnose
@@ -107,6 +108,7 @@ class RunResult:
     run_id: int | None = None
     saved_note: str = ""                                # where the run went when not to the store asked for
     extras: dict = field(default_factory=dict)          # views' add-ons, e.g. the generator's snapshots
+    provenance: dict = field(default_factory=dict)      # code version and plan hash (``provenance.stamp``)
 
     @property
     def model(self) -> nn.Module | None:
@@ -152,10 +154,11 @@ def run(plan: Plan, *, progress: ProgressFn = None, cancel: CancelFn = None, sto
     first_quant = len(plan.generated) + plan.diagnose
     tasks = [partial(_quantize_rows, plan, res, src, seed, calib[(src, seed)], report.sub(first_quant + i), cancel)
              for i, (src, seed) in enumerate(plan.calibrations)]
-    rows = [row for chunk in in_parallel(tasks, plan.workers) for row in chunk]
+    stamp = provenance.stamp(plan.to_dict())
+    rows = [{**row, **stamp} for chunk in in_parallel(tasks, plan.workers) for row in chunk]
     result = RunResult(plan, {k: sets[k] for k in plan.calibrations}, {k: calib[k] for k in plan.calibrations},
                        diagnosis, metrics, pd.DataFrame(rows), seconds=round(time.perf_counter() - t0, 2),
-                       extras={"snapshots": snapshots} if snapshots else {})
+                       extras={"snapshots": snapshots} if snapshots else {}, provenance=stamp)
     if store is not None:
         with report.task(len(report.names) - 1):
             result.run_id, result.saved_note = save(store, result)
@@ -257,7 +260,8 @@ def save(store: RunStore, result: RunResult) -> tuple[int | None, str]:
     plan = result.plan
     try:
         return store.save_run(model=plan.model, title=plan.title or title_of(plan),
-                              config={"plan": plan.to_dict(), "seconds": result.seconds},
+                              config={"plan": plan.to_dict(), "seconds": result.seconds,
+                                      "provenance": result.provenance},
                               metric_rows=result.metrics.to_dict("records"),
                               result_rows=result.results.to_dict("records"),
                               sets={k: s for k, s in result.sets.items() if s is not None})
@@ -347,4 +351,5 @@ def reopen(run_record, plan: Plan, resources: Resources) -> RunResult:
     metrics = pd.DataFrame([{"set": label(r["source"]) if r["source"] != "real" else REAL, **r}
                             for r in run_record.metric_rows()])
     return RunResult(plan, sets, calib, diagnosis, metrics, pd.DataFrame(run_record.results),
-                     seconds=float(run_record.config.get("seconds", 0.0)), run_id=run_record.id)
+                     seconds=float(run_record.config.get("seconds", 0.0)), run_id=run_record.id,
+                     provenance=run_record.config.get("provenance", {}))

@@ -18,6 +18,7 @@ from ..errors import DataError
 from ..fsutil import atomic_write_bytes
 
 FORMAT = "dsg-synthetic-set/1"
+IMPORTED = "imported"  # the label of a set whose config does not say how it was made
 
 
 @dataclass
@@ -30,14 +31,35 @@ class SyntheticSet:
     gamma: torch.Tensor | None = None
     history: list[dict] = field(default_factory=list)  # per iteration: {"loss": .., parts ..}
     seconds: float = 0.0
+    # the provenance stamp (``dsg_core/provenance.py``): None for a set made by this process (stamped
+    # when saved), {} for a file saved before stamps were recorded (its version is unknown)
+    provenance: dict | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     @property
+    def imported(self) -> bool:
+        """Made by another tool (``import-set``, or a foreign file whose config says nothing)."""
+        return bool(self.config.get("imported")) or not self.config
+
+    @property
     def label(self) -> str:
+        """'DSG (SDA+LSE)' for a generated set; an imported set's own label, else 'imported' (an empty
+        or foreign config must not pass for the default DSG config)."""
+        from ..errors import ConfigError
         from .config import GenerationConfig
-        return GenerationConfig.from_dict(self.config).label
+        if self.imported:
+            return str(self.config.get("label") or IMPORTED)
+        try:
+            return GenerationConfig.from_dict(self.config).label
+        except (ConfigError, TypeError):
+            return IMPORTED
+
+    def stamp(self) -> dict:
+        """The set's provenance: as recorded, or, for a set made by this process, the code's now."""
+        from ..provenance import stamp
+        return stamp(self.config) if self.provenance is None else self.provenance
 
     # ---- persistence -------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -50,7 +72,8 @@ class SyntheticSet:
 
     def metadata(self) -> dict[str, str]:
         return {"format": FORMAT, "model": self.model, "config": json.dumps(self.config),
-                "history": json.dumps(self.history), "seconds": str(self.seconds)}
+                "history": json.dumps(self.history), "seconds": str(self.seconds),
+                "provenance": json.dumps(self.stamp())}
 
     def save(self, path: str | Path) -> Path:
         """Atomic write: a crash mid-save never leaves a half-written file under ``path``."""
@@ -82,9 +105,13 @@ class SyntheticSet:
         if images.dim() != 4 or not torch.isfinite(images).all():
             raise DataError(f"{name}: images must be a finite (N, C, H, W) tensor, got shape {tuple(images.shape)}")
         try:
-            return cls(images=images, model=meta["model"], config=json.loads(meta["config"]),
+            config = json.loads(meta["config"])
+            if not isinstance(config, dict):
+                raise ValueError("the config is not a JSON object")
+            return cls(images=images, model=meta["model"], config=config,
                        targets=tensors.get("targets"), delta=tensors.get("delta"), gamma=tensors.get("gamma"),
-                       history=json.loads(meta.get("history", "[]")), seconds=float(meta.get("seconds", 0)))
+                       history=json.loads(meta.get("history", "[]")), seconds=float(meta.get("seconds", 0)),
+                       provenance=json.loads(meta.get("provenance", "{}")))
         except (KeyError, ValueError) as exc:
             raise DataError(f"{name}: damaged metadata ({exc})") from None
 
