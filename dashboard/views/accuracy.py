@@ -7,9 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from dsg_core.diagnostics import REAL
+from dsg_core.provenance import FIELDS
 
 from .. import charts, evidence_bundle
 from ..runner import ablation_frame, ablation_job
+from ..text import code
 from . import intro, tradeoff
 
 CAPTION = ("Quantized top-1 of the run on screen. Every seed is a dot; the grey box behind is the evidence bundle's "
@@ -91,7 +93,10 @@ def render(result, ctx, store, running: bool, start) -> None:
         st.plotly_chart(charts.accuracy(res, fp32), key="accuracy")
     st.dataframe(summary(res), key="accuracy_table")
     with st.expander("Every result row"):
-        st.dataframe(res, hide_index=True)
+        stamp = [c for c in FIELDS if c in res]
+        st.dataframe(res.drop(columns=stamp), hide_index=True)
+        if "code_version" in res:
+            st.caption("Computed by code version " + ", ".join(code(v) for v in res.code_version.unique()) + ".")
     st.divider()
     multiples(result, ctx, running, start)
     st.divider()
