@@ -64,3 +64,26 @@ def test_the_lesson_follows_the_data():
         return lesson(effects(b, "m"), "m")
     assert "all of it was pixel range" in headline([86, 85, 86, 87, 86])
     assert "a smaller lead survives" in headline([96, 95, 96, 97, 96])
+
+
+def test_a_live_run_with_free_pixels_is_told_how_much_of_the_lead_is_range():
+    """The Accuracy page's note for a run: it sends a free-pixel run to clip when the bundle's lead
+    mostly vanishes with clip, and says nothing of the kind when the lead survives."""
+    from types import SimpleNamespace
+
+    from dashboard.evidence_bundle import Bundle
+    from dashboard.views.accuracy import range_note
+
+    plan = SimpleNamespace(model="m", generation=SimpleNamespace(pixel_range="free"))
+
+    def note(clip_dsg, clip_zeroq=(86, 85, 87, 86, 85)):
+        df = cells([("free", "dsg", [97, 96, 98, 97, 96]), ("free", "zeroq", [50, 60, 40, 55, 45]),
+                    ("clip", "dsg", clip_dsg), ("clip", "zeroq", clip_zeroq)])
+        return range_note(plan, "W3A3", "minmax", Bundle({}, {"m": {}}, df, pd.DataFrame(), [], pd.DataFrame(), []))
+    vanishing = note([87, 86, 87, 88, 87])
+    assert "+46.8 points with free pixels and +1.2 with the pixels clipped" in vanishing
+    assert "Most of a free-pixel lead is pixels outside" in vanishing
+    survives = note([96, 95, 96, 97, 96], clip_zeroq=(60, 61, 59, 60, 60))
+    assert "+36.0 with the pixels clipped" in survives and "Most of" not in survives
+    assert range_note(plan, "W4A4", "minmax", Bundle({}, {"m": {}}, cells([]), pd.DataFrame(), [], pd.DataFrame(),
+                                                       [])) == ""

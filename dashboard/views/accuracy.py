@@ -60,6 +60,26 @@ def takeaway(cell: pd.DataFrame) -> str:
     return out
 
 
+def range_note(plan, bits: str, quantizer: str, b: evidence_bundle.Bundle | None = None) -> str:
+    """What the bundle says of DSG's lead at this cell once the pixel range is controlled, so that a
+    live run with free pixels is not read as diversity's doing when the bundle shows it is range."""
+    b = b or evidence_bundle.load()
+    if b is None:
+        return ""
+    gaps = {pr: evidence_bundle.gap(b.cells, plan.model, bits, quantizer, pr) for pr in ("free", "clip")}
+    if None in gaps.values():
+        return ""
+    (free, _, n), (clip, clip_jitter, _) = gaps["free"], gaps["clip"]
+    here = plan.generation.pixel_range
+    words = (f"Over the evidence bundle's {n} seeds at {bits} {quantizer}, DSG minus ZeroQ is {free:+.1f} points with "
+             f"free pixels and {clip:+.1f} with the pixels clipped to the valid range every step (range jitter "
+             f"{clip_jitter:+.1f}).")
+    if here == "free" and free > 2 and clip < free / 2:
+        words += (" Most of a free-pixel lead is pixels outside the valid input range, not diversity: set "
+                  "**Pixels** to `clip` in the sidebar to see the part that survives (Evidence page, section 4).")
+    return words
+
+
 def reference_cells(plan, bits: str, quantizer: str) -> tuple[pd.DataFrame | None, str]:
     """The bundle's seeds at the run's model, pixel range and cell, and a note on how it was made."""
     b = evidence_bundle.load()
@@ -87,6 +107,9 @@ def render(result, ctx, store, running: bool, start) -> None:
         ref, note = reference_cells(result.plan, bits, q)
         st.plotly_chart(charts.cell_dots(cell, fp32, f"{bits}, {q} ranges", reference=ref), key=f"cell_{bits}_{q}")
         st.markdown(f"**What this run shows at {bits} {q}:** {takeaway(cell)}")
+        pixels = range_note(result.plan, bits, q)
+        if pixels:
+            st.info(pixels, icon=":material/crop_free:")
         if note:
             st.caption(note)
     if res["bits"].nunique() > 1:
