@@ -85,5 +85,6 @@ def test_a_live_run_with_free_pixels_is_told_how_much_of_the_lead_is_range():
     assert "Most of a free-pixel lead is pixels outside" in vanishing
     survives = note([96, 95, 96, 97, 96], clip_zeroq=(60, 61, 59, 60, 60))
     assert "+36.0 with the pixels clipped" in survives and "Most of" not in survives
-    assert range_note(plan, "W4A4", "minmax", Bundle({}, {"m": {}}, cells([]), pd.DataFrame(), [], pd.DataFrame(),
-                                                       [])) == ""
+    only_w3a3 = Bundle({}, {"m": {}}, cells([("free", "dsg", [97]), ("free", "zeroq", [50])]), pd.DataFrame(), [],
+                       pd.DataFrame(), [])
+    assert range_note(plan, "W4A4", "minmax", only_w3a3) == "" and range_note(plan, "W3A3", "minmax", only_w3a3) == ""
