@@ -56,7 +56,7 @@ def _emit(obj, as_json: bool, text: str):
 
 # smallest and largest value of each whole-number option (None: no bound); floats must be finite
 BOUNDS = {"samples": (1, None), "iterations": (1, None), "seed": (0, 2**32 - 1), "eval_samples": (1, None),
-          "real_samples": (2, None), "jitter": (0, None), "epochs": (0, None),
+          "real_samples": (2, None), "jitter": (0, None), "plateau_patience": (1, None), "epochs": (0, None),
           "iters_per_epoch": (1, None), "warmup_epochs": (0, None), "wbits": (1, 32), "abits": (1, 32)}
 
 
@@ -106,9 +106,13 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("generation")
     g.add_argument("--method", choices=["gaussian", "zeroq", "dsg"], default="dsg")
     g.add_argument("--preset", choices=["paper", "reference"], default="paper",
-                   help="paper: the formulas only; reference: + the reference code's priors, init and lr")
+                   help="paper: the formulas only; reference: DSG's released code's objective (priors, init, "
+                        "lr, patience, LSE mode)")
     g.add_argument("--epsilon", type=float, help="SDA slack quantile in (0, 1] (default 0.9)")
     g.add_argument("--lse-weight", type=float, help="LSE enhancement weight (default 2)")
+    g.add_argument("--lse-mode", choices=["paper", "reference"],
+                   help="paper: sample j at layer j mod N weighted lse-weight; reference: DSG's code, the gap of "
+                        "sample i < min(B, 20) at layer i times lse-weight (its square times lse-weight^2)")
     g.add_argument("--sci-weight", type=float, help="SCI weight (default 1)")
     for part in ("sda", "lse", "sci"):
         g.add_argument(f"--no-{part}", action="store_true", help=f"switch {part.upper()} off")
@@ -118,12 +122,21 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
                         "'auto': the largest up to that default which fits the free memory")
     g.add_argument("--iterations", type=int, help="Adam iterations per batch (default 500)")
     g.add_argument("--lr", type=float)
-    g.add_argument("--init", choices=["gaussian", "uniform"])
+    g.add_argument("--init", choices=["auto", "gaussian", "uniform", "zeroq"],
+                   help="auto (default): the method's own (zeroq: ZeroQ's near-constant start, else N(0,1)); "
+                        "gaussian N(0,1); uniform U[0,1); zeroq")
     g.add_argument("--schedule", choices=["plateau", "cosine", "constant"])
+    g.add_argument("--plateau-patience", type=int, help="plateau schedule patience in iterations (default 100)")
+    g.add_argument("--min-lr", type=float, help="plateau schedule floor (default: 1e-4 for zeroq as ZeroQ's code, "
+                                                "else none)")
     g.add_argument("--seed", type=int, default=0)
     for prior in ("ce", "tv", "l2"):
         g.add_argument(f"--{prior}-weight", type=float)
     g.add_argument("--jitter", type=int, help="max random translation in pixels")
+    g.add_argument("--jitter-target", choices=["model", "priors"],
+                   help="which sees the jittered copy: model (default) or priors (DSG's code: TV and L2 only)")
+    g.add_argument("--tv-form", choices=["squared", "norm4"], help="squared (default) or norm4 (DSG's code)")
+    g.add_argument("--l2-form", choices=["squared", "norm"], help="squared (default) or norm (DSG's code)")
     g.add_argument("--pixel-range", choices=["free", "clip", "clamp-after"],
                    help="pixels against the model's valid input range: free (default, the paper), clip "
                         "(projected after every step) or clamp-after (clamped once at the end)")
@@ -144,7 +157,8 @@ def generation_config(args, image_size: int):
     names = {"epsilon": "epsilon", "lse_weight": "lse_weight", "sci_weight": "sci_weight", "samples": "samples",
              "batch_size": "batch_size", "iterations": "iterations", "lr": "lr", "init": "init", "schedule": "schedule",
              "ce_weight": "ce_weight", "tv_weight": "tv_weight", "l2_weight": "l2_weight", "jitter": "jitter",
-             "pixel_range": "pixel_range"}
+             "pixel_range": "pixel_range", "lse_mode": "lse_mode", "plateau_patience": "plateau_patience",
+             "min_lr": "min_lr", "jitter_target": "jitter_target", "tv_form": "tv_form", "l2_form": "l2_form"}
     if args.batch_size == "auto" and args.command != "generate":
         raise ConfigError("--batch-size auto is for `generate`; give a number here")
     over.update({field: getattr(args, a) for a, field in names.items() if getattr(args, a) not in (None, "auto")})
@@ -369,7 +383,10 @@ def generation_argv(g) -> list[str]:
             "--iterations", str(g.iterations), "--lr", repr(g.lr), "--init", g.init, "--schedule", g.schedule,
             "--epsilon", repr(g.epsilon), "--lse-weight", repr(g.lse_weight), "--sci-weight", repr(g.sci_weight),
             "--ce-weight", repr(g.ce_weight), "--tv-weight", repr(g.tv_weight), "--l2-weight", repr(g.l2_weight),
-            "--jitter", str(g.jitter), "--pixel-range", g.pixel_range, "--seed", str(g.seed)]
+            "--jitter", str(g.jitter), "--pixel-range", g.pixel_range, "--seed", str(g.seed),
+            "--lse-mode", g.lse_mode, "--plateau-patience", str(g.plateau_patience), "--jitter-target",
+            g.jitter_target, "--tv-form", g.tv_form, "--l2-form", g.l2_form]
+    argv += ["--min-lr", repr(g.min_lr)] if g.min_lr is not None else []  # None: the method's own
     return argv + [f"--no-{part}" for part in ("sda", "lse", "sci") if not getattr(g, part)]
 
 

@@ -12,7 +12,7 @@ dsg                 the base config as given (default SDA+LSE+SCI)
 sda, lse, sci       one DSG component alone
 sda+lse             the CVPR version
 sda+lse+sci         the journal version
-dsg-reference       SDA+LSE+SCI with the reference code's priors, init and lr
+dsg-reference       SDA+LSE+SCI with the reference code's objective (``reference`` preset)
 ==================  =========================================================
 """
 
@@ -34,11 +34,15 @@ def label(source: str) -> str:
     return LABELS.get(source, source)
 
 
+REFERENCE_FIELDS = ("init", "lr", "plateau_patience", "ce_weight", "tv_weight", "l2_weight", "jitter",
+                    "jitter_target", "tv_form", "l2_form", "lse_mode")
+
+
 def reference_priors(base: GenerationConfig, image_size: int) -> GenerationConfig:
-    """The base config with the reference code's priors, init and learning rate switched on."""
+    """The base config with the reference code's objective switched on: its priors in its forms,
+    init, learning rate, patience and LSE mode (the ``reference`` preset's, see config.py)."""
     ref = preset("reference", image_size=image_size)
-    return base.replace(init=ref.init, lr=ref.lr, ce_weight=ref.ce_weight, tv_weight=ref.tv_weight,
-                        l2_weight=ref.l2_weight, jitter=ref.jitter)
+    return base.replace(**{name: getattr(ref, name) for name in REFERENCE_FIELDS})
 
 
 def source_config(name: str, base: GenerationConfig, image_size: int) -> GenerationConfig | None:

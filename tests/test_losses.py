@@ -1,5 +1,7 @@
 """Each loss term against hand-computed values on tiny tensors."""
 
+import math
+
 import pytest
 import torch
 
@@ -86,6 +88,30 @@ def test_priors_by_hand():
     assert losses.l2_prior(x).item() == 0 + 1 + 4 + 9
 
 
+def test_reference_code_priors_by_hand():
+    """DSG's code: TV = sum over 4 directions of the un-squared norm of the differences over the
+    batch (DeepInversion's loss_var_l2), L2 = mean over the batch of each image's un-squared norm."""
+    x = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]], [[[0.0, 0.0], [0.0, 4.0]]]])
+    # horizontal: (-1, -1) and (0, -4); vertical: (-2, -2) and (0, -4); diagonals: (2-1) and (0-0); (0-3) and (0-4)
+    expected = math.sqrt(1 + 1 + 16) + math.sqrt(4 + 4 + 16) + math.sqrt(1 + 0) + math.sqrt(9 + 16)
+    assert losses.tv_norm4(x).item() == pytest.approx(expected)
+    assert losses.l2_norm_prior(x).item() == pytest.approx((math.sqrt(14) + 4) / 2)
+    assert losses.total_variation(x).item() != pytest.approx(expected)  # a different form, not a rename
+
+
+def test_lse_reference_mode_enhances_sample_i_at_layer_i_for_the_first_20_only():
+    x = losses.lse_reference_weights(64, 25, 2.0)
+    i = torch.arange(20)
+    assert torch.all(x[i, i] == 4.0)  # the gap times 2: its square times 4
+    assert (x != 1).sum() == 20 and x[20, 20] == 1 and x[25:].eq(1).all()
+    few_layers = losses.lse_reference_weights(8, 3, 2.0)  # min(B, N, 20): layer i must exist
+    assert (few_layers != 1).sum() == 3 and torch.all(few_layers[torch.arange(3), torch.arange(3)] == 4)
+    small_batch = losses.lse_reference_weights(5, 30, 2.0)
+    assert (small_batch != 1).sum() == 5
+    paper = losses.lse_weights(64, 25, 2.0)
+    assert (paper != 1).sum() == 64 and paper[30, 5] == 2.0  # the paper's mode: every sample, j mod N
+
+
 def test_batch_terms_with_leading_set_dims_equal_each_set_alone():
     """(S, B, ...) -> (S,): what generate_many computes equals the lone term on each set."""
     gen = torch.Generator().manual_seed(0)
@@ -96,6 +122,8 @@ def test_batch_terms_with_leading_set_dims_equal_each_set_alone():
     per_set = {"input": (losses.input_prior(x), [losses.input_prior(s) for s in x]),
                "tv": (losses.total_variation(x), [losses.total_variation(s) for s in x]),
                "l2": (losses.l2_prior(x), [losses.l2_prior(s) for s in x]),
+               "tv-norm4": (losses.tv_norm4(x), [losses.tv_norm4(s) for s in x]),
+               "l2-norm": (losses.l2_norm_prior(x), [losses.l2_norm_prior(s) for s in x]),
                "sci": (losses.sci(x, ref, 3, sets=1), [losses.sci(s, ref, 3) for s in x]),
                "ce": (losses.cross_entropy(logits, labels),
                       [torch.nn.functional.cross_entropy(lg, lb) for lg, lb in zip(logits, labels)]),

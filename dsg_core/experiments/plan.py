@@ -108,7 +108,7 @@ class Plan:
     # ---- serialization: one place for JSON, the run store and background jobs ---------------
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["generation"], d["quant"] = self.generation.to_dict(), asdict(self.quant)
+        d["generation"], d["quant"] = self.generation.to_dict(resolved=False), asdict(self.quant)
         d["bits"] = [list(b) for b in self.bits]
         return d
 

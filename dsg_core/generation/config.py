@@ -20,7 +20,15 @@ from typing import NamedTuple
 from ..errors import ConfigError
 
 METHODS = ("gaussian", "zeroq", "dsg")
-INITS = ("gaussian", "uniform")
+INITS = ("auto", "gaussian", "uniform", "zeroq")  # "auto": the method's own, see GenerationConfig.start
+LSE_MODES = ("paper", "reference")
+JITTER_TARGETS = ("model", "priors")
+TV_FORMS = ("squared", "norm4")
+L2_FORMS = ("squared", "norm")
+ZEROQ_MIN_LR = 1e-4  # ZeroQ's ReduceLROnPlateau(min_lr=1e-4) (classification/distill_data.py)
+# each field added after stored sets existed, with the value that behaves as before it existed
+NEW_FIELDS = {"min_lr": 0.0, "lse_mode": "paper", "jitter_target": "model", "tv_form": "squared",
+              "l2_form": "squared"}
 SCHEDULES = ("plateau", "cosine", "constant")
 PRESETS = ("paper", "reference")
 PIXEL_RANGES = ("free", "clip", "clamp-after")  # see GenerationConfig.pixel_range
@@ -42,8 +50,11 @@ class GenerationConfig:
     lr: float = 0.5                 # ZeroQ's Adam learning rate
     schedule: str = "plateau"       # "plateau" (ZeroQ: ReduceLROnPlateau), "cosine" or "constant"
     plateau_patience: int = 100     # ReduceLROnPlateau patience (ZeroQ), in iterations
+    min_lr: float | None = None     # plateau floor; None: the method's own (ZeroQ 1e-4, else none)
     seed: int = 0
-    init: str = "gaussian"          # N(0,1) or U[0,1) (reference code), in model-input space
+    # start in model-input space: N(0,1) "gaussian", U[0,1) "uniform" (DSG's code), ZeroQ's code's
+    # near-constant "zeroq"; "auto": the method's own (zeroq -> "zeroq", else "gaussian")
+    init: str = "auto"
     input_prior: bool = True        # per-channel mean 0 / std 1 of the image itself (ZeroQ)
     # SDA: slack margins delta/gamma = epsilon-quantile of Gaussian-noise statistic gaps
     sda: bool = True
@@ -51,9 +62,12 @@ class GenerationConfig:
     margin_samples: int = 128       # Gaussian images used to measure the gaps (once)
     delta: float | None = None      # hand-set margins (same for every layer) override epsilon
     gamma: float | None = None
-    # LSE: sample j's loss at layer (j mod N) weighted lse_weight instead of 1
+    # LSE: "paper" weights sample j's loss at layer (j mod N) lse_weight instead of 1 (X = 11^T + I);
+    # "reference" (DSG's code) multiplies the gap of sample i at layer i by lse_weight, i.e. its
+    # squared gap by lse_weight^2 (4), and only for i < min(B, N, 20)
     lse: bool = True
     lse_weight: float = 2.0
+    lse_mode: str = "paper"
     # SCI: match the batch's cosine-similarity spectrum to an i.i.d. Gaussian batch's
     sci: bool = True
     sci_weight: float = 1.0
@@ -62,11 +76,31 @@ class GenerationConfig:
     tv_weight: float = 0.0
     l2_weight: float = 0.0
     jitter: int = 0                 # max random translation in pixels per iteration
+    # which sees the jittered copy: "model" (the model; the priors see the image itself) or "priors"
+    # (DSG's code: the model sees the image itself, the rolled copy enters only TV and L2)
+    jitter_target: str = "model"
+    tv_form: str = "squared"        # "squared": TV-L2 per image / B; "norm4": DSG's code (losses.py)
+    l2_form: str = "squared"        # "squared": ||x_j||^2 / B; "norm": mean_j ||x_j|| (DSG's code)
     targets: tuple[int, ...] | None = None  # chosen target labels (cycled); None = balanced random
     # Pixels against the valid input range [(0 - mean) / std, (1 - mean) / std] per channel:
     # "free" leaves them unbounded (the paper), "clip" projects the images onto the range after every
     # optimizer step (as MCT does), "clamp-after" clamps once at the end (issue: diversity or range?)
     pixel_range: str = "free"
+
+    @property
+    def start(self) -> str:
+        """The initialisation in force: ``init``, or for "auto" the method's own (ZeroQ's code's
+        near-constant start for zeroq; N(0,1) for DSG and the Gaussian source)."""
+        if self.init != "auto":
+            return self.init
+        return "zeroq" if self.method == "zeroq" else "gaussian"
+
+    @property
+    def lr_floor(self) -> float:
+        """The plateau schedule's floor in force: ``min_lr``, or ZeroQ's 1e-4 for zeroq, else 0."""
+        if self.min_lr is not None:
+            return self.min_lr
+        return ZEROQ_MIN_LR if self.method == "zeroq" else 0.0
 
     @property
     def uses_bn(self) -> bool:
@@ -96,6 +130,11 @@ class GenerationConfig:
         checks = [
             (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}"),
             (self.init in INITS, f"init must be one of {', '.join(INITS)}, not {self.init!r}"),
+            (self.lse_mode in LSE_MODES, f"LSE mode must be one of {', '.join(LSE_MODES)}, not {self.lse_mode!r}"),
+            (self.jitter_target in JITTER_TARGETS,
+             f"jitter target must be one of {', '.join(JITTER_TARGETS)}, not {self.jitter_target!r}"),
+            (self.tv_form in TV_FORMS, f"TV form must be one of {', '.join(TV_FORMS)}, not {self.tv_form!r}"),
+            (self.l2_form in L2_FORMS, f"L2 form must be one of {', '.join(L2_FORMS)}, not {self.l2_form!r}"),
             (self.pixel_range in PIXEL_RANGES,
              f"pixel range must be one of {', '.join(PIXEL_RANGES)}, not {self.pixel_range!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}"),
@@ -109,7 +148,7 @@ class GenerationConfig:
             (self.margin_samples >= 2, "margin_samples must be at least 2"),
             (self.jitter >= 0 and self.plateau_patience >= 1, "jitter must be >= 0 and patience >= 1"),
         ]
-        for name in ("sci_weight", "ce_weight", "tv_weight", "l2_weight", "delta", "gamma"):
+        for name in ("sci_weight", "ce_weight", "tv_weight", "l2_weight", "delta", "gamma", "min_lr"):
             v = getattr(self, name)
             checks.append((v is None or (v >= 0 and v == v and v != float("inf")),
                            f"{name} must be a finite number >= 0, not {v}"))
@@ -122,14 +161,22 @@ class GenerationConfig:
     def replace(self, **kw) -> "GenerationConfig":
         return replace(self, **kw)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, *, resolved: bool = True) -> dict:
+        """The settings as JSON-ready values. ``resolved`` (what a set stores, and what keys the set
+        cache): "auto" and None replaced by what is in force, and the ``NEW_FIELDS`` left out while
+        they hold their old behaviour. ``resolved=False`` keeps every field as given (a plan's base
+        config, whose "auto" must stay "auto" for each source's method)."""
         d = asdict(self)
         d["targets"] = list(self.targets) if self.targets is not None else None
+        if resolved:
+            d["init"], d["min_lr"] = self.start, self.lr_floor
+            d = {k: v for k, v in d.items() if k not in NEW_FIELDS or v != NEW_FIELDS[k]}
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "GenerationConfig":
-        d = known_settings(cls, d, "generation")
+        """Settings from ``to_dict``, of either kind; a missing new field gets its old behaviour."""
+        d = {**NEW_FIELDS, **known_settings(cls, d, "generation")}
         if d.get("targets") is not None:
             d["targets"] = tuple(int(t) for t in d["targets"])
         return cls(**d)
@@ -147,15 +194,23 @@ def known_settings(cls, d: dict, what: str) -> dict:
 def preset(name: str, image_size: int = 28, **overrides) -> GenerationConfig:
     """Named starting points.
 
-    ``paper``: the brief's formulas and nothing else (N(0,1) init, Adam lr 0.5, plateau 100).
-    ``reference``: the reference code's full objective: U[0,1) init, Adam lr 0.9, CE on random
-    labels (1.0), TV and L2 priors (0.01 each), jitter of 30 px at 224 px scaled to the image size.
+    ``paper``: the brief's formulas and nothing else (N(0,1) init for DSG, Adam lr 0.5, plateau 100).
+    ``reference``: the objective of DSG's released code (``post_training_quantization/distill_data.py``,
+    /work/shared/dsg-method.md section 8), point by point: U[0,1) init, Adam lr 0.9, plateau patience
+    260; the model sees the image itself and the copy rolled by up to 30 px at 224 px (scaled to the
+    image size) enters only the priors; TV 0.01 in DeepInversion's form (the sum over four
+    directions of the un-squared norm of the differences over the batch, ``losses.tv_norm4``); L2
+    0.01 on the mean over the batch of each image's (un-squared) norm; the label cross-entropy added
+    twice (weight 2); LSE on the gap of sample i at layer i for i < min(B, 20) only (``lse_mode``).
+    Not reproduced: the released SCI adds no gradient (it is detached), ours does; its margin files
+    were never published, ours are measured (SDA's epsilon).
     """
     if name == "paper":
         base = GenerationConfig()
     elif name == "reference":
-        base = GenerationConfig(init="uniform", lr=0.9, ce_weight=1.0, tv_weight=0.01, l2_weight=0.01,
-                                jitter=max(1, round(30 * image_size / 224)))
+        base = GenerationConfig(init="uniform", lr=0.9, plateau_patience=260, ce_weight=2.0, tv_weight=0.01,
+                                l2_weight=0.01, jitter=max(1, round(30 * image_size / 224)), jitter_target="priors",
+                                tv_form="norm4", l2_form="norm", lse_mode="reference")
     else:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return base.replace(**overrides)

@@ -59,8 +59,8 @@ class Objective:
         if not self.cfg.components.lse:
             return None
         if batch not in self._lse:
-            self._lse[batch] = losses.lse_weights(batch, self.targets.num_layers, self.cfg.lse_weight,
-                                                  self.targets.mu.device)
+            weights = losses.lse_reference_weights if self.cfg.lse_mode == "reference" else losses.lse_weights
+            self._lse[batch] = weights(batch, self.targets.num_layers, self.cfg.lse_weight, self.targets.mu.device)
         return self._lse[batch]
 
     def spectrum(self, shape: tuple[int, ...]) -> torch.Tensor:
@@ -75,8 +75,10 @@ class Objective:
         return losses.bn_l2(mean, std, self.targets)
 
     def __call__(self, images: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                 labels: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """(total loss, named parts, per-layer loss (N,) averaged over samples)."""
+                 labels: torch.Tensor | None, priors: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """(total loss, named parts, per-layer loss (N,) averaged over samples). ``priors``: the
+        images TV and L2 see (the jittered copy under ``jitter_target="priors"``), else ``images``."""
         cfg, b = self.cfg, images.shape[0]
         layer = self.layer_loss(mean, std)
         parts = {"bn": losses.weighted_mean(layer, self.lse_matrix(b))}
@@ -87,10 +89,11 @@ class Objective:
                                                       self.targets.num_layers)
         if cfg.ce_weight and labels is not None:
             parts["ce"] = cfg.ce_weight * F.cross_entropy(logits, labels)
+        seen = images if priors is None else priors
         if cfg.tv_weight:
-            parts["tv"] = cfg.tv_weight * losses.total_variation(images)
+            parts["tv"] = cfg.tv_weight * losses.TV_FORMS[cfg.tv_form](seen)
         if cfg.l2_weight:
-            parts["l2"] = cfg.l2_weight * losses.l2_prior(images)
+            parts["l2"] = cfg.l2_weight * losses.L2_FORMS[cfg.l2_form](seen)
         return sum(parts.values()), parts, layer.detach().mean(0)
 
 
@@ -156,10 +159,13 @@ def _same_function(model: nn.Module, fast: nn.Module, shape: tuple[int, ...]) ->
 
 
 def initial_images(n: int, shape: tuple[int, ...], cfg: GenerationConfig, batch_index: int) -> torch.Tensor:
-    """Seeded per batch, so batch k is the same whichever process or run generates it."""
+    """Seeded per batch, so batch k is the same whichever process or run generates it. ``zeroq`` is
+    ZeroQ's code's start: integers uniform in [0, 255) minus 127.5, over 5418.75 (std about 0.014)."""
     gen = torch.Generator().manual_seed(batch_seed(cfg.seed, batch_index))
-    if cfg.init == "uniform":
+    if cfg.start == "uniform":
         return torch.rand((n, *shape), generator=gen)
+    if cfg.start == "zeroq":
+        return (torch.randint(0, 255, (n, *shape), generator=gen).float() - 127.5) / 5418.75
     return torch.randn((n, *shape), generator=gen)
 
 
@@ -289,14 +295,15 @@ def _optimize(loop: _Loop, x: torch.Tensor, labels: torch.Tensor | None, *, batc
     pixels.each_step(x)  # clip starts inside the range
     x.requires_grad_(True)
     opt = ImageAdam(x, cfg.lr)
-    sched = make_schedule(opt, cfg.schedule, cfg.iterations, cfg.plateau_patience)
+    sched = make_schedule(opt, cfg.schedule, cfg.iterations, cfg.plateau_patience, cfg.lr_floor)
     gen = torch.Generator().manual_seed(batch_seed(cfg.seed, batch_index) + 2)
     for t in range(cfg.iterations):
         check_cancel(cancel, partial=done + [x.detach().clone()])
         images_before = x.detach().clone() if snapshot_every else None
-        logits = forward(losses.jitter(x, cfg.jitter, gen))
+        model_input, prior_input = jittered(x, cfg, gen)
+        logits = forward(model_input)
         mean, std = stats.collect()
-        loss, parts, layer = objective(x, logits, mean, std, labels)
+        loss, parts, layer = objective(x, logits, mean, std, labels, prior_input)
         x.grad = None
         loss.backward(inputs=[x])
         if not (torch.isfinite(loss) and torch.isfinite(x.grad).all()):
@@ -317,6 +324,13 @@ def _optimize(loop: _Loop, x: torch.Tensor, labels: torch.Tensor | None, *, batc
                                      "std": std.detach().cpu()}
             progress(Progress("generate", offset + t + 1, total, value, {k: record[k] for k in parts}, extra))
     return x.detach().contiguous()
+
+
+def jittered(x: torch.Tensor, cfg: GenerationConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(what the model sees, what TV and L2 see): the jittered copy goes where ``cfg.jitter_target``
+    says, the other gets ``x`` itself. One draw from ``gen`` per call when jitter is on."""
+    moved = losses.jitter(x, cfg.jitter, gen)
+    return (x, moved) if cfg.jitter_target == "priors" else (moved, x)
 
 
 PRECISIONS = ("fp32", "bf16")

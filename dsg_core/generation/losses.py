@@ -44,6 +44,22 @@ def lse_weights(batch: int, layers: int, weight: float, device=None) -> torch.Te
     return x
 
 
+LSE_REFERENCE_SAMPLES = 20  # DSG's code enhances samples i < min(B, 20) only
+
+
+def lse_reference_weights(batch: int, layers: int, weight: float, device=None) -> torch.Tensor:
+    """LSE as DSG's released code does it -> X (B, N): the gap of sample i at layer i multiplied by
+    ``weight``, so its squared gap by weight^2 (4 for weight 2), for i < min(B, N, 20) only; 1 elsewhere.
+
+    [DSG code, post_training_quantization/distill_data.py; /work/shared/dsg-method.md section 8] The
+    code indexes layer i directly; a model with fewer than 20 BN layers stops at its last one.
+    """
+    x = torch.ones(batch, layers, device=device)
+    i = torch.arange(min(batch, layers, LSE_REFERENCE_SAMPLES), device=device)
+    x[i, i] = weight ** 2
+    return x
+
+
 def weighted_mean(layer_loss: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
     """(1/B) sum_{i,j} X[j,i] L[j,i] over the last two dims (B, N); X=None is all ones (no LSE)."""
     total = layer_loss if x is None else layer_loss * x
@@ -93,6 +109,24 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
 def l2_prior(images: torch.Tensor) -> torch.Tensor:
     """L2 prior: squared pixel norm per image, / B (keeps pixels from drifting far)."""
     return images.pow(2).sum(SAMPLE_DIMS) / images.shape[-4]
+
+
+def tv_norm4(images: torch.Tensor) -> torch.Tensor:
+    """TV as DSG's code (DeepInversion's ``get_image_prior_losses``, its ``loss_var_l2``) computes it:
+    the sum over four directions (horizontal, vertical, both diagonals) of the un-squared L2 norm of
+    the neighbour differences over the whole batch; not divided by B. Leading set dims -> one per set."""
+    diffs = (images[..., :, :-1] - images[..., :, 1:], images[..., :-1, :] - images[..., 1:, :],
+             images[..., 1:, :-1] - images[..., :-1, 1:], images[..., :-1, :-1] - images[..., 1:, 1:])
+    return sum(d.pow(2).sum(SAMPLE_DIMS).sqrt() for d in diffs)
+
+
+def l2_norm_prior(images: torch.Tensor) -> torch.Tensor:
+    """L2 prior as DSG's code computes it: the mean over the batch of each image's un-squared norm."""
+    return images.pow(2).sum((-3, -2, -1)).sqrt().mean(-1)
+
+
+TV_FORMS = {"squared": total_variation, "norm4": tv_norm4}
+L2_FORMS = {"squared": l2_prior, "norm": l2_norm_prior}
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,7 @@ from .generator import (
     forward_fn,
     generate,
     initial_images,
+    jittered,
 )
 from .optim import ImageAdam, make_schedule
 from .stats import BNStats
@@ -73,6 +74,8 @@ class SetsObjective:
                    "l2": [c.l2_weight or None for c in cfgs]}
         self.keys = [["bn", *(p for p in PARTS if weights[p][s] is not None)] for s in range(self.sets)]
         self.terms = {p: self._term(w) for p, w in weights.items() if any(v is not None for v in w)}
+        self.forms = {"tv": [c.tv_form for c, w in zip(cfgs, weights["tv"]) if w is not None],
+                      "l2": [c.l2_form for c, w in zip(cfgs, weights["l2"]) if w is not None]}
 
     def _term(self, weights: list[float | None]) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(indices of the sets that have the term, None for all; their weights)."""
@@ -81,24 +84,37 @@ class SetsObjective:
         idx = None if len(on) == self.sets else torch.tensor(on, device=device)
         return idx, torch.tensor([weights[s] for s in on], device=device)
 
-    def _value(self, name: str, images: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor | None):
+    def _value(self, name: str, images: torch.Tensor, priors: torch.Tensor, logits: torch.Tensor,
+               labels: torch.Tensor | None):
         if name == "input":
             return losses.input_prior(images)
         if name == "sci":
             return losses.sci(images, self.spectrum((self.n, *images.shape[2:])), self.targets.num_layers, sets=1)
         if name == "ce":
             return losses.cross_entropy(logits, labels)
-        return losses.total_variation(images) if name == "tv" else losses.l2_prior(images)
+        return self._prior(name, priors)
+
+    def _prior(self, name: str, images: torch.Tensor) -> torch.Tensor:
+        """TV or L2 of the sets that have it, each set in its own form (``forms``, in the order of the
+        term's sets); with mixed forms each form present is computed on all of them."""
+        forms, table = self.forms[name], losses.TV_FORMS if name == "tv" else losses.L2_FORMS
+        if len(set(forms)) == 1:
+            return table[forms[0]](images)
+        values = {f: table[f](images) for f in set(forms)}
+        return torch.stack([values[f][s] for s, f in enumerate(forms)])
 
     def __call__(self, images: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                 labels: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+                 labels: torch.Tensor | None, priors: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """(loss per set (S,), named parts per set (S,) each, 0 where a set lacks the part, per-layer
-        loss per set (S, N) averaged over its samples). ``labels``: (S * n,), any value for sets without CE."""
+        loss per set (S, N) averaged over its samples). ``labels``: (S * n,), any value for sets without CE.
+        ``priors``: the images TV and L2 see (as ``Objective``'s), else ``images``."""
         s, n = self.sets, self.n
         layer = (losses.bn_l2(mean, std, self.targets) if self.hinge is None else
                  losses.sda(mean, std, self.targets, *self.hinge)).view(s, n, -1)
         parts = {"bn": losses.weighted_mean(layer, self.lse)}
-        args = (images.view(s, n, *images.shape[1:]), logits.view(s, n, -1),
+        priors = images if priors is None else priors
+        args = (images.view(s, n, *images.shape[1:]), priors.reshape(s, n, *images.shape[1:]), logits.view(s, n, -1),
                 None if labels is None else labels.view(s, n))
         for name, (idx, weight) in self.terms.items():
             value = weight * self._value(name, *(a if idx is None or a is None else a[idx] for a in args))
@@ -206,7 +222,8 @@ class _Run:
             self.pixels[i].each_step(xs)
         x.requires_grad_(True)
         opts = [ImageAdam(xs, c.lr) for xs, c in zip(own, cfgs)]
-        scheds = [make_schedule(o, c.schedule, c.iterations, c.plateau_patience) for o, c in zip(opts, cfgs)]
+        scheds = [make_schedule(o, c.schedule, c.iterations, c.plateau_patience, c.lr_floor)
+                  for o, c in zip(opts, cfgs)]
         gens = [torch.Generator().manual_seed(batch_seed(c.seed, batch_index) + 2) for c in cfgs]
         jitter = any(c.jitter for c in cfgs)
         y = None
@@ -215,12 +232,14 @@ class _Run:
         for t in range(cfgs[0].iterations):
             if self.cancel is not None and self.cancel():
                 raise Cancelled(partial=self._partial(sets, own))
-            seen = torch.cat([losses.jitter(xs, c.jitter, g) for xs, c, g in zip(x.split(n), cfgs, gens)]) \
-                if jitter else x
+            seen, priors = x, x
+            if jitter:
+                pairs = [jittered(xs, c, g) for xs, c, g in zip(x.split(n), cfgs, gens)]
+                seen, priors = (torch.cat(p) for p in zip(*pairs))
             logits = self.forward(seen)
             mean, std = self.stats.collect()
             snaps = self._snapshots(sets, x, mean, std, n, t) if batch_index == 0 else None
-            loss, parts, layer = objective(x, logits, mean, std, y)
+            loss, parts, layer = objective(x, logits, mean, std, y, priors)
             x.grad = None
             loss.sum().backward(inputs=[x])
             grads = x.grad.split(n)

@@ -38,13 +38,14 @@ class ImageAdam:
 
 
 class Plateau:
-    """ReduceLROnPlateau's rule with its defaults (ZeroQ's schedule): lr x 0.1 after more than
-    ``patience`` steps without a relative improvement of 1e-4 over the best loss."""
+    """ReduceLROnPlateau's rule with its defaults (ZeroQ's schedule): lr x 0.1, never below
+    ``min_lr`` (ZeroQ's code: 1e-4), after more than ``patience`` steps without a relative
+    improvement of 1e-4 over the best loss."""
 
     factor, threshold, min_change = 0.1, 1e-4, 1e-8
 
-    def __init__(self, opt: ImageAdam, patience: int):
-        self.opt, self.patience = opt, patience
+    def __init__(self, opt: ImageAdam, patience: int, min_lr: float = 0.0):
+        self.opt, self.patience, self.min_lr = opt, patience, min_lr
         self.best, self.bad = math.inf, 0
 
     def step(self, loss: float) -> None:
@@ -53,7 +54,7 @@ class Plateau:
         else:
             self.bad += 1
         if self.bad > self.patience:
-            new = self.opt.lr * self.factor
+            new = max(self.opt.lr * self.factor, self.min_lr)
             if self.opt.lr - new > self.min_change:
                 self.opt.lr = new
             self.bad = 0
@@ -70,10 +71,12 @@ class Cosine:
         self.opt.lr = self.lr0 * (1 + math.cos(math.pi * self.t / self.total)) / 2
 
 
-def make_schedule(opt: ImageAdam, schedule: str, iterations: int, patience: int) -> Plateau | Cosine | None:
-    """The learning-rate schedule by name ('constant' is none); ``step(loss)`` after each update."""
+def make_schedule(opt: ImageAdam, schedule: str, iterations: int, patience: int,
+                  min_lr: float = 0.0) -> Plateau | Cosine | None:
+    """The learning-rate schedule by name ('constant' is none); ``step(loss)`` after each update.
+    ``min_lr`` floors the plateau schedule only."""
     if schedule == "plateau":
-        return Plateau(opt, patience)
+        return Plateau(opt, patience, min_lr)
     if schedule == "cosine":
         return Cosine(opt, iterations)
     return None
