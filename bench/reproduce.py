@@ -201,28 +201,39 @@ class TaskSets:
         self.tasks, self.profile, self.cache, self.device = tasks, profile, cache, device
         self.resources: dict[str, Resources] = {}
         self.sets: dict[Task, torch.Tensor] = {}
+        self.real: dict[tuple[str, int], torch.Tensor] = {}  # (model, seed) -> real calibration images
 
     def of(self, model_name: str) -> Resources:
-        """The model, its test set with FP32 logits and its pool of real images, loaded once."""
+        """The model, its test set with FP32 logits (the profile's ``eval_images`` first images, default
+        all) and its pool of real images, loaded once."""
         if model_name not in self.resources:
-            self.resources[model_name] = Resources.load(Plan(model_name), device=self.device)
+            plan = Plan(model_name, eval_images=for_model(self.profile, model_name).get("eval_images"))
+            self.resources[model_name] = Resources.load(plan, device=self.device)
         return self.resources[model_name]
 
     def images(self, task: Task) -> torch.Tensor:
+        """The task's calibration images, on the device."""
         if task not in self.sets:
-            self._make(task.model, task.seed)
+            self._make(task)
         return self.sets[task]
 
-    def _make(self, model_name: str, seed: int) -> None:
+    def _make(self, task: Task) -> None:
+        model_name, seed = task.model, task.seed
         res = self.of(model_name)
         size = res.spec.input_shape[-1]
-        same = [t for t in self.tasks if (t.model, t.seed) == (model_name, seed)]
+        same = dict.fromkeys([task, *(t for t in self.tasks if (t.model, t.seed) == (model_name, seed))])
         plans = {t: task_plan(t, for_model(self.profile, t.model)) for t in same}
         cfgs = {t: p.source_config(t.source, seed, size) for t, p in plans.items() if t.source != "real"}
         made = generated_sets(res.model, res.spec, cfgs, cache=self.cache, device=self.device)
-        for t, p in plans.items():
-            x = made[t].images if t in made else real_calibration(t.model, p.generation.samples, seed, pool=res.pool)
-            self.sets[t] = x.to(self.device)
+        real = real_calibration(model_name, for_model(self.profile, model_name)["samples"], seed, pool=res.pool)
+        self.real[(model_name, seed)] = real.to(self.device)
+        for t in plans:
+            self.sets[t] = made[t].images.to(self.device) if t in made else self.real[(model_name, seed)]
+
+    def calibration(self, task: Task) -> dict[tuple[str, int], torch.Tensor]:
+        """``calib`` for ``diagnose_sets``: the task's set and its seed's real calibration set."""
+        images = self.images(task)
+        return {("real", task.seed): self.real[(task.model, task.seed)], (task.source, task.seed): images}
 
 
 def row_fields(task: Task) -> tuple[str, dict]:
@@ -247,8 +258,9 @@ def one_task(task: Task, profile: dict, rows: Rows, sets: TaskSets, device: torc
     if not todo and not need_metrics:
         return
     res, images, plan = sets.of(task.model), sets.images(task), task_plan(task, profile)
-    if need_metrics:
-        _, m = diagnose_sets(res.model, res.spec, plan, {(task.source, task.seed): images}, {},
+    if need_metrics:  # every set on one scale: the same real images, the SDA band of the default epsilon
+        at_default = plan.replace(generation=plan.generation.replace(epsilon=GenerationConfig().epsilon))
+        _, m = diagnose_sets(res.model, res.spec, at_default, sets.calibration(task), {},
                              reference=res.pool[:REFERENCE_IMAGES].to(device), ranges=bool(profile.get("pixel_ranges")))
         rows.add({"kind": "metrics", "bits": None, "quantizer": None, **key,
                   **m.drop(columns=["set", "source", "seed"]).iloc[0].to_dict()})

@@ -242,9 +242,10 @@ def diagnose_sets(model: nn.Module, spec: ModelSpec, plan: Plan, calib: dict, se
             measured = {label(src) if src != "real" else _REAL_SET: calib[(src, seed)] for src in plan.sources}
             diag = diagnose(model, measured, reference, spec.input_shape, margins=set_margins(sets, seed),
                             epsilon=plan.generation.epsilon, valid_range=spec.valid_range)
-            metrics = diag.metrics().drop(index=REAL).rename(index={_REAL_SET: REAL})
+            metrics = diag.metrics().drop(index=REAL)
         if ranges:
             metrics = metrics.join(_range_ratios(model, {n: diag.images[n] for n in metrics.index}, real))
+        metrics = metrics.rename(index={_REAL_SET: REAL})
         frames.append(metrics_frame(metrics, plan.sources, seed))
         first = first or diag
     return first, pd.concat(frames, ignore_index=True)
