@@ -26,12 +26,17 @@ import pandas as pd
 import torch
 from common import Rows, header, write_doc
 
-from dsg_core.data import real_split
-from dsg_core.diagnostics import activation_ranges, clamp_to_range, diagnose, range_ratios
 from dsg_core.errors import DSGError
-from dsg_core.experiments import SetCache, TestSet, calibration_set, quantize_and_evaluate, real_calibration
+from dsg_core.experiments import (
+    Plan,
+    Resources,
+    SetCache,
+    diagnose_sets,
+    generated_sets,
+    quantize_and_evaluate,
+    real_calibration,
+)
 from dsg_core.generation import GenerationConfig
-from dsg_core.models import get_spec, load_model
 from dsg_core.provenance import check_versions, stamp
 from dsg_core.quant import QuantConfig
 from dsg_core.resources import resolve_device
@@ -60,6 +65,12 @@ PROFILES = {
                     cells=[["3/3", "minmax"], ["3/3", "dsg-avg"], ["4/4", "dsg-avg"], ["4/4", "minmax"]],
                     pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 1.0, 1.2],
                     samples=64, iterations=200, recon_iters=100, epsilons=[]),
+    # a check that the pipeline still gives the same rows (tests/test_reproduce_engine.py): every
+    # kind of task (pixel ranges, jitter, the epsilon ablation, reconstruction) in about a minute
+    "tiny": dict(models=["resnet20_mnist"], sources=["gaussian", "zeroq", "dsg", "real"], seeds=1,
+                 bits=["4/4"], quantizers=["minmax", "dsg-avg"], recon_bits=["4/4"], recon_quantizers=["adaround"],
+                 pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 1.0, 1.2],
+                 samples=8, iterations=10, recon_iters=10, epsilons=[0.5]),
 }
 SWING_STD = 5.0  # points of top-1: a cell that spreads this much over the profile's seeds gets swing_seeds
 DEFAULT_BITS, DEFAULT_QUANTIZER = "4/4", "minmax"  # the project's default view (see docs/results-quick.md)
@@ -153,11 +164,11 @@ def swings(rows: list[dict], model_name: str, source: str, seeds, combos) -> boo
 def run(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: torch.device) -> int:
     """Run the tasks; one that fails is reported and skipped (a long run should not die of one set).
     Returns the number that failed."""
-    t0, failed = time.time(), 0
+    t0, failed, sets = time.time(), 0, TaskSets(tasks, profile, cache, device)
     for i, task in enumerate(tasks):
         status = ""
         try:
-            one_task(task, for_model(profile, task.model), rows, cache, device)
+            one_task(task, for_model(profile, task.model), rows, sets, device)
         except Exception:  # noqa: BLE001 - reported, counted, and the run goes on
             failed += 1
             status = "FAILED "
@@ -169,17 +180,62 @@ def run(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: t
     return failed
 
 
-_MODELS: dict = {}
+def task_plan(task: Task, profile: dict) -> Plan:
+    """The engine's plan of one task: its set (source, seed, pixel range, epsilon) and the profile's
+    generation, reconstruction and jitter settings; the cells are the task's ``combos``."""
+    gen = GenerationConfig(samples=profile["samples"], batch_size=profile["samples"],
+                           iterations=profile["iterations"], pixel_range=task.pixel_range)
+    if task.epsilon is not None:
+        gen = gen.replace(epsilon=task.epsilon)
+    return Plan(model=task.model, sources=(task.source,), seeds=(task.seed,), generation=gen,
+                quant=QuantConfig(recon_iters=profile["recon_iters"]), jitter=tuple(profile.get("jitter", ())) or None)
 
 
-def loaded(model_name: str, device: torch.device):
-    """(model, the test set with its FP32 logits, 512 real training images), on ``device``, once per process."""
-    if model_name not in _MODELS:
-        model = load_model(model_name, device=device)
-        test_x, test_y = (t.to(device) for t in real_split(model_name, "test"))
-        _MODELS[model_name] = (model, TestSet.of(model, test_x, test_y),
-                               real_split(model_name, "train")[0][:512].to(device))
-    return _MODELS[model_name]
+REFERENCE_IMAGES = 512  # the first training images: the one reference every set's metrics are measured against
+
+
+class TaskSets:
+    """The tasks' models and calibration sets: the first time a task of a (model, seed) needs its set,
+    the sets of every task of that model and seed are made in one joint pass (``generated_sets``:
+    cached on disk, a clamp-after set made from its free one) and kept."""
+
+    def __init__(self, tasks: list[Task], profile: dict, cache: SetCache, device: torch.device):
+        self.tasks, self.profile, self.cache, self.device = tasks, profile, cache, device
+        self.resources: dict[str, Resources] = {}
+        self.sets: dict[Task, torch.Tensor] = {}
+        self.real: dict[tuple[str, int], torch.Tensor] = {}  # (model, seed) -> real calibration images
+
+    def of(self, model_name: str) -> Resources:
+        """The model, its test set with FP32 logits (the profile's ``eval_images`` first images, default
+        all) and its pool of real images, loaded once."""
+        if model_name not in self.resources:
+            plan = Plan(model_name, eval_images=for_model(self.profile, model_name).get("eval_images"))
+            self.resources[model_name] = Resources.load(plan, device=self.device)
+        return self.resources[model_name]
+
+    def images(self, task: Task) -> torch.Tensor:
+        """The task's calibration images, on the device."""
+        if task not in self.sets:
+            self._make(task)
+        return self.sets[task]
+
+    def _make(self, task: Task) -> None:
+        model_name, seed = task.model, task.seed
+        res = self.of(model_name)
+        size = res.spec.input_shape[-1]
+        same = dict.fromkeys([task, *(t for t in self.tasks if (t.model, t.seed) == (model_name, seed))])
+        plans = {t: task_plan(t, for_model(self.profile, t.model)) for t in same}
+        cfgs = {t: p.source_config(t.source, seed, size) for t, p in plans.items() if t.source != "real"}
+        made = generated_sets(res.model, res.spec, cfgs, cache=self.cache, device=self.device)
+        real = real_calibration(model_name, for_model(self.profile, model_name)["samples"], seed, pool=res.pool)
+        self.real[(model_name, seed)] = real.to(self.device)
+        for t in plans:
+            self.sets[t] = made[t].images.to(self.device) if t in made else self.real[(model_name, seed)]
+
+    def calibration(self, task: Task) -> dict[tuple[str, int], torch.Tensor]:
+        """``calib`` for ``diagnose_sets``: the task's set and its seed's real calibration set."""
+        images = self.images(task)
+        return {("real", task.seed): self.real[(task.model, task.seed)], (task.source, task.seed): images}
 
 
 def row_fields(task: Task) -> tuple[str, dict]:
@@ -196,60 +252,38 @@ def pending(task: Task, rows: Rows) -> tuple[list[tuple[str, str]], bool]:
     return todo, not rows.has(kind="metrics", bits=None, quantizer=None, **key)
 
 
-def one_task(task: Task, profile: dict, rows: Rows, cache: SetCache, device: torch.device) -> None:
+def one_task(task: Task, profile: dict, rows: Rows, sets: TaskSets, device: torch.device) -> None:
+    """The task's missing rows: its set's metrics (``diagnose_sets`` against the fixed reference) and
+    one quantization per (bits, quantizer) (``quantize_and_evaluate``)."""
     kind, key = row_fields(task)
     todo, need_metrics = pending(task, rows)
     if not todo and not need_metrics:
         return
-    model, test, real = loaded(task.model, device)
-    spec = get_spec(task.model)
-    images = task_images(task, profile, model, cache, device)
-    if need_metrics:
-        m = diagnose(model, {"set": images}, real, spec.input_shape, valid_range=spec.valid_range)
-        m = m.metrics().loc["set"].to_dict()
-        if profile.get("pixel_ranges"):  # the control: the activation ranges the set calibrates, vs real's
-            m.update(range_ratios(activation_ranges(model, images), real_ranges(task, profile, model, device)))
-        rows.add({"kind": "metrics", "bits": None, "quantizer": None, **key, **m, **stamp({**profile, **key})})
-    factors = profile.get("jitter", [])
-    jitter = tuple(f for f in factors if f != 1.0) or None  # factor 1 is the calibrated result itself
+    res, images, plan = sets.of(task.model), sets.images(task), task_plan(task, profile)
+    if need_metrics:  # every set on one scale: the same real images, the SDA band of the default epsilon
+        at_default = plan.replace(generation=plan.generation.replace(epsilon=GenerationConfig().epsilon))
+        _, m = diagnose_sets(res.model, res.spec, at_default, sets.calibration(task), {},
+                             reference=res.pool[:REFERENCE_IMAGES].to(device), ranges=bool(profile.get("pixel_ranges")))
+        rows.add({"kind": "metrics", "bits": None, "quantizer": None, **key,
+                  **m.drop(columns=["set", "source", "seed"]).iloc[0].to_dict(), **stamp({**profile, **key})})
     for bits, qz in todo:
         w, a = (int(v) for v in bits.split("/"))
-        qcfg = QuantConfig(wbits=w, abits=a, quantizer=qz, recon_iters=profile["recon_iters"], seed=task.seed)
         t = time.time()
-        res = quantize_and_evaluate(model, images, qcfg, test, jitter=jitter)
-        extra = {}
-        if factors:
-            accs = {f"{f:g}": res["quant_top1"] if f == 1.0 else res["range_jitter"][f"{f:g}"] for f in factors}
-            extra = {"range_jitter": accs, "jitter_mean": sum(accs.values()) / len(accs)}
-        rows.add({"kind": kind, "bits": bits, "quantizer": qz, **key, "top1": res["quant_top1"],
-                  "fp32_top1": res["fp32_top1"], "agreement": res["agreement"], "kl": res["kl"], **extra,
-                  "seconds": round(time.time() - t, 2), "device": device.type, **stamp({**profile, **key})})
+        out = quantize_and_evaluate(res.model, images, plan.quant_config(w, a, qz, task.seed), res.test,
+                                    jitter=plan.jitter)
+        add_result(rows, kind, bits, qz, key, out, seconds=time.time() - t, device=device.type,
+                   provenance=stamp({**profile, **key}))
 
 
-_REAL_RANGES: dict = {}
-
-
-def real_ranges(task: Task, profile: dict, model, device: torch.device) -> torch.Tensor:
-    """The min/max activation ranges of the real set of the task's seed (once per model and seed)."""
-    k = (task.model, task.seed)
-    if k not in _REAL_RANGES:
-        ref = real_calibration(task.model, profile["samples"], task.seed).to(device)
-        _REAL_RANGES[k] = activation_ranges(model, ref)
-    return _REAL_RANGES[k]
-
-
-def task_images(task: Task, profile: dict, model, cache: SetCache, device: torch.device) -> torch.Tensor:
-    """The task's calibration images: ``clamp-after`` is the free set (generated once, cached)
-    clamped to the valid input range, which is what generating with clamp-after gives."""
-    spec = get_spec(task.model)
-    generated = "free" if task.pixel_range == "clamp-after" else task.pixel_range
-    base = GenerationConfig(samples=profile["samples"], batch_size=profile["samples"],
-                            iterations=profile["iterations"], seed=task.seed, pixel_range=generated)
-    if task.epsilon is not None:
-        base = base.replace(epsilon=task.epsilon)
-    images, _ = calibration_set(model, spec, task.source, base, cache=cache, device=device)
-    images = images.to(device)
-    return clamp_to_range(images, spec.valid_range) if task.pixel_range == "clamp-after" else images
+def add_result(rows: Rows, kind: str, bits: str, quantizer: str, key: dict, out: dict, *, seconds: float,
+               device: str, provenance: dict) -> None:
+    """One result row (``quantize_and_evaluate``'s ``out``): the format the renderers and
+    ``bench/evidence.py`` read."""
+    jitter = {"range_jitter": out["range_jitter"], "jitter_mean": out["range_jitter_mean"]} if "range_jitter" in out \
+        else {}
+    rows.add({"kind": kind, "bits": bits, "quantizer": quantizer, **key, "top1": out["quant_top1"],
+              "fp32_top1": out["fp32_top1"], "agreement": out["agreement"], "kl": out["kl"], **jitter,
+              "seconds": round(seconds, 2), "device": device, **provenance})
 
 
 # ------------------------------------------------------------------------------------------ render

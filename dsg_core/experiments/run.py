@@ -21,7 +21,7 @@ import torch.nn as nn
 from .. import provenance
 from ..data import real_split
 from ..data.folder import load_image_folder
-from ..diagnostics import REAL, Diagnosis, diagnose
+from ..diagnostics import REAL, Diagnosis, activation_ranges, diagnose, range_ratios
 from ..errors import DSGError
 from ..evaluate import evaluate_quantized
 from ..generation import Margins, SyntheticSet
@@ -80,7 +80,8 @@ def quantize_and_evaluate(model: nn.Module, calib: torch.Tensor, qcfg: QuantConf
                           progress: ProgressFn = None, cancel: CancelFn = None,
                           jitter: tuple[float, ...] | None = None) -> dict:
     """The metrics of ``evaluate_quantized``; with ``jitter`` factors, also top-1 with every activation
-    range scaled by each (``quant/jitter.py``: how much of the result is the grid's luck)."""
+    range scaled by each (``quant/jitter.py``: how much of the result is the grid's luck). Factor 1
+    is the calibrated result itself: its top-1 is ``quant_top1``, not evaluated again."""
     q = quantize_model(model, calib, qcfg, progress, cancel)
     res = evaluate_quantized(model, q, test.x, test.y, fp_logits=test.fp_logits)
     if jitter:
@@ -221,21 +222,48 @@ def result_row(model: str, source: str, seed: int, wbits: int, abits: int, quant
     return row
 
 
-def diagnose_sets(model: nn.Module, spec: ModelSpec, plan: Plan, calib: dict, sets: dict
-                  ) -> tuple[Diagnosis, pd.DataFrame]:
+def diagnose_sets(model: nn.Module, spec: ModelSpec, plan: Plan, calib: dict, sets: dict, *,
+                  reference: torch.Tensor | None = None, ranges: bool = False) -> tuple[Diagnosis, pd.DataFrame]:
     """Each seed's sets against that seed's real images (a seeded pool draw when real is not a source);
-    the first seed's probes are kept for the views."""
+    the first seed's probes are kept for the views.
+
+    ``reference``: real images every set is measured against instead (the benchmarks' fixed reference,
+    so that sets of different seeds are compared on one scale); then the real calibration set is
+    measured as a set too, and each set's pixels against the model's valid range (``spec.valid_range``).
+    ``ranges``: also the min/max activation ranges each set calibrates over those of the seed's real
+    images (``range_ratios``: is a set's effect its pixel range?)."""
     first, frames = None, []
     for seed in plan.seeds:
         real = calib.get(("real", seed))
         if real is None:
             real = real_calibration(plan.model, plan.generation.samples, seed)
-        synthetic = {label(src): calib[(src, seed)] for src in plan.sources if src != "real"}
-        diag = diagnose(model, synthetic, real, spec.input_shape, margins=set_margins(sets, seed),
-                        epsilon=plan.generation.epsilon)
-        frames.append(metrics_frame(diag.metrics(), plan.sources, seed))
+        if reference is None:
+            measured = {label(src): calib[(src, seed)] for src in plan.sources if src != "real"}
+            diag = diagnose(model, measured, real, spec.input_shape, margins=set_margins(sets, seed),
+                            epsilon=plan.generation.epsilon)
+            metrics = diag.metrics()
+        else:  # the real set is measured too, under another name than the reference's until its row is dropped
+            measured = {label(src) if src != "real" else _REAL_SET: calib[(src, seed)] for src in plan.sources}
+            diag = diagnose(model, measured, reference, spec.input_shape, margins=set_margins(sets, seed),
+                            epsilon=plan.generation.epsilon, valid_range=spec.valid_range)
+            metrics = diag.metrics().drop(index=REAL)
+        if ranges:
+            metrics = metrics.join(_range_ratios(model, {n: diag.images[n] for n in metrics.index}, real))
+        metrics = metrics.rename(index={_REAL_SET: REAL})
+        frames.append(metrics_frame(metrics, plan.sources, seed))
         first = first or diag
     return first, pd.concat(frames, ignore_index=True)
+
+
+_REAL_SET = "Real (calibration set)"
+
+
+def _range_ratios(model: nn.Module, sets: dict[str, torch.Tensor], real: torch.Tensor) -> pd.DataFrame:
+    """One row per set: its activation ranges over ``real``'s (``diagnostics.range_ratios``)."""
+    device = next(model.parameters()).device
+    base = activation_ranges(model, real.to(device))
+    return pd.DataFrame.from_dict({n: range_ratios(activation_ranges(model, x.to(device)), base)
+                                   for n, x in sets.items()}, orient="index")
 
 
 def set_margins(sets: dict, seed: int) -> Margins | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ import torch.nn as nn
 
 from ..data import real_split
 from ..generation import GenerationConfig, SyntheticSet, generate_many
+from ..generation.generator import PixelRange
 from ..models import ModelSpec
 from ..progress import CancelFn, Progress, ProgressFn
 from ..sources import source_config
@@ -60,16 +62,41 @@ def generated_sets(model: nn.Module, spec: ModelSpec, cfgs: dict, *, cache: SetC
     ``fresh``) generated together by ``generate_many`` — one forward+backward per iteration for all
     of them, each set equal to generating it alone — and cached; a config two keys share is made
     once. ``progress`` gets generate_many's joint records with ``extra["keys"]``: the keys of each
-    index in ``extra["sets"]``. A stop during the pass caches none of its sets."""
+    index in ``extra["sets"]``. A stop during the pass caches none of its sets.
+
+    A ``clamp-after`` set is the free set of the same config clamped once at the end (the optimization
+    never sees the range), so it is made from that set — read, or shared in the pass — and costs no
+    generation of its own."""
     out, todo = {}, {}
     for key, cfg in cfgs.items():
+        cfg = made_as(cfg)
         hit = cache.get(spec.name, cfg) if cache is not None and key not in fresh else None
         if hit is not None:
             out[key] = hit
         else:
             todo.setdefault(cfg, []).append(key)
-    if not todo:
-        return out
+    if todo:
+        out.update(_generate(model, spec, todo, cache, progress, cancel, device, snapshot_every))
+    return {key: clamped_after(out[key], cfg, spec, device) for key, cfg in cfgs.items()}
+
+
+def made_as(cfg: GenerationConfig) -> GenerationConfig:
+    """The config whose set a set of ``cfg`` is made from: the free one for ``clamp-after``."""
+    return cfg.replace(pixel_range="free") if cfg.pixel_range == "clamp-after" else cfg
+
+
+def clamped_after(s: SyntheticSet, cfg: GenerationConfig, spec: ModelSpec, device) -> SyntheticSet:
+    """``s`` as ``cfg`` asks: clamped to the valid input range when ``cfg`` is ``clamp-after``."""
+    if cfg.pixel_range != "clamp-after":
+        return s
+    images = PixelRange(cfg.pixel_range, spec.valid_range, device).at_end(s.images.to(device).clone())
+    return replace(s, images=images, config=cfg.to_dict())
+
+
+def _generate(model: nn.Module, spec: ModelSpec, todo: dict, cache: SetCache | None, progress: ProgressFn,
+              cancel: CancelFn, device, snapshot_every: int) -> dict:
+    """{key: set} of ``todo`` ({config: its keys}), generated in one ``generate_many`` call and cached."""
+    out = {}
     keys = list(todo.values())
 
     def report(p: Progress) -> None:

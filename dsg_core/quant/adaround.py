@@ -216,8 +216,8 @@ def reconstruct(q_model: nn.Module, fp_model: nn.Module, images: torch.Tensor, u
     for ui, name in enumerate(units):
         layers = _unit_layers(q_model.get_submodule(name), name)
         tick = _ticker(progress, stage, name, ui, len(units), cfg)
-        records.append(_reconstruct_unit(q_model, fp_model, images, name, layers, cfg, gen, stage,
-                                         tick, cancel))
+        records.append(_reconstruct_unit(q_model, fp_model, images, name, layers, cfg=cfg, gen=gen, stage=stage,
+                                         tick=tick, cancel=cancel))
     return records
 
 
@@ -233,7 +233,7 @@ def _ticker(progress: ProgressFn, stage: str, name: str, ui: int, n_units: int, 
 
 
 def _reconstruct_unit(q_model: nn.Module, fp_model: nn.Module, images: torch.Tensor, name: str,
-                      layers: dict[str, nn.Module], cfg: ReconConfig, gen: torch.Generator, stage: str,
+                      layers: dict[str, nn.Module], *, cfg: ReconConfig, gen: torch.Generator, stage: str,
                       tick, cancel: CancelFn) -> dict:
     unit = q_model.get_submodule(name)
     x_in = unit_io(q_model, name, images, cfg.chunk, "input")
