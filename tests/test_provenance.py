@@ -4,6 +4,7 @@ renderers refuse rows of several code versions unless told to."""
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -133,20 +134,26 @@ def test_reproduce_render_refuses_mixed_versions_and_says_so_when_allowed():
 def test_reproduce_rows_are_stamped_where_they_are_written(tmp_path, monkeypatch):
     """One task of bench/reproduce.py with the engine faked (a real task takes minutes): both its
     metrics row and its result row carry the stamp of the profile and the task's key."""
-    class FakeReport:
-        def metrics(self):
-            import pandas as pd
-            return pd.DataFrame({"recall": [0.5]}, index=["set"])
+    import pandas as pd
 
-    monkeypatch.setattr(R, "loaded", lambda *a: (None, None, None))
-    monkeypatch.setattr(R, "task_images", lambda *a: torch.zeros(2, 1, 28, 28))
-    monkeypatch.setattr(R, "diagnose", lambda *a, **k: FakeReport())
+    class FakeSets:  # the model and sets of TaskSets, without loading or generating anything
+        def of(self, model):
+            return SimpleNamespace(model=None, spec=None, pool=torch.zeros(4, 1, 28, 28), test=None)
+
+        def images(self, task):
+            return torch.zeros(2, 1, 28, 28)
+
+        def calibration(self, task):
+            return {}
+
+    metrics = pd.DataFrame({"set": ["DSG"], "source": ["dsg"], "seed": [0], "recall": [0.5]})
+    monkeypatch.setattr(R, "diagnose_sets", lambda *a, **k: (None, metrics))
     monkeypatch.setattr(R, "quantize_and_evaluate", lambda *a, **k: {"quant_top1": 90.0, "fp32_top1": 99.0,
                                                                      "agreement": 0.9, "kl": 0.1})
     profile = {**R.PROFILES["quick"], "recon_iters": 1}
     rows = R.Rows(tmp_path / "rows.jsonl", R.row_key)
     task = R.Task("resnet20_mnist", 0, "dsg", None, (("4/4", "minmax"),))
-    R.one_task(task, profile, rows, cache=None, device=torch.device("cpu"))
+    R.one_task(task, profile, rows, FakeSets(), torch.device("cpu"))
     _, key = R.row_fields(task)
     written = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in written] == ["metrics", "main"]
