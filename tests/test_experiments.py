@@ -25,3 +25,18 @@ def test_calibration_sets_generate_together_equal_alone_and_cache(tmp_path):
     again = []
     cached = calibration_sets(model, spec, sources, bases, cache=SetCache(tmp_path / "cache"), progress=again.append)
     assert again == [] and all(torch.equal(cached[k][0], made[k][0]) for k in made)
+
+
+def test_generated_sets_side_by_side_on_two_workers_equal_one_joint_pass():
+    """workers=2 deals the optimized configs over two passes run side by side: every set is the one
+    the joint pass makes, and the Gaussian set (no optimization) is made too."""
+    from dsg_core.experiments import generated_sets
+    spec, model = get_spec("resnet20_mnist"), load_model("resnet20_mnist")
+    base = GenerationConfig(samples=4, batch_size=4, iterations=3, margin_samples=16)
+    cfgs = {(m, s): base.replace(method=m, seed=s) for m in ("zeroq", "dsg", "gaussian") for s in (0, 1)}
+    joint = generated_sets(model, spec, cfgs)
+    seen = []
+    split = generated_sets(model, spec, cfgs, workers=2, progress=seen.append)
+    assert {len(p.extra["sets"]) for p in seen} == {2}  # two passes of two optimized sets each
+    for key in cfgs:
+        assert torch.allclose(split[key].images, joint[key].images, rtol=1e-4, atol=1e-5), key

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -31,6 +30,7 @@ from ..progress import CancelFn, Progress, ProgressFn
 from ..quant import QuantConfig, quantize_model
 from ..runstore import RunStore
 from ..sources import label
+from .parallel import in_parallel
 from .plan import Plan
 from .sets import SetCache, generated_sets, real_calibration
 
@@ -175,7 +175,7 @@ def _generate(plan: Plan, res: Resources, report: "_Reporter", cancel: CancelFn,
     fresh = {k for k, c in cfgs.items() if plan.snapshots and k[1] == plan.seeds[0] and c.uses_bn}
     tasks = {key: k for k, key in enumerate(plan.generated)}
     sets = generated_sets(_private(res.model), res.spec, cfgs, cache=cache, fresh=fresh, cancel=cancel,
-                          device=device, snapshot_every=plan.snapshots,
+                          device=device, snapshot_every=plan.snapshots, workers=plan.workers,
                           progress=_sets_progress(report, tasks, snapshots, plan.seeds[0]))
     for key in plan.generated:
         report.done(tasks[key])
@@ -310,21 +310,6 @@ def title_of(plan: Plan) -> str:
 # ------------------------------------------------------------------------------------------ helpers
 def _private(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
-
-
-def in_parallel(tasks: list, workers: int) -> list:
-    """Run zero-argument tasks on ``workers`` threads (torch ops release the GIL), results in order,
-    with torch's intra-op threads shared out meanwhile: more threads than cores stall each other."""
-    if workers <= 1 or len(tasks) <= 1:
-        return [t() for t in tasks]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads // workers))
-    try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="dsg-task") as pool:
-            futures = [pool.submit(t) for t in tasks]
-            return [f.result() for f in futures]
-    finally:
-        torch.set_num_threads(threads)
 
 
 class _Reporter:
