@@ -68,8 +68,9 @@ def verdict(e: dict) -> str:
 
 
 def lesson(eff: pd.DataFrame, model: str) -> str:
-    """The page's headline, from the effects table: where DSG wins as generated, and how much of each
-    win is left when the pixels are kept in the valid range (clip) or clamped after generation."""
+    """The page's headline, from the effects table: where DSG wins as generated, and what is left of
+    each win when the pixels are kept in the valid range (clip) or clamped after generation — kept,
+    gone, or reversed (ZeroQ ahead)."""
     if eff.empty:
         return f"The bundle has no DSG/ZeroQ cells for {model}."
     cells = eff.set_index(["cell", "pixels"])
@@ -80,19 +81,28 @@ def lesson(eff: pd.DataFrame, model: str) -> str:
                 "with the pixel range controlled.")
     parts = [f"On **{model}**, as generated (the paper's unbounded pixels), DSG beats ZeroQ at **{len(wins)} of "
              f"{len(free)}** cells."]
-    kept = []
+    shares = []
     for c, g in zip(wins.cell, wins.gap):
         after = {pr: cells.loc[(c, pr)] for pr in ("clip", "clamp-after") if (c, pr) in cells.index}
         words = ", ".join(f"{round(v['gap'], 1) + 0.0:+.1f} with {pr}" for pr, v in after.items())
-        survives = "clip" in after and after["clip"]["effect"] and after["clip"]["gap"] > 0
-        kept.append(survives)
-        left = after["clip"]["gap"] if survives else 0.0
-        parts.append(f"At {c}: {g:+.1f} points as generated, {words} — "
-                     + (f"**a smaller lead survives: {100 * (1 - left / g):.0f}% of it was pixel range**."
-                        if survives else "**all of it was pixel range**."))
-    parts.append("**Most of DSG's measured lead here came from pixels outside the valid input range, not from "
-                 "diversity**" + ("; what survives clipping is DSG's own." if any(kept) else
-                                  ": keep pixels in range and ZeroQ's data calibrates as well."))
+        kept = {pr: v["gap"] for pr, v in after.items() if v["effect"] and v["gap"] > 0}
+        flipped = [pr for pr, v in after.items() if v["effect"] and v["gap"] < 0]
+        if kept:
+            pr, left = max(kept.items(), key=lambda kv: kv[1])
+            shares.append(max(0.0, 1 - left / g))
+            verdict = f"**a smaller lead survives {pr}: {100 * shares[-1]:.0f}% of it was pixel range**"
+        else:
+            shares.append(1.0)
+            verdict = "**all of it was pixel range**"
+        if flipped:
+            verdict += f"; with {' and '.join(flipped)} **ZeroQ is ahead instead**"
+        parts.append(f"At {c}: {g:+.1f} points as generated, {words} — {verdict}.")
+    if all(x >= 0.5 for x in shares):
+        parts.append("**Most of DSG's measured lead here came from pixels outside the valid input range, not from "
+                     "diversity**" + ("; what survives is DSG's own." if any(x < 1 for x in shares) else
+                                      ": keep pixels in range and ZeroQ's data calibrates as well."))
+    else:
+        parts.append("**Part of DSG's lead here is not pixel range: it survives with the pixels kept in range.**")
     return " ".join(parts)
 
 
