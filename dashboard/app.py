@@ -50,9 +50,9 @@ def start(job: Job) -> None:
     st.session_state.pop("notice", None)
 
 
-@st.fragment(run_every=2.0)
+@st.fragment(run_every=4.0)
 def live_panel() -> None:
-    """Redrawn every 2 s while the job runs; hands over to a full rerun when it ends. Its loss chart is
+    """Redrawn every 4 s while the job runs; hands over to a full rerun when it ends. Its loss chart is
     a light Vega-Lite one: building Plotly subplots every tick took a third of the cores from the run."""
     job = st.session_state.get("job")
     if job is None or not job.running:
