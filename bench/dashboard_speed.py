@@ -41,7 +41,7 @@ def fill_views(page) -> None:
 def screenshots(page, shots: Path) -> None:
     """Every page, full length, into docs/screenshots/ (what a reader of the docs sees of the app)."""
     shots.mkdir(parents=True, exist_ok=True)
-    page.set_viewport_size({"width": 1400, "height": 4200})  # the app scrolls inside its own pane: a tall window
+    page.set_viewport_size({"width": 1400, "height": 7600})  # the app scrolls inside its own pane: a tall window
     for i, title in enumerate(b.PAGES):
         b.open_page(page, title)
         page.wait_for_timeout(1500)  # let Plotly finish drawing

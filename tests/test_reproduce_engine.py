@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dsg_core.provenance import FIELDS
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import reproduce as R  # noqa: E402 - bench/ is not a package: its path goes first
 from common import Rows  # noqa: E402 - the same
@@ -67,11 +69,12 @@ def test_reproduce_rows_equal_the_primitives_composed_by_hand(tmp_path, source):
     accs = {"0.8": res["range_jitter"]["0.8"], "1": res["quant_top1"], "1.2": res["range_jitter"]["1.2"]}
 
     metrics = {k: v for k, v in got["metrics"].items() if k not in R.row_fields(task)[1]}
-    assert list(metrics) == ["kind", "bits", "quantizer", *m]  # the row format: keys and their order
+    stamp = list(FIELDS)  # provenance (code version, source hash, config hash) closes every row
+    assert list(metrics) == ["kind", "bits", "quantizer", *m, *stamp]  # the row format: keys and their order
     assert {k: metrics[k] for k in m} == pytest.approx(m, rel=1e-6, abs=1e-9)
     main = got["main"]
     assert (main["top1"], main["fp32_top1"], main["agreement"], main["kl"]) == (res["quant_top1"], res["fp32_top1"],
                                                                                res["agreement"], res["kl"])
     assert main["range_jitter"] == accs and main["jitter_mean"] == sum(accs.values()) / 3
     assert list(main) == ["kind", "bits", "quantizer", "model", "source", "seed", "epsilon", "pixel_range", "top1",
-                          "fp32_top1", "agreement", "kl", "range_jitter", "jitter_mean", "seconds", "device"]
+                          "fp32_top1", "agreement", "kl", "range_jitter", "jitter_mean", "seconds", "device", *stamp]

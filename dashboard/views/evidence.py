@@ -131,7 +131,8 @@ def samples_section(b: Bundle, model: str, pr: str, present: bool) -> None:
         covered[src] = len(set(e["pred"]))
         with col:
             n = covered[src]
-            st.markdown(f"**{label(src)}** · {n} class{'es' if n != 1 else ''} in {len(e['pred'])} images")
+            st.markdown(f"**{label(src)}** · {n} class{'es' if n != 1 else ''} in {len(e['pred'])} images "
+                        "(the first 8 shown)")
             names = spec.class_names
             st.image(list(images_of(e)[:8]), width=style.thumb(present),
                      caption=[f"{names[p]} {c:.0%}" for p, c in zip(e["pred"][:8], e["conf"][:8])])

@@ -59,7 +59,8 @@ def samples(result, spec, present: bool) -> None:
     diag = result.diagnosis
     c1, c2 = st.columns(2)
     by_class = c1.toggle("Group by predicted class", True, key="by_class", bind="query-params")
-    limit = c2.slider("Images shown per set", 4, 64, 12, 4, key="show_n", bind="query-params")
+    most = max(2, min(64, max(len(v) for v in sets.values())))  # a set of 10 images shows at most 10
+    limit = c2.slider("Images shown per set", 1, most, min(12, most), 1, key=f"show_n_{most}")
     facts = {name: predicted_classes(diag.probes[name].probs) for name in sets}
     st.markdown(samples_takeaway(facts, spec.num_classes))
     cols = st.columns(len(sets))
