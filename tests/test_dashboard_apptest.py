@@ -176,6 +176,8 @@ def test_explore_and_accuracy_show_charts_with_data(ran):
     open_page(ran, "accuracy")
     assert not ran.exception
     specs += plotly_specs(ran)
+    captions = " ".join(c.value for c in ran.caption)
+    assert "Spearman" in captions and "(Evidence page, section 6)" in captions  # the bundle's n, not a few runs'
     got = {s["layout"].get("title", {}).get("text", "") for s in specs}
     for expected in ("Per-sample statistics", "Pre-BN activations", "Spread of per-sample", "SDA slack band",
                      "Penultimate features", "W3A3, minmax", "Similarity spectrum", "Pixel values",

@@ -9,7 +9,8 @@ from dsg_core.diagnostics import BETTER
 from dsg_core.runstore import RunStore
 from dsg_core.sources import label
 
-from .. import charts
+from .. import charts, evidence_bundle
+from .evidence import spread_correlations
 from .metric_names import WORDS
 
 CAPTION = ("One point per set and seed (pooled with the saved runs of this model): a metric that predicts accuracy "
@@ -63,7 +64,8 @@ def render(result, store: RunStore) -> None:
                           format_func=lambda m: WORDS.get(m, (m,))[0])
     bits, quantizer = c2.selectbox("Cell", cells, index=len(cells) - 1, key="tradeoff_cell",
                                    format_func=lambda c: f"{c[0]} {c[1]}")
-    pool = c3.toggle("Pool all saved runs of this model", True, key="pool", bind="query-params")
+    pool = c3.toggle("All saved runs", True, key="pool", bind="query-params",
+                     help="Pool the sets of every saved run of this model (more points for the correlation)")
     current = points(result.metrics, result.results, bits, quantizer,
                      f"#{result.run_id}" if result.run_id else "current", result.plan.title or "this run")
     frames = [current] + (history_points(store, result.plan.model, bits, quantizer, result.run_id) if pool else [])
@@ -71,10 +73,13 @@ def render(result, store: RunStore) -> None:
     st.plotly_chart(charts.diversity_vs_accuracy(df, metric, " ".join(WORDS.get(metric, (metric, ""))[:2])),
                     key="tradeoff")
     table = correlations(df, metric_names)
-    st.dataframe(table.style.format({"Spearman ρ": lambda v: "too few points" if v != v else f"{v:+.2f}"}),
-                 hide_index=True, key="correlations")
+    table["Spearman ρ"] = [f"{v:+.2f}" if v == v else ("too few points" if n < MIN_POINTS else "metric constant")
+                           for v, n in zip(table["Spearman ρ"], table["n"])]
+    st.dataframe(table, hide_index=True, key="correlations")
     n = int((df["source"] != "real").sum())
+    bundle = evidence_bundle.load()
+    words = bundle.memo(spread_correlations, result.plan.model) if bundle is not None else []
     st.caption(f"{n} synthetic points from {df['run'].nunique()} run(s). A correlation needs at least {MIN_POINTS}, "
-               "and a few runs' points are not the evidence: over the 40 synthetic sets of the pixel-range control "
-               "(Evidence page, docs/pixel-range.md) the BN-statistics spread predicts W3A3 accuracy far less once "
-               "pixels are kept in range.")
+               "and a few runs' points are not the evidence"
+               + (": over the evidence bundle's sets, the BN-statistics spread against W3A3 min/max top-1 — "
+                  + "; ".join(words) + " (Evidence page, section 6)." if words else "."))
