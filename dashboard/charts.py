@@ -49,7 +49,7 @@ def loss_panels(curves: dict[tuple[str, int], list[float]], height: int = 300) -
             fig.add_scatter(x=list(range(1, len(values) + 1, step)), y=values[::step], mode="lines",
                             name=f"{src} · seed {seed}", line=dict(color=COLORS.get(src)), opacity=0.8,
                             showlegend=False, row=1, col=col)
-        fig.update_yaxes(type="log", row=1, col=col)
+        fig.update_yaxes(type="log", dtick=1, row=1, col=col)  # decades only: minor labels crowd a small panel
         fig.update_xaxes(title_text="iteration", row=1, col=col)
     fig.update_layout(title="Generation loss, one objective per panel (log scale; a plateau = converged)")
     return _style(fig, height)
@@ -224,7 +224,8 @@ def pixel_histogram(values: dict[str, np.ndarray], valid: tuple[float, float]) -
     fig.add_vrect(x0=lo, x1=hi, fillcolor="rgba(44,160,44,0.08)", line_width=0,
                   annotation_text="valid input range", annotation_position="top left")
     fig.update_layout(barmode="overlay", title="Pixel values against the valid input range",
-                      xaxis_title="pixel value (normalized units)", yaxis_title="density", yaxis_type="log")
+                      xaxis_title="pixel value (normalized units)", yaxis_title="density", yaxis_type="log",
+                      yaxis_dtick=1)
     return _style(fig, 340)
 
 
