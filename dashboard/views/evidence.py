@@ -194,7 +194,9 @@ def accuracy_section(b: Bundle, model: str) -> pd.DataFrame:
         st.markdown(f"DSG vs ZeroQ at {bits} {q} (n = {int(eff.n.min())} seeds each) — " + "; ".join(notes) + ".")
     st.caption("Dots: seeds. Bars: mean ± std. Hollow diamonds: the same seed with every activation range scaled by "
                "0.8, 1.0 and 1.2 and averaged — a result that moves a lot there is partly the grid's luck "
-               "(docs/aliasing.md). Real images are always in range, so they appear in every panel.")
+               "(docs/aliasing.md). Real images are always in range, so they appear in every panel. A difference "
+               "is called measured when it is at least 2 points and 2 standard errors (s.e.) of the difference, and "
+               "keeps its sign (by at least 2 points) under range jitter.")
     return eff
 
 
