@@ -124,7 +124,7 @@ def compare_run(code: Path, seeds: str, iterations: int) -> float:
         out = subprocess.run(args, cwd=code, check=True, capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": str(code)}).stdout
         wall = time.perf_counter() - t
-    assert len(json.loads(out)) == 2 * len(seeds.split(","))
+    assert len(json.loads(out)["rows"]) == 2 * len(seeds.split(","))  # one row per source and seed
     return wall
 
 
