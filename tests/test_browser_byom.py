@@ -32,7 +32,12 @@ def test_program_upload_then_run_in_chromium(tmp_path):
         b.wait_idle(page, 60)
         page.get_by_text("Real data: the embedded MNIST digits").click()
         b.wait_idle(page, 60)
-        page.locator("[data-testid='stCheckbox']", has_text="I trust this file").click()
+        trust = page.locator("[data-testid='stCheckbox']", has_text="I trust this file")
+        for _ in range(3):  # a click that lands while the page redraws can be lost: click until it holds
+            trust.click()
+            b.wait_idle(page, 60)
+            if trust.locator("input").is_checked():
+                break
         page.get_by_text("Program OK", exact=False).first.wait_for(timeout=120_000)
         page.get_by_text("inferred input shape", exact=False).first.wait_for(timeout=30_000)
         assert "(1, 28, 28)" in page.get_by_text("inferred input shape", exact=False).first.inner_text()
