@@ -53,7 +53,7 @@ def measure(params: dict, shots: Path) -> dict:
         t0, c0 = time.perf_counter(), b.cpu_seconds(pid)
         page.goto(b.url_with(url, params))
         b.wait_idle(page, 120)
-        page.locator(".js-plotly-plot").nth(4).wait_for(timeout=120_000)  # the evidence charts are drawn
+        page.locator(b.CHART).nth(4).wait_for(timeout=120_000)  # the evidence charts are drawn
         first_page, first_cpu = time.perf_counter() - t0, b.cpu_seconds(pid) - c0
         page.wait_for_timeout(10_000)  # a user reads the page first; real images load in the background
         t1, c1 = time.perf_counter(), b.cpu_seconds(pid)

@@ -25,7 +25,10 @@ IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 EXCEPTION = "[data-testid='stException']"
 TABS = "[role='tab']"
 NAV = "[data-testid='stSidebarNav'] a, [data-testid='stSidebarNavLink']"
-# page -> its URL path; result page -> (images, Plotly charts) it shows at least, once a run is on screen
+CHART = ".js-plotly-plot, .vega-embed svg.marks"  # a drawn chart: Plotly's, or Vega-Lite's (SVG renderer)
+SEED_DOT = ".vega-embed [aria-roledescription='circle'][aria-label*='seed']"  # a seed's dot in a seed_dots chart
+ERROR_BAR = ".vega-embed [aria-roledescription='errorbar']"
+# page -> its URL path; result page -> (images, charts) it shows at least, once a run is on screen
 PAGES = {"Evidence": "", "Explore a run": "explore", "Accuracy": "accuracy", "Generator + QAT": "qat",
          "Learn": "learn", "Your model": "your-model", "History & jobs": "history"}
 RESULT_PAGES = {"Explore a run": (4, 2), "Accuracy": (0, 2)}
@@ -124,7 +127,7 @@ def overflow(page) -> list[str]:
     return page.evaluate("""() => {
         const out = [], w = window.innerWidth;
         if (document.documentElement.scrollWidth > w + 1) out.push('page ' + document.documentElement.scrollWidth);
-        document.querySelectorAll('.js-plotly-plot').forEach((el, i) => {
+        document.querySelectorAll('.js-plotly-plot, .vega-embed').forEach((el, i) => {
             const r = el.getBoundingClientRect();
             if (r.width > 0 && r.right > w + 1) out.push('chart ' + i + ' ends at ' + Math.round(r.right));
         });
@@ -139,8 +142,8 @@ def overflow(page) -> list[str]:
 
 
 def wait_drawn(page, images: int, charts: int, timeout_s: float = 60) -> None:
-    """Wait until the open tab shows at least this many images and Plotly charts."""
+    """Wait until the open tab shows at least this many images and charts."""
     if charts:
-        page.locator(".js-plotly-plot:visible").nth(charts - 1).wait_for(timeout=timeout_s * 1000)
+        page.locator(f"{CHART.replace(',', ':visible,')}:visible").nth(charts - 1).wait_for(timeout=timeout_s * 1000)
     if images:
         page.locator("[data-testid='stImage'] img:visible").nth(images - 1).wait_for(timeout=timeout_s * 1000)

@@ -15,7 +15,6 @@ from plotly.subplots import make_subplots
 COLORS = {"DSG": "#d62728", "ZeroQ": "#1f77b4", "Gaussian": "#8c8c8c", "Real": "#2ca02c", "BN Gaussian": "#000000",
           "SDA": "#ff7f0e", "LSE": "#9467bd", "SCI": "#8c564b", "SDA+LSE": "#e377c2", "SDA+LSE+SCI": "#d62728"}
 ORDER = {"set": ["DSG", "ZeroQ", "Gaussian", "Real", "BN Gaussian"]}
-PIXEL_STYLE = {"free": "circle", "clamp-after": "diamond", "clip": "square"}
 
 
 def _style(fig: go.Figure, height: int = 380) -> go.Figure:
@@ -73,19 +72,6 @@ def live_losses(curves: dict[str, list[float]]):
             .properties(title="Generation loss, one objective per panel"))
 
 
-def channel_scatter(df: pd.DataFrame, bn: tuple[float, float], band: tuple[float, float] | None) -> go.Figure:
-    """Per-sample (mean, std) of one channel, the BN point, and the SDA slack rectangle around it."""
-    fig = px.scatter(df, x="mean", y="std", color="set", color_discrete_map=COLORS, category_orders=ORDER,
-                     hover_data=["sample"], opacity=0.75, title="Per-sample statistics of one channel")
-    mu, sigma = bn
-    if band is not None:
-        d, g = band
-        fig.add_shape(type="rect", x0=mu - d, x1=mu + d, y0=sigma - g, y1=sigma + g, line=dict(dash="dot"),
-                      fillcolor="rgba(214,39,40,0.07)")
-    fig.add_scatter(x=[mu], y=[sigma], mode="markers", name="BN running stats",
-                    marker=dict(symbol="x", size=14, color="black"))
-    fig.update_layout(xaxis_title="per-sample mean", yaxis_title="per-sample std")
-    return _style(fig)
 
 
 def activation_histogram(df: pd.DataFrame) -> go.Figure:
@@ -97,14 +83,6 @@ def activation_histogram(df: pd.DataFrame) -> go.Figure:
     return _style(fig)
 
 
-def layer_spread(df: pd.DataFrame) -> go.Figure:
-    """Spread of per-sample statistics relative to real data, per layer (1 = as diverse as real)."""
-    fig = px.line(df, x="layer", y="ratio", color="set", facet_col="statistic", markers=True,
-                  color_discrete_map=COLORS, category_orders=ORDER, hover_data=["layer_name"],
-                  title="Spread of per-sample BN statistics, relative to real data")
-    fig.add_hline(y=1.0, line_dash="dot", line_color="black")
-    fig.for_each_annotation(lambda a: a.update(text=f"per-sample {a.text.split('=')[-1]}"))
-    return _style(fig)
 
 
 def sda_band(df: pd.DataFrame, observed: dict[str, pd.DataFrame] | None = None) -> go.Figure:
@@ -180,38 +158,6 @@ def spectrum(spectra: dict[str, np.ndarray]) -> go.Figure:
     return _style(fig, 340)
 
 
-def cell_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set",
-              reference: pd.DataFrame | None = None, height: int = 380) -> go.Figure:
-    """Top-1 of one cell per group: every seed a dot, mean ± std a bar, range-jitter means as hollow
-    diamonds; ``reference`` (e.g. the bundle's 10 seeds) as a grey box behind ("your run against 10 seeds")."""
-    fig = go.Figure()
-    groups = list(dict.fromkeys(df[x]))
-    if reference is not None and len(reference):
-        for g in groups:
-            ref = reference[reference[x] == g]["top1"]
-            if len(ref):
-                fig.add_box(x=[g] * len(ref), y=ref, name=f"evidence bundle ({reference.seed.nunique()} seeds)",
-                            marker_color="#bbbbbb",
-                            line_color="#bbbbbb", boxpoints=False, showlegend=g == groups[0], opacity=0.6)
-    for g in groups:
-        v = df[df[x] == g]
-        colour = COLORS.get(str(g).split(" [")[0], "#444444")
-        fig.add_scatter(x=[g] * len(v), y=v["top1"], mode="markers", name=str(g), showlegend=False,
-                        marker=dict(color=colour, size=9, opacity=0.7),
-                        customdata=v["seed"] if "seed" in v else None, hovertemplate="seed %{customdata}: %{y:.1f}%")
-        if len(v) > 1:
-            fig.add_scatter(x=[g], y=[v["top1"].mean()], mode="markers", showlegend=False, name=f"{g} mean",
-                            marker=dict(color=colour, size=16, symbol="line-ew-open", line=dict(width=3)),
-                            error_y=dict(type="data", array=[v["top1"].std(ddof=0)], color=colour, thickness=2),
-                            hovertemplate=f"mean %{{y:.1f}} ± {v['top1'].std(ddof=0):.1f} (n={len(v)})")
-        if "jitter_mean" in v and v["jitter_mean"].notna().any():
-            fig.add_scatter(x=[g] * len(v), y=v["jitter_mean"], mode="markers", showlegend=g == groups[0],
-                            name="mean over range jitter ×0.8, ×1, ×1.2",
-                            marker=dict(symbol="diamond-open", size=9, color=colour))
-    if fp32 is not None:
-        fig.add_hline(y=fp32, line_dash="dash", line_color="black", annotation_text=f"FP32 {fp32:.1f}% on these images")
-    fig.update_layout(title=title, yaxis_title="top-1 (%)", yaxis_range=[0, 101], xaxis_title="")
-    return _style(fig, height)
 
 
 def pixel_histogram(values: dict[str, np.ndarray], valid: tuple[float, float]) -> go.Figure:
@@ -227,58 +173,3 @@ def pixel_histogram(values: dict[str, np.ndarray], valid: tuple[float, float]) -
                       xaxis_title="pixel value (normalized units)", yaxis_title="density", yaxis_type="log",
                       yaxis_dtick=1)
     return _style(fig, 340)
-
-
-def replay(frames: pd.DataFrame, bn: tuple[float, float], band: tuple[float, float] | None) -> go.Figure:
-    """Per-sample (mean, std) of one channel over the iterations: an animation with a slider. Columns:
-    iteration, set, mean, std."""
-    mu, sigma = bn
-    lo_x = min(frames["mean"].quantile(0.01), mu - (band[0] if band else 0))
-    hi_x = max(frames["mean"].quantile(0.99), mu + (band[0] if band else 0))
-    lo_y = min(frames["std"].quantile(0.01), sigma - (band[1] if band else 0))
-    hi_y = max(frames["std"].quantile(0.99), sigma + (band[1] if band else 0))
-    pad_x, pad_y = 0.1 * (hi_x - lo_x) + 1e-6, 0.1 * (hi_y - lo_y) + 1e-6
-    fig = px.scatter(frames, x="mean", y="std", color="set", animation_frame="iteration", color_discrete_map=COLORS,
-                     category_orders=ORDER, opacity=0.75, range_x=[lo_x - pad_x, hi_x + pad_x],
-                     range_y=[lo_y - pad_y, hi_y + pad_y], title="Watch it happen: per-sample statistics while "
-                     "the images are optimized (press ▶)")
-    if band is not None:
-        fig.add_shape(type="rect", x0=mu - band[0], x1=mu + band[0], y0=sigma - band[1], y1=sigma + band[1],
-                      line=dict(dash="dot"), fillcolor="rgba(214,39,40,0.07)")
-    fig.add_scatter(x=[mu], y=[sigma], mode="markers", name="BN running stats",
-                    marker=dict(symbol="x", size=14, color="black"))
-    fig.update_layout(xaxis_title="per-sample mean", yaxis_title="per-sample std")
-    return _style(fig, 460)
-
-
-def cell_panels(df: pd.DataFrame, fp32: float | None, title: str, panels: list[str], height: int = 360) -> go.Figure:
-    """One cell's top-1 side by side for each pixel handling (``df.pixel_range``): per source every
-    seed a dot, mean ± std a bar, the range-jitter mean a hollow diamond. Real images (always in
-    range) appear in every panel."""
-    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=[f"pixels: {p}" for p in panels],
-                        horizontal_spacing=0.03)
-    for col, pr in enumerate(panels, 1):
-        # real images are in range in every panel; noise is not optimized, so clipping it is clamping it
-        same = {"clip": ("clip", "clamp-after")}.get(pr, (pr,))
-        part = df[(df.pixel_range == pr) | (df.source == "real")
-                  | ((df.source == "gaussian") & df.pixel_range.isin(same))]
-        for g in [s for s in ORDER["set"] if s in set(part.set)]:
-            v = part[part.set == g]
-            colour = COLORS.get(g, "#444444")
-            fig.add_scatter(x=[g] * len(v), y=v.top1, mode="markers", showlegend=False, row=1, col=col,
-                            marker=dict(color=colour, size=8, opacity=0.7), customdata=v.seed,
-                            hovertemplate=f"{g} seed %{{customdata}}: %{{y:.1f}}%<extra></extra>")
-            fig.add_scatter(x=[g], y=[v.top1.mean()], mode="markers", showlegend=False, row=1, col=col,
-                            marker=dict(color=colour, size=18, symbol="line-ew-open", line=dict(width=3)),
-                            error_y=dict(type="data", array=[v.top1.std(ddof=0)], color=colour, thickness=2),
-                            hovertemplate=f"{g}: mean %{{y:.1f}} ± {v.top1.std(ddof=0):.1f} "
-                                          f"(n={len(v)})<extra></extra>")
-            if "jitter_mean" in v and v.jitter_mean.notna().any():
-                fig.add_scatter(x=[g] * len(v), y=v.jitter_mean, mode="markers", showlegend=False, row=1, col=col,
-                                marker=dict(symbol="diamond-open", size=8, color=colour),
-                                hovertemplate=f"{g}: range-jitter mean %{{y:.1f}}%<extra></extra>")
-        if fp32 is not None:
-            fig.add_hline(y=fp32, line_dash="dash", line_color="black", row=1, col=col)
-    fig.update_yaxes(range=[0, 101], title_text="top-1 (%)", col=1)
-    fig.update_layout(title=title + (f" (dashed: FP32 {fp32:.1f}%)" if fp32 is not None else ""))
-    return _style(fig, height)

@@ -36,12 +36,13 @@ def test_first_page_is_the_evidence_without_a_run(tmp_path):
         t0 = time.perf_counter()
         page.goto(url)
         b.wait_idle(page, 90)
-        page.locator(".js-plotly-plot").nth(4).wait_for(timeout=FIRST_PAGE_LIMIT_S * 1000)
+        page.locator(b.CHART).nth(4).wait_for(timeout=FIRST_PAGE_LIMIT_S * 1000)
         seconds = time.perf_counter() - t0
         assert seconds < FIRST_PAGE_LIMIT_S, seconds
         assert page.locator(b.EXCEPTION).count() == 0
         assert page.get_by_text("DSG beats ZeroQ at", exact=False).count() >= 1
-        assert page.locator(".js-plotly-plot .errorbar").count() >= 1, "mean ± std drawn as error bars"
+        assert page.locator(b.SEED_DOT).count() >= 3 * 10, "every seed a dot"
+        assert page.locator(b.ERROR_BAR).count() >= 3, "mean ± std drawn as error bars"
         assert page.locator("[data-testid='stImage'] img").count() >= 8, "the samples side by side"
         assert page.get_by_role("button", name="Cancel").count() == 0, "nothing runs"
         shot(page, "00_evidence")
@@ -66,7 +67,7 @@ def test_run_stale_notice_and_a_link_that_reopens_the_run(tmp_path):
         other.goto(f"{url}accuracy?run={run_id}")
         b.wait_idle(other, 90)
         other.get_by_text(f"Showing saved run #{run_id}", exact=False).first.wait_for(timeout=60_000)
-        other.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        other.locator(b.CHART).first.wait_for(timeout=30_000)
         assert other.get_by_role("button", name="Cancel").count() == 0, "the link did not start a run"
         assert other.get_by_text("Stale view", exact=False).count() == 0, "the sidebar took the run's settings"
         assert other.locator(b.EXCEPTION).count() == 0

@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -60,8 +61,30 @@ def plotly_specs(at: AppTest) -> list[dict]:
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
 
 
+def vega_specs(at: AppTest) -> list[dict]:
+    """Each Vega-Lite chart's spec, with ``datasets``: its data sets as frames (Streamlit sends them as Arrow)."""
+    import pyarrow as pa
+    return [{**json.loads(el.proto.spec),
+             "datasets": {d.name: pa.ipc.open_stream(d.data.data).read_pandas() for d in el.proto.datasets}}
+            for el in at.get("vega_lite_chart")]
+
+
+def marks(spec: dict) -> list[dict]:
+    """Every unit view of a Vega-Lite spec (its layers, recursively): mark type and encoding."""
+    if "layer" in spec:
+        return [m for layer in spec["layer"] for m in marks(layer)]
+    mark = spec.get("mark")
+    return [{"mark": mark["type"] if isinstance(mark, dict) else mark, "encoding": spec.get("encoding", {})}]
+
+
+def vega_title(spec: dict) -> str:
+    title = spec.get("title", "")
+    return title.get("text", "") if isinstance(title, dict) else title
+
+
 def titles(at: AppTest) -> set[str]:
-    return {s["layout"].get("title", {}).get("text", "") for s in plotly_specs(at)}
+    return ({s["layout"].get("title", {}).get("text", "") for s in plotly_specs(at)}
+            | {vega_title(s) for s in vega_specs(at)})
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +110,19 @@ def test_the_app_opens_on_the_evidence_with_no_run(tmp_path, monkeypatch):
     assert "result" not in at.session_state and "job" not in at.session_state
     lesson = " ".join(i.value for i in at.info)
     assert "DSG beats ZeroQ at" in lesson, lesson
-    specs = plotly_specs(at)
+    specs = vega_specs(at)
     assert len(specs) >= 5  # the scatter, the spread, a chart per cell, the replay
-    dots = [t for s in specs for t in s["data"] if "seed %{customdata}" in t.get("hovertemplate", "")]
-    assert len(dots) >= 3 * 4, "accuracy charts show every seed as a dot (per source, cell and pixel range)"
-    assert any(t.get("error_y") for s in specs for t in s["data"]), "and mean ± std as error bars"
+    assert not plotly_specs(at), "the first page loads no Plotly (docs/dashboard-speed.md)"
+    cells = [s for s in specs if "by pixel handling" in vega_title(s)]
+    assert len(cells) >= 3, [vega_title(s) for s in specs]
+    for spec in cells:
+        units = marks(spec)
+        dots = [u for u in units if u["mark"] == "circle"]
+        assert dots and any(t.get("field") == "seed" for t in dots[0]["encoding"]["tooltip"]), "every seed a dot"
+        assert dots[0]["encoding"]["x"]["field"] == "pixels" and dots[0]["encoding"]["xOffset"]["field"] == "set"
+        assert any(u["mark"] == "errorbar" for u in units), "and mean ± std as error bars"
+        seeds = pd.concat([d for d in spec["datasets"].values() if "seed" in d]).groupby(["set", "pixels"]).seed
+        assert seeds.nunique().min() >= 10, "10 seeds per set and panel"
 
 
 def test_every_page_renders_before_a_run(tmp_path, monkeypatch):
@@ -166,24 +197,24 @@ def show_tab(at: AppTest, tab: str) -> AppTest:
 
 
 def test_explore_and_accuracy_show_charts_with_data(ran):
-    specs, text = [], []
+    specs, vspecs, text, got = [], [], [], set()
     open_page(ran, "explore")
     for tab in EXPLORE_TABS:
         show_tab(ran, tab)
         assert not ran.exception, tab
-        specs += plotly_specs(ran)
+        specs, vspecs, got = specs + plotly_specs(ran), vspecs + vega_specs(ran), got | titles(ran)
         text += [m.value for m in ran.markdown]
     open_page(ran, "accuracy")
     assert not ran.exception
-    specs += plotly_specs(ran)
+    specs, vspecs, got = specs + plotly_specs(ran), vspecs + vega_specs(ran), got | titles(ran)
     captions = " ".join(c.value for c in ran.caption)
     assert "Spearman" in captions and "(Evidence page, section 6)" in captions  # the bundle's n, not a few runs'
-    got = {s["layout"].get("title", {}).get("text", "") for s in specs}
     for expected in ("Per-sample statistics", "Pre-BN activations", "Spread of per-sample", "SDA slack band",
                      "Penultimate features", "W3A3, minmax", "Similarity spectrum", "Pixel values",
                      "one objective per panel", "Watch it happen"):
         assert any(expected in t for t in got), f"no chart titled {expected!r}: {got}"
     assert all(s["data"] for s in specs), "every chart has traces"
+    assert all(any(len(d) for d in s["datasets"].values()) for s in vspecs), "every chart has data"
     text = " ".join(text)
     assert "What this grid shows" in text and "What this shows" in text
     show_tab(open_page(ran, "explore"), "Samples")

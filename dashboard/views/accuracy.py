@@ -9,7 +9,7 @@ import streamlit as st
 from dsg_core.diagnostics import REAL
 from dsg_core.provenance import FIELDS
 
-from .. import charts, evidence_bundle
+from .. import charts, evidence_bundle, vega
 from ..runner import ablation_frame, ablation_job
 from ..text import code
 from . import intro, tradeoff
@@ -105,7 +105,8 @@ def render(result, ctx, store, running: bool, start) -> None:
     fp32 = fp32_of(res)
     for (bits, q), cell in res.groupby(["bits", "quantizer"], sort=False):
         ref, note = reference_cells(result.plan, bits, q)
-        st.plotly_chart(charts.cell_dots(cell, fp32, f"{bits}, {q} ranges", reference=ref), key=f"cell_{bits}_{q}")
+        st.altair_chart(vega.seed_dots(cell, fp32, f"{bits}, {q} ranges", reference=ref), key=f"cell_{bits}_{q}",
+                        width="stretch")
         st.markdown(f"**What this run shows at {bits} {q}:** {takeaway(cell)}")
         pixels = range_note(result.plan, bits, q)
         if pixels:
@@ -153,13 +154,10 @@ def draw_multiples(results: dict, kind: str) -> None:
     refs = df[df.source.isin(["zeroq", "real"])]
     fp32 = fp32_of(df)
     for (bits, q), cell in dsg.groupby(["bits", "quantizer"]):
-        fig = charts.cell_dots(cell, fp32, f"{bits} {q}: DSG variants ({kind.split('-')[1]})", x="set", height=340)
-        for name, dash in (("ZeroQ", "dot"), (REAL, "dash")):
-            r = refs[(refs.set == name) & (refs.bits == bits) & (refs.quantizer == q)].top1
-            if len(r):
-                fig.add_hline(y=r.mean(), line_dash=dash, line_color=charts.COLORS[name],
-                              annotation_text=f"{name} {r.mean():.1f}")
-        st.plotly_chart(fig, key=f"{kind}_{bits}_{q}")
+        lines = {name: r.mean() for name in ("ZeroQ", REAL)
+                 if len(r := refs[(refs.set == name) & (refs.bits == bits) & (refs.quantizer == q)].top1)}
+        st.altair_chart(vega.seed_dots(cell, fp32, f"{bits} {q}: DSG variants ({kind.split('-')[1]})", lines=lines,
+                                       height=340), key=f"{kind}_{bits}_{q}", width="stretch")
         means = cell.groupby("set").top1.agg(["mean", "std", "count"])
         span, noise = means["mean"].max() - means["mean"].min(), means["std"].fillna(0).max()
         st.markdown(f"**What this shows:** the variants' means span {span:.1f} points; the seeds of one variant "

@@ -9,13 +9,12 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from dsg_core.models import get_spec
 from dsg_core.sources import label
 
-from .. import charts, style
+from .. import style, vega
 from ..evidence_bundle import Bundle, gap, images_of, load
 
 CELLS = (("W3A3", "minmax"), ("W4A4", "dsg-avg"), ("W4A4", "minmax"), ("W3A3", "dsg-avg"))
@@ -150,8 +149,8 @@ def homogenization_section(b: Bundle, model: str, pr: str) -> None:
                              format_func=lambda i: f"{i}: {facts['layers'][i]}")
     scatter, spread_fig, syn = b.memo(homogenization_figures, model, pr, layer)
     left, right = st.columns(2)
-    left.plotly_chart(scatter, key="ev_scatter")
-    right.plotly_chart(spread_fig, key="ev_spread")
+    left.vega_lite_chart(spec=scatter, key="ev_scatter", width="stretch")
+    right.vega_lite_chart(spec=spread_fig, key="ev_spread", width="stretch")
     st.markdown("**What this shows:** the spread of per-sample BN means relative to real data, averaged over layers — "
                 + ", ".join(f"{s} {v:.2f}" for s, v in syn.sort_values().items()) + " (1 = as varied as real). "
                 + ("Every synthetic set is more alike than real data: homogenized. " if (syn < 1).all() else "")
@@ -162,7 +161,7 @@ def homogenization_section(b: Bundle, model: str, pr: str) -> None:
                "(metrics over all seeds are in docs/pixel-range.md).")
 
 
-def homogenization_figures(b: Bundle, model: str, pr: str, layer: int) -> tuple[go.Figure, go.Figure, pd.Series]:
+def homogenization_figures(b: Bundle, model: str, pr: str, layer: int) -> tuple:
     """The statistics scatter at one layer, the spread ratio per layer, and each synthetic set's spread
     of per-sample means averaged over layers."""
     facts = b.models[model]
@@ -176,7 +175,8 @@ def homogenization_figures(b: Bundle, model: str, pr: str, layer: int) -> tuple[
                                       "statistic": stat, "ratio": e[f"spread_{stat}"]})
                         for src, e in examples.items() for stat in ("mean", "std")])
     avg = spread[spread.statistic == "mean"].groupby("set").ratio.mean()
-    return charts.channel_scatter(frames, bn, band), charts.layer_spread(spread), avg.drop("Real", errors="ignore")
+    return (vega.spec(vega.channel_scatter(frames, bn, band)), vega.spec(vega.layer_spread(spread)),
+            avg.drop("Real", errors="ignore"))
 
 
 def accuracy_section(b: Bundle, model: str) -> pd.DataFrame:
@@ -188,11 +188,12 @@ def accuracy_section(b: Bundle, model: str) -> pd.DataFrame:
         fig = b.memo(cell_figure, model, bits, q, fp32)
         if fig is None:
             continue
-        st.plotly_chart(fig, key=f"ev_{bits}_{q}")
+        st.vega_lite_chart(spec=fig, key=f"ev_{bits}_{q}", width="stretch")
         notes = [f"**{pr}:** {verdict(r)}" for pr in panels for r in eff[(eff.cell == f"{bits} {q}")
                                                                          & (eff.pixels == pr)].to_dict("records")]
         st.markdown(f"DSG vs ZeroQ at {bits} {q} (n = {int(eff.n.min())} seeds each) — " + "; ".join(notes) + ".")
-    st.caption("Dots: seeds. Bars: mean ± std. Hollow diamonds: the same seed with every activation range scaled by "
+    st.caption("Dots: seeds. Bars: mean ± std, the tick at the mean. Hollow diamonds: the same seed with every "
+               "activation range scaled by "
                "0.8, 1.0 and 1.2 and averaged — a result that moves a lot there is partly the grid's luck "
                "(docs/aliasing.md). Real images are always in range, so they appear in every panel. A difference "
                "is called measured when it is at least 2 points and 2 standard errors (s.e.) of the difference, and "
@@ -200,11 +201,15 @@ def accuracy_section(b: Bundle, model: str) -> pd.DataFrame:
     return eff
 
 
-def cell_figure(b: Bundle, model: str, bits: str, q: str, fp32: float | None) -> go.Figure | None:
+def cell_figure(b: Bundle, model: str, bits: str, q: str, fp32: float | None):
+    """One cell's seeds, grouped by how the synthetic pixels were handled (free, clamped, clipped)."""
     cells = b.cells[b.cells.model == model].assign(set=lambda d: d.source.map(label))
-    panels = [p for p in ("free", "clamp-after", "clip") if p in set(cells.pixel_range)]
+    panels = [p for p in vega.PANEL_ORDER if p in set(cells.pixel_range)]
     sel = cells[(cells.bits == bits) & (cells.quantizer == q)]
-    return None if sel.empty else charts.cell_panels(sel, fp32, f"{bits}, {q} ranges", panels)
+    if sel.empty:
+        return None
+    title = f"{bits}, {q} ranges: top-1 by pixel handling"
+    return vega.spec(vega.seed_dots(vega.pixel_panels(sel, panels), fp32, title, x="pixels", group="set"))
 
 
 def control_table(eff: pd.DataFrame) -> None:
@@ -251,27 +256,26 @@ def small_multiples(b: Bundle, model: str, pr: str, present: bool) -> None:
     for bits, q in (("W3A3", "minmax"), ("W4A4", "dsg-avg")):
         fig = b.memo(variants_figure, model, pr, family, bits, q)
         if fig is not None:
-            st.plotly_chart(fig, key=f"ev_sm_{family}_{bits}_{q}")
+            st.vega_lite_chart(spec=fig, key=f"ev_sm_{family}_{bits}_{q}", width="stretch")
     st.markdown("**What this shows:** " + multiples_takeaway(fv))
 
 
-def variants_figure(b: Bundle, model: str, pr: str, family: str, bits: str, q: str) -> go.Figure | None:
+def variants_figure(b: Bundle, model: str, pr: str, family: str, bits: str, q: str):
     """The variants' top-1 at one cell, with ZeroQ's and real data's means as reference lines."""
     v = b.variants
     fv = v[(v.model == model) & (v.pixel_range == pr) & (v.family == family)]
     part = fv[(fv.bits == bits) & (fv.quantizer == q)].rename(columns={"variant": "set"})
     if part.empty:
         return None
-    fig = charts.cell_dots(part, b.models[model].get("fp32_top1"), f"{bits} {q}: DSG variants, pixels {pr}",
-                           height=320)
     ref = b.cells[(b.cells.model == model) & (b.cells.pixel_range.isin([pr, "free"]))]
-    for src, dash in (("zeroq", "dot"), ("real", "dash")):
+    lines = {}
+    for src in ("zeroq", "real"):
         r = ref[(ref.source == src) & (ref.bits == bits) & (ref.quantizer == q)
                 & (ref.pixel_range == ("free" if src == "real" else pr))].top1
         if len(r):
-            fig.add_hline(y=r.mean(), line_dash=dash, line_color=charts.COLORS[label(src)],
-                          annotation_text=f"{label(src)} {r.mean():.1f}")
-    return fig
+            lines[label(src)] = r.mean()
+    return vega.spec(vega.seed_dots(part, b.models[model].get("fp32_top1"), f"{bits} {q}: DSG variants, pixels {pr}",
+                                    lines=lines, height=320))
 
 
 def multiples_takeaway(fv: pd.DataFrame) -> str:
@@ -346,19 +350,19 @@ def replay_section(b: Bundle, model: str, pr: str) -> None:
     k = st.radio("Layer", range(len(layers)), horizontal=True, key="ev_replay_layer",
                  format_func=lambda i: f"{layers[i]}: {facts['layers'][layers[i]]}")
     fig, words = b.memo(replay_figure, model, pr, k)
-    st.plotly_chart(fig, key="ev_replay")
+    st.vega_lite_chart(spec=fig, key="ev_replay", width="stretch")
     st.markdown("**What the replay shows** (seed 0, channel 0 of this layer): " + words)
-    st.caption("Press ▶ or drag the slider. The ✕ is the BN running statistics, the dotted box DSG's slack band.")
+    st.caption("Drag the slider under the chart. The ✕ is the BN running statistics, the dotted box DSG's slack band.")
 
 
-def replay_figure(b: Bundle, model: str, pr: str, k: int) -> tuple[go.Figure, str]:
+def replay_figure(b: Bundle, model: str, pr: str, k: int) -> tuple:
     snaps = [s for s in b.snapshots if s["model"] == model and s["pixel_range"] == pr]
     layer = snaps[0]["layers"][k]
     facts = b.models[model]
     frames = pd.concat([pd.DataFrame({"iteration": s["iteration"], "set": label(s["source"]), "mean": s["mean"][k],
                                       "std": s["std"][k]}) for s in snaps], ignore_index=True)
     bn = (facts["bn_mu"][layer], facts["bn_sigma"][layer])
-    fig = charts.replay(frames, bn, (facts["delta"][layer], facts["gamma"][layer]))
+    fig = vega.spec(vega.replay(frames, bn, (facts["delta"][layer], facts["gamma"][layer])))
     return fig, replay_takeaway(frames, bn)
 
 

@@ -13,7 +13,7 @@ from dsg_core.diagnostics import views as dv
 from dsg_core.models import get_spec
 from dsg_core.sources import label
 
-from .. import charts, style
+from .. import charts, style, vega
 from . import intro
 from .evidence import replay_takeaway
 from .metric_names import metric_table
@@ -142,7 +142,7 @@ def homogenization(result) -> None:
     st.markdown(spread_takeaway(spreads, layer))
     left, right = st.columns(2)
     scatter = dv.channel_scatter(diag.probes, diag.targets, layer, channel)
-    left.plotly_chart(charts.channel_scatter(scatter, bn, (d, g)), key="scatter")
+    left.altair_chart(vega.channel_scatter(scatter, bn, (d, g)), key="scatter", width="stretch")
     values = {name: dv.channel_activations(diag.model, x, diag.targets, layer, channel)
               for name, x in diag.images.items()}
     right.plotly_chart(charts.activation_histogram(dv.activation_histogram(values, *bn)), key="histogram")
@@ -150,7 +150,7 @@ def homogenization(result) -> None:
     st.caption(f"Slack band at this layer: δ = {d:.3g} on means, γ = {g:.3g} on stds (ε = {gen.epsilon:g}"
                f"{'' if gen.sda else ', SDA off: band drawn for reference'}). The ✕ is the BN running statistics.")
     replay(result, diag, layer, channel, bn, (d, g))
-    st.plotly_chart(charts.layer_spread(dv.layer_spread_frame(spreads, diag.targets)), key="spread")
+    st.altair_chart(vega.layer_spread(dv.layer_spread_frame(spreads, diag.targets)), key="spread", width="stretch")
     st.caption("Below 1: the set's per-sample statistics vary less than real data's at that layer (homogenized).")
     band = dv.sda_band(diag.targets, layer, diag.margins.delta, diag.margins.gamma)
     st.plotly_chart(charts.sda_band(band, channel_means(diag, layer)), key="band")
@@ -167,7 +167,7 @@ def replay(result, diag, layer: int, channel: int, bn, band) -> None:
                             "std": s["std"][:, col].numpy()})
               for (src, _), kept in snaps.items() for s in kept]
     frames = pd.concat(frames, ignore_index=True)
-    st.plotly_chart(charts.replay(frames, bn, band), key="replay")
+    st.altair_chart(vega.replay(frames, bn, band), key="replay", width="stretch")
     st.markdown("**What the replay shows:** " + replay_takeaway(frames, bn))
 
 

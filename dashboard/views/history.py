@@ -91,9 +91,9 @@ def exports(result) -> None:
                                                                                     fp32_of(result.results))),
                        f"{stem}_accuracy.html", "text/html", key="fig_acc", on_click="ignore")
     diag = result.diagnosis
-    c4.download_button("Spread figure (HTML)",
-                       lambda: figure_html(charts.layer_spread(dv.layer_spread_frame(diag.spreads(), diag.targets))),
-                       f"{stem}_spread.html", "text/html", key="fig_spread", on_click="ignore")
+    c4.download_button("Spread per layer (CSV)",
+                       lambda: dv.layer_spread_frame(diag.spreads(), diag.targets).to_csv(index=False),
+                       f"{stem}_spread.csv", "text/csv", key="fig_spread", on_click="ignore")
 
 
 def figure_html(fig) -> str:

@@ -1,0 +1,169 @@
+"""Altair (Vega-Lite) figure builders for the charts of seeds, statistics and their replay.
+
+Why beside Plotly (``charts.py``): on 2 cores chromium loads and draws Plotly's first chart in about
+2.5 s and Vega-Lite's in about 0.5 s (docs/dashboard-speed.md), and the Evidence page, which a visitor
+meets first, must show its charts within 5 s. Data frames in, charts out; the colours are
+``charts.COLORS``, so DSG is the same red in both libraries.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from .charts import COLORS, ORDER
+
+PANEL_ORDER = ["free", "clamp-after", "clip"]
+FALLBACK = "#444444"
+
+
+def spec(chart) -> dict:
+    """The chart as a Vega-Lite spec with its data inline: made once per bundle and kept (``Bundle.memo``),
+    so a page view does not pay Altair's schema validation (about 0.1 s a chart on these cores)."""
+    return chart.to_dict()
+
+
+def _colour(names) -> alt.Scale:
+    """One colour per set name, in the project's order (names outside ``ORDER`` after it)."""
+    present = list(dict.fromkeys(names))
+    domain = [n for n in ORDER["set"] if n in present] + [n for n in present if n not in ORDER["set"]]
+    return alt.Scale(domain=domain, range=[COLORS.get(n.split(" [")[0], FALLBACK) for n in domain])
+
+
+def _finish(chart, title: str, height: int):
+    return chart.properties(title=title, height=height).configure_legend(orient="bottom", title=None)
+
+
+# ------------------------------------------------------------------------------------ seeds as dots
+def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set", group: str | None = None,
+              reference: pd.DataFrame | None = None, lines: dict[str, float] | None = None, height: int = 360):
+    """Top-1 per group, every seed a dot, mean ± std (population std) an error bar with a tick at the
+    mean, the range-jitter mean of each seed a hollow diamond. ``group`` splits each x position by
+    set (side by side, e.g. x = pixel handling); ``reference`` (the bundle's seeds for the same cell)
+    is a grey min-max bar behind ("your run against 10 seeds"); ``lines``: name -> a dashed level
+    (e.g. ZeroQ's and real data's means); FP32 is a black dashed line."""
+    by = [x] + ([group] if group else [])
+    colour_field = group or x
+    order = [n for n in ORDER["set"] if n in set(df[colour_field])] + \
+        [n for n in dict.fromkeys(df[colour_field]) if n not in ORDER["set"]]
+    xs = [p for p in PANEL_ORDER if p in set(df[x])] or list(dict.fromkeys(df[x]))
+    enc = {"x": alt.X(f"{x}:N", sort=xs if group else order, title=None, axis=alt.Axis(labelAngle=0)),
+           "color": alt.Color(f"{colour_field}:N", scale=_colour(df[colour_field]),
+                              legend=alt.Legend(title=None) if group else None)}
+    if group:
+        enc["xOffset"] = alt.XOffset(f"{group}:N", sort=order)
+    y = alt.Y("top1:Q", title="top-1 (%)", scale=alt.Scale(domain=[0, 101]))
+    tip = [alt.Tooltip(f"{colour_field}:N", title="set"), alt.Tooltip("seed:O"), alt.Tooltip("top1:Q", format=".1f")]
+    base = alt.Chart(df)
+    layers = []
+    if reference is not None and len(reference):
+        ref = reference.groupby(x).top1.agg(lo="min", hi="max", n="count").reset_index()
+        layers.append(alt.Chart(ref).mark_bar(color="#bbbbbb", opacity=0.5, size=28).encode(
+            x=enc["x"], y=alt.Y("lo:Q", scale=alt.Scale(domain=[0, 101]), title="top-1 (%)"), y2="hi:Q",
+            tooltip=[alt.Tooltip("lo:Q", title="bundle min", format=".1f"),
+                     alt.Tooltip("hi:Q", title="bundle max", format=".1f"), alt.Tooltip("n:Q", title="seeds")]))
+    layers.append(base.mark_circle(size=70, opacity=0.7).encode(y=y, tooltip=tip, **enc))
+    stats = df.groupby(by, sort=False).top1.agg(mean="mean", std=lambda v: v.std(ddof=0), n="count").reset_index()
+    stats = stats.assign(lo=stats["mean"] - stats["std"], hi=stats["mean"] + stats["std"])
+    multi = stats[stats.n > 1]
+    if len(multi):
+        stip = [alt.Tooltip(f"{colour_field}:N", title="set"), alt.Tooltip("mean:Q", format=".1f"),
+                alt.Tooltip("std:Q", format=".1f"), alt.Tooltip("n:Q", title="seeds")]
+        stat = alt.Chart(multi)
+        layers.append(stat.mark_errorbar(ticks=True, thickness=2).encode(
+            y=alt.Y("lo:Q", title="top-1 (%)"), y2="hi:Q", tooltip=stip, **enc))
+        layers.append(stat.mark_tick(thickness=3, size=22).encode(y="mean:Q", tooltip=stip, **enc))
+    if "jitter_mean" in df and df["jitter_mean"].notna().any():
+        layers.append(base.transform_filter("isValid(datum.jitter_mean)").mark_point(
+            shape="diamond", filled=False, size=60).encode(
+            y="jitter_mean:Q", tooltip=[*tip[:2], alt.Tooltip("jitter_mean:Q", title="range-jitter mean",
+                                                               format=".1f")], **enc))
+    levels = [(f"FP32 {fp32:.1f}%", fp32, "black")] if fp32 is not None else []
+    levels += [(f"{name} {v:.1f}", v, COLORS.get(name, FALLBACK)) for name, v in (lines or {}).items()]
+    for text, v, colour in levels:
+        rule = alt.Chart(pd.DataFrame({"y": [v], "text": [text]}))
+        layers.append(rule.mark_rule(strokeDash=[5, 4], color=colour).encode(y="y:Q"))
+        layers.append(rule.mark_text(align="left", baseline="bottom", dy=-2, color=colour).encode(
+            y="y:Q", x=alt.value(4), text="text:N"))
+    return _finish(alt.layer(*layers), title, height)
+
+
+def pixel_panels(df: pd.DataFrame, panels: list[str]) -> pd.DataFrame:
+    """One cell's rows arranged for ``seed_dots(x="pixels", group="set")``: per pixel handling, the
+    sets made that way, with real images (always in range) in every panel and Gaussian noise, which
+    is not optimized, clipped = clamped."""
+    parts = []
+    for pr in panels:
+        same = {"clip": ("clip", "clamp-after")}.get(pr, (pr,))
+        noise = (df.source == "gaussian") & df.pixel_range.isin(same)
+        part = df[(df.pixel_range == pr) | (df.source == "real") | noise]
+        if pr == "clip" and (part.source == "gaussian").any():  # keep one Gaussian entry per seed
+            g = part[part.source == "gaussian"].sort_values("pixel_range").drop_duplicates("seed", keep="last")
+            part = pd.concat([part[part.source != "gaussian"], g])
+        parts.append(part.assign(pixels=pr))
+    return pd.concat(parts, ignore_index=True)
+
+
+# ------------------------------------------------------------------------------- per-sample statistics
+def _band_layers(bn: tuple[float, float], band: tuple[float, float] | None) -> list:
+    """The SDA slack rectangle (±delta on means, ±gamma on stds, DSG paper eq. 6) and the BN point."""
+    mu, sigma = bn
+    out = []
+    if band is not None:
+        d, g = band
+        box = pd.DataFrame({"x": [mu - d], "x2": [mu + d], "y": [sigma - g], "y2": [sigma + g]})
+        out.append(alt.Chart(box).mark_rect(fill="#d62728", fillOpacity=0.07, stroke="#444444", strokeDash=[3, 3])
+                   .encode(x="x:Q", x2="x2:Q", y="y:Q", y2="y2:Q"))
+    point = pd.DataFrame({"mean": [mu], "std": [sigma], "what": ["BN running stats"]})
+    out.append(alt.Chart(point).mark_point(shape="cross", size=220, color="black", filled=True, angle=45)
+               .encode(x="mean:Q", y="std:Q", tooltip=["what:N", alt.Tooltip("mean:Q", format=".3g"),
+                                                       alt.Tooltip("std:Q", format=".3g")]))
+    return out
+
+
+def channel_scatter(df: pd.DataFrame, bn: tuple[float, float], band: tuple[float, float] | None,
+                    height: int = 380):
+    """Per-sample (mean, std) of one channel, the BN point (✕) and the SDA slack rectangle around it.
+    Columns: set, mean, std, sample."""
+    dots = alt.Chart(df).mark_circle(size=45, opacity=0.75).encode(
+        x=alt.X("mean:Q", title="per-sample mean", scale=alt.Scale(zero=False)),
+        y=alt.Y("std:Q", title="per-sample std", scale=alt.Scale(zero=False)),
+        color=alt.Color("set:N", scale=_colour(df.set)),
+        tooltip=["set:N", "sample:Q", alt.Tooltip("mean:Q", format=".3g"), alt.Tooltip("std:Q", format=".3g")])
+    return _finish(alt.layer(*_band_layers(bn, band)[:1], dots, *_band_layers(bn, band)[1:]),
+                   "Per-sample statistics of one channel", height)
+
+
+def layer_spread(df: pd.DataFrame, height: int = 380):
+    """Spread of per-sample statistics relative to real data, per layer (1 = as diverse as real):
+    solid for per-sample means, dashed for per-sample stds. Columns: set, layer, layer_name, statistic, ratio."""
+    lines = alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("layer:Q", title="BN layer", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("ratio:Q", title="spread relative to real data"),
+        color=alt.Color("set:N", scale=_colour(df.set)),
+        strokeDash=alt.StrokeDash("statistic:N", title=None, sort=["mean", "std"], legend=alt.Legend(
+            orient="top", symbolType="stroke", labelExpr="'per-sample ' + datum.label")),
+        tooltip=["set:N", "layer:Q", "layer_name:N", "statistic:N", alt.Tooltip("ratio:Q", format=".2f")])
+    one = alt.Chart(pd.DataFrame({"ratio": [1.0]})).mark_rule(color="black", strokeDash=[2, 3]).encode(y="ratio:Q")
+    return _finish(alt.layer(lines, one), "Spread of per-sample BN statistics, relative to real data", height)
+
+
+def replay(frames: pd.DataFrame, bn: tuple[float, float], band: tuple[float, float] | None, height: int = 440):
+    """Per-sample (mean, std) of one channel over the iterations, one snapshot at a time under a slider.
+    Columns: iteration, set, mean, std. The axes stay fixed so that movement is the data's."""
+    mu, sigma = bn
+    d, g = band if band is not None else (0.0, 0.0)
+    lo_x, hi_x = min(frames["mean"].quantile(0.01), mu - d), max(frames["mean"].quantile(0.99), mu + d)
+    lo_y, hi_y = min(frames["std"].quantile(0.01), sigma - g), max(frames["std"].quantile(0.99), sigma + g)
+    pad_x, pad_y = 0.1 * (hi_x - lo_x) + 1e-6, 0.1 * (hi_y - lo_y) + 1e-6
+    steps = sorted(frames.iteration.unique())
+    step = int(min(b - a for a, b in zip(steps, steps[1:]))) if len(steps) > 1 else 1
+    it = alt.param(name="iteration", value=int(steps[-1]), bind=alt.binding_range(
+        min=int(steps[0]), max=int(steps[-1]), step=step, name="iteration "))
+    dots = alt.Chart(frames).mark_circle(size=45, opacity=0.75, clip=True).encode(
+        x=alt.X("mean:Q", title="per-sample mean", scale=alt.Scale(domain=[lo_x - pad_x, hi_x + pad_x])),
+        y=alt.Y("std:Q", title="per-sample std", scale=alt.Scale(domain=[lo_y - pad_y, hi_y + pad_y])),
+        color=alt.Color("set:N", scale=_colour(frames.set)), tooltip=["set:N", "iteration:Q"],
+    ).add_params(it).transform_filter(alt.datum.iteration == it)
+    return _finish(alt.layer(*_band_layers(bn, band)[:1], dots, *_band_layers(bn, band)[1:]),
+                   "Watch it happen: per-sample statistics while the images are optimized (drag the slider)", height)
