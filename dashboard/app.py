@@ -19,7 +19,7 @@ import streamlit as st
 
 st.set_page_config(page_title="DSG Lab", page_icon="🧪", layout="wide")
 
-from dashboard import charts, resources, state, style
+from dashboard import resources, state, style, vega
 from dashboard.runner import Job, reopen_run, run_job
 from dashboard.text import code, plain
 from dashboard.views import accuracy, byom, evidence, explore, history, jobs, learn, qat
@@ -64,7 +64,7 @@ def live_panel() -> None:
     st.button("Cancel", key="cancel", on_click=job.cancel, help="Stop the run at its next step; nothing is saved")
     curves = {k: list(v) for k, v in list(t.curves.items()) if v}
     if curves:
-        st.altair_chart(charts.live_losses(curves), key="live_loss")
+        st.vega_lite_chart(spec=vega.live_losses(curves), key="live_loss")
 
 
 def finish(job: Job) -> None:

@@ -54,24 +54,6 @@ def loss_panels(curves: dict[tuple[str, int], list[float]], height: int = 300) -
     return _style(fig, height)
 
 
-def live_losses(curves: dict[str, list[float]]):
-    """The live panel's losses, one small panel per objective ('Generate DSG (seed 0)' -> the DSG
-    panel, seed 0), log scale, every 5th iteration: a Vega-Lite spec, cheap to build every tick."""
-    import altair as alt
-    rows = []
-    for stage, values in curves.items():
-        name, _, seed = stage.removeprefix("Generate ").rpartition(" (seed ")
-        rows += [{"source": name or stage, "seed": seed.rstrip(")"), "iteration": i + 1, "loss": v}
-                 for i, v in enumerate(values) if i % 5 == 0 and v > 0]
-    return (alt.Chart(pd.DataFrame(rows)).mark_line()
-            .encode(x="iteration:Q", y=alt.Y("loss:Q", scale=alt.Scale(type="log"), title="loss (log)"),
-                    color=alt.Color("seed:N", title="seed"))
-            .properties(width=220, height=160)
-            .facet(column=alt.Column("source:N", title=None))
-            .resolve_scale(y="independent")
-            .properties(title="Generation loss, one objective per panel"))
-
-
 
 
 def activation_histogram(df: pd.DataFrame) -> go.Figure:

@@ -70,7 +70,7 @@ def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
         stip = [alt.Tooltip(f"{colour_field}:N", title="set"), alt.Tooltip("mean:Q", format=".1f"),
                 alt.Tooltip("std:Q", format=".1f"), alt.Tooltip("n:Q", title="seeds")]
         stat = alt.Chart(multi)
-        layers.append(stat.mark_errorbar(ticks=True, thickness=2).encode(
+        layers.append(stat.mark_errorbar(ticks={"size": 14}, thickness=2).encode(
             y=alt.Y("lo:Q", title="top-1 (%)"), y2="hi:Q", tooltip=stip, **enc))
         layers.append(stat.mark_tick(thickness=3, size=22).encode(y="mean:Q", tooltip=stip, **enc))
     if "jitter_mean" in df and df["jitter_mean"].notna().any():
@@ -142,7 +142,7 @@ def layer_spread(df: pd.DataFrame, height: int = 380):
         y=alt.Y("ratio:Q", title="spread relative to real data"),
         color=alt.Color("set:N", scale=_colour(df.set)),
         strokeDash=alt.StrokeDash("statistic:N", title=None, sort=["mean", "std"], legend=alt.Legend(
-            orient="top", symbolType="stroke", labelExpr="'per-sample ' + datum.label")),
+            orient="top", symbolType="stroke", symbolStrokeColor="black", labelExpr="'per-sample ' + datum.label")),
         tooltip=["set:N", "layer:Q", "layer_name:N", "statistic:N", alt.Tooltip("ratio:Q", format=".2f")])
     one = alt.Chart(pd.DataFrame({"ratio": [1.0]})).mark_rule(color="black", strokeDash=[2, 3]).encode(y="ratio:Q")
     return _finish(alt.layer(lines, one), "Spread of per-sample BN statistics, relative to real data", height)
@@ -167,3 +167,22 @@ def replay(frames: pd.DataFrame, bn: tuple[float, float], band: tuple[float, flo
     ).add_params(it).transform_filter(alt.datum.iteration == it)
     return _finish(alt.layer(*_band_layers(bn, band)[:1], dots, *_band_layers(bn, band)[1:]),
                    "Watch it happen: per-sample statistics while the images are optimized (drag the slider)", height)
+
+
+# ------------------------------------------------------------------------------------------ live
+def live_losses(curves: dict[str, list[float]]) -> dict:
+    """The live panel's losses, one small panel per objective ('Generate DSG (seed 0)' -> the DSG
+    panel, seed 0), log scale, every 5th iteration. A spec built without Altair's schema check:
+    it is rebuilt every tick while the run competes for the same cores."""
+    rows = []
+    for stage, values in curves.items():
+        name, _, seed = stage.removeprefix("Generate ").rpartition(" (seed ")
+        rows += [{"source": name or stage, "seed": seed.rstrip(")"), "iteration": i + 1, "loss": v}
+                 for i, v in enumerate(values) if i % 5 == 0 and v > 0]
+    return (alt.Chart(pd.DataFrame(rows)).mark_line()
+            .encode(x="iteration:Q", y=alt.Y("loss:Q", scale=alt.Scale(type="log"), title="loss (log)"),
+                    color=alt.Color("seed:N", title="seed"))
+            .properties(width=220, height=160)
+            .facet(column=alt.Column("source:N", title=None))
+            .resolve_scale(y="independent")
+            .properties(title="Generation loss, one objective per panel")).to_dict(validate=False)
