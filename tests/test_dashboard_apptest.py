@@ -24,7 +24,7 @@ from dsg_core.runstore import RunStore  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TINY = {"samples": "8", "iterations": "5", "seeds": "1", "eval_images": "100", "compare": "false"}
-PAGES = ["evidence", "explore", "accuracy", "qat", "learn", "your-model", "history"]
+PAGES = ["evidence", "inside", "explore", "accuracy", "qat", "learn", "your-model", "history"]
 
 
 def new_app(params: dict | None = None, page: str | None = None) -> AppTest:
@@ -111,7 +111,7 @@ def test_the_app_opens_on_the_evidence_with_no_run(tmp_path, monkeypatch):
     lesson = " ".join(i.value for i in at.info)
     assert "DSG beats ZeroQ at" in lesson, lesson
     specs = vega_specs(at)
-    assert len(specs) >= 5  # the scatter, the spread, a chart per cell, the replay
+    assert len(specs) >= 6  # the scatter, the spread, a chart per cell
     assert not plotly_specs(at), "the first page loads no Plotly (docs/dashboard-speed.md)"
     cells = [s for s in specs if "by pixel handling" in vega_title(s)]
     assert len(cells) >= 3, [vega_title(s) for s in specs]
@@ -123,6 +123,19 @@ def test_the_app_opens_on_the_evidence_with_no_run(tmp_path, monkeypatch):
         assert any(u["mark"] == "errorbar" for u in units), "and mean ± std as error bars"
         seeds = pd.concat([d for d in spec["datasets"].values() if "seed" in d]).groupby(["set", "pixels"]).seed
         assert seeds.nunique().min() >= 10, "10 seeds per set and panel"
+
+
+def test_inside_dsg_shows_the_small_multiples_and_the_replay_from_the_bundle(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSG_RUNS_DIR", str(tmp_path))
+    at = open_page(new_app(), "inside")
+    assert not at.exception and not errors(at)
+    got = titles(at)
+    assert any("DSG variants" in t for t in got), got
+    assert any("Watch it happen" in t for t in got), got
+    replay = next(s for s in vega_specs(at) if "Watch it happen" in vega_title(s))
+    frames = pd.concat(replay["datasets"].values())
+    assert frames.iteration.nunique() >= 5, "the replay steps through the snapshots"
+    assert replay["params"][0]["bind"]["input"] == "range", "under a slider"
 
 
 def test_every_page_renders_before_a_run(tmp_path, monkeypatch):
@@ -208,7 +221,7 @@ def test_explore_and_accuracy_show_charts_with_data(ran):
     assert not ran.exception
     specs, vspecs, got = specs + plotly_specs(ran), vspecs + vega_specs(ran), got | titles(ran)
     captions = " ".join(c.value for c in ran.caption)
-    assert "Spearman" in captions and "(Evidence page, section 6)" in captions  # the bundle's n, not a few runs'
+    assert "Spearman" in captions and "(Evidence page, section 5)" in captions  # the bundle's n, not a few runs'
     for expected in ("Per-sample statistics", "Pre-BN activations", "Spread of per-sample", "SDA slack band",
                      "Penultimate features", "W3A3, minmax", "Similarity spectrum", "Pixel values",
                      "one objective per panel", "Watch it happen"):

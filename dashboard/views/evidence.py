@@ -226,7 +226,7 @@ def control_table(eff: pd.DataFrame) -> None:
 
 
 def small_multiples(b: Bundle, model: str, pr: str, present: bool) -> None:
-    st.subheader("5 · What each part of DSG changes (small multiples)")
+    st.subheader("What each part of DSG changes (small multiples)")
     v = b.variants
     if v.empty:
         st.info("This bundle has no small multiples (bench/evidence.py --variant-seeds 0).")
@@ -298,7 +298,7 @@ def predicts_section(b: Bundle, model: str) -> None:
     words = b.memo(spread_correlations, model)
     if not words:
         return
-    st.subheader("6 · Does diversity predict accuracy?")
+    st.subheader("5 · Does diversity predict accuracy?")
     st.markdown(f"**Spread of per-sample BN statistics against W3A3 min/max top-1 on {model}** — " + "; ".join(words)
                 + ". A measure that still predicted accuracy with the pixel range controlled would keep its "
                   "correlation in the second group.")
@@ -324,7 +324,7 @@ def spread_correlations(b: Bundle, model: str) -> list[str]:
 
 
 def nowhere_section(b: Bundle) -> None:
-    st.subheader("7 · Where DSG does not help")
+    st.subheader("6 · Where DSG does not help")
     notes = []
     for model in b.models:
         eff = effects(b, model)
@@ -344,7 +344,7 @@ def replay_section(b: Bundle, model: str, pr: str) -> None:
     snaps = [s for s in b.snapshots if s["model"] == model and s["pixel_range"] == pr]
     if not snaps:
         return
-    st.subheader("8 · Watch homogenization happen")
+    st.subheader("Watch homogenization happen")
     layers = snaps[0]["layers"]
     facts = b.models[model]
     k = st.radio("Layer", range(len(layers)), horizontal=True, key="ev_replay_layer",
@@ -401,18 +401,33 @@ def prebuild() -> None:
             b.memo(replay_figure, model, "free", 0)
 
 
-def render(present: bool = False) -> None:
+def choose(b: Bundle) -> tuple[str, str]:
+    """The model and the pixel handling shown (both in the link, shared by the two evidence pages)."""
+    c1, c2 = st.columns(2)
+    model = c1.selectbox("Model", list(b.models), key="ev_model", bind="query-params")
+    pr = c2.segmented_control("Pixels of the synthetic sets in the pictures", ["free", "clamp-after", "clip"],
+                              default="free", key="ev_pixels", bind="query-params") or "free"
+    return model, pr
+
+
+def bundle() -> Bundle | None:
     b = load()
     if b is None:
         st.error("The evidence bundle docs/data/evidence.json.gz is missing: make it with `python bench/evidence.py` "
                  "(after `python bench/reproduce.py --profile control`).")
+    return b
+
+
+def render(present: bool = False, parts_page=None) -> None:
+    """The story: samples, homogenization, accuracy at the cliff, the pixel-range control, what
+    predicts accuracy, where DSG does not help. Each chart costs the browser about 0.3 s of CPU on these
+    cores, so the small multiples and the replay have their own page (``render_parts``)."""
+    b = bundle()
+    if b is None:
         return
     header(b)
-    c1, c2 = st.columns(2)
+    model, pr = choose(b)
     models = list(b.models)
-    model = c1.selectbox("Model", models, key="ev_model", bind="query-params")
-    pr = c2.segmented_control("Pixels of the synthetic sets in the pictures", ["free", "clamp-after", "clip"],
-                              default="free", key="ev_pixels", bind="query-params") or "free"
     eff = effects(b, model)
     others = [m for m in models if m != model]
     st.info(lesson(eff, model) + "".join(f"\n\n{lesson(effects(b, m), m)}" for m in others),
@@ -421,7 +436,20 @@ def render(present: bool = False) -> None:
     homogenization_section(b, model, pr)
     accuracy_section(b, model)
     control_table(eff)
-    small_multiples(b, model, pr, present)
     predicts_section(b, model)
     nowhere_section(b)
+    if parts_page is not None:
+        st.page_link(parts_page, label="Next: inside DSG — what SDA, LSE, SCI and ε change (small multiples), and "
+                     "homogenization replayed step by step", icon=":material/arrow_forward:")
+
+
+def render_parts(present: bool = False) -> None:
+    """The small multiples (ε; SDA/LSE/SCI on or off) and the replay, from the same bundle."""
+    b = bundle()
+    if b is None:
+        return
+    st.markdown("From the same results bundle as the Evidence page: what each part of DSG changes, over seeds, and "
+                "how the per-sample statistics move while the images are optimized.")
+    model, pr = choose(b)
+    small_multiples(b, model, pr, present)
     replay_section(b, model, pr)

@@ -82,4 +82,4 @@ def render(result, store: RunStore) -> None:
     st.caption(f"{n} synthetic points from {df['run'].nunique()} run(s). A correlation needs at least {MIN_POINTS}, "
                "and a few runs' points are not the evidence"
                + (": over the evidence bundle's sets, the BN-statistics spread against W3A3 min/max top-1 — "
-                  + "; ".join(words) + " (Evidence page, section 6)." if words else "."))
+                  + "; ".join(words) + " (Evidence page, section 5)." if words else "."))
