@@ -378,8 +378,10 @@ def reopen(run_record, plan: Plan, resources: Resources) -> RunResult:
             s = run_record.load_run_set(src, seed)
             sets[(src, seed)], calib[(src, seed)] = s, s.images
     diagnosis = None
-    if plan.diagnose:
-        diagnosis, _ = _diagnose(plan.replace(seeds=plan.seeds[:1], diagnose_ranges=False), resources, calib, sets)
+    if plan.diagnose:  # against the real images the run measured against: a draw from the same pool
+        s0 = plan.seeds[0]
+        real = {("real", s0): real_calibration(plan.model, plan.generation.samples, s0, pool=resources.pool)}
+        diagnosis, _ = _diagnose(plan.replace(seeds=(s0,), diagnose_ranges=False), resources, {**real, **calib}, sets)
     metrics = pd.DataFrame([{"set": label(r["source"]) if r["source"] != "real" else REAL, **r}
                             for r in run_record.metric_rows()])
     return RunResult(plan, sets, calib, diagnosis, metrics, pd.DataFrame(run_record.results),
