@@ -27,15 +27,7 @@ import torch
 from common import Rows, header, write_doc
 
 from dsg_core.errors import DSGError
-from dsg_core.experiments import (
-    Plan,
-    Resources,
-    SetCache,
-    diagnose_sets,
-    generated_sets,
-    quantize_and_evaluate,
-    real_calibration,
-)
+from dsg_core.experiments import Plan, Resources, SetCache, generate_ahead, parse_bits, run
 from dsg_core.generation import GenerationConfig
 from dsg_core.provenance import check_versions, stamp
 from dsg_core.quant import QuantConfig
@@ -161,14 +153,19 @@ def swings(rows: list[dict], model_name: str, source: str, seeds, combos) -> boo
     return bool((cells.std(ddof=0)[complete] >= SWING_STD).any())
 
 
-def run(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: torch.device) -> int:
+def run_tasks(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: torch.device) -> int:
     """Run the tasks; one that fails is reported and skipped (a long run should not die of one set).
     Returns the number that failed."""
-    t0, failed, sets = time.time(), 0, TaskSets(tasks, profile, cache, device)
+    t0, failed, models, ahead = time.time(), 0, Models(profile, device), set()
     for i, task in enumerate(tasks):
         status = ""
         try:
-            one_task(task, for_model(profile, task.model), rows, sets, device)
+            if (task.model, task.seed) not in ahead:  # the sets of its model and seed: one joint pass
+                ahead.add((task.model, task.seed))
+                same = [t for t in tasks if (t.model, t.seed) == (task.model, task.seed)]
+                generate_ahead([task_plan(t, for_model(profile, t.model)) for t in same], models.of(task.model), cache,
+                               device)
+            one_task(task, for_model(profile, task.model), rows, models, cache)
         except Exception:  # noqa: BLE001 - reported, counted, and the run goes on
             failed += 1
             status = "FAILED "
@@ -180,62 +177,39 @@ def run(tasks: list[Task], profile: dict, rows: Rows, cache: SetCache, device: t
     return failed
 
 
-def task_plan(task: Task, profile: dict) -> Plan:
-    """The engine's plan of one task: its set (source, seed, pixel range, epsilon) and the profile's
-    generation, reconstruction and jitter settings; the cells are the task's ``combos``."""
+REFERENCE_IMAGES = 512  # the first training images: the one reference every set's metrics are measured against
+
+
+def task_plan(task: Task, profile: dict, combos: tuple[tuple[str, str], ...] | None = None,
+              metrics: bool = True) -> Plan:
+    """The engine's plan of one task: its set (source, seed, pixel range, epsilon), the profile's
+    generation, reconstruction and jitter settings, and the ``combos`` (default: the task's) as its
+    cells; with ``metrics``, the set diagnosed against the fixed reference (``REFERENCE_IMAGES``, the
+    paper's ε band: every set on one scale), activation ranges too in a pixel-range profile."""
     gen = GenerationConfig(samples=profile["samples"], batch_size=profile["samples"],
                            iterations=profile["iterations"], pixel_range=task.pixel_range)
     if task.epsilon is not None:
         gen = gen.replace(epsilon=task.epsilon)
+    cells = tuple((*parse_bits(bits)[0], q) for bits, q in (task.combos if combos is None else combos))
     return Plan(model=task.model, sources=(task.source,), seeds=(task.seed,), generation=gen,
-                quant=QuantConfig(recon_iters=profile["recon_iters"]), jitter=tuple(profile.get("jitter", ())) or None)
+                quant=QuantConfig(recon_iters=profile["recon_iters"]), jitter=tuple(profile.get("jitter", ())) or None,
+                eval_images=profile.get("eval_images"), only_cells=cells, diagnose=metrics,
+                reference_images=REFERENCE_IMAGES, diagnose_ranges=bool(profile.get("pixel_ranges")))
 
 
-REFERENCE_IMAGES = 512  # the first training images: the one reference every set's metrics are measured against
+class Models:
+    """Each model ready to run (``Resources``: the network, its test set with FP32 logits — the
+    profile's ``eval_images`` first images, default all — and its pool of real images), loaded once
+    for all of its tasks."""
 
-
-class TaskSets:
-    """The tasks' models and calibration sets: the first time a task of a (model, seed) needs its set,
-    the sets of every task of that model and seed are made in one joint pass (``generated_sets``:
-    cached on disk, a clamp-after set made from its free one) and kept."""
-
-    def __init__(self, tasks: list[Task], profile: dict, cache: SetCache, device: torch.device):
-        self.tasks, self.profile, self.cache, self.device = tasks, profile, cache, device
-        self.resources: dict[str, Resources] = {}
-        self.sets: dict[Task, torch.Tensor] = {}
-        self.real: dict[tuple[str, int], torch.Tensor] = {}  # (model, seed) -> real calibration images
+    def __init__(self, profile: dict, device: torch.device):
+        self.profile, self.device, self.loaded = profile, device, {}
 
     def of(self, model_name: str) -> Resources:
-        """The model, its test set with FP32 logits (the profile's ``eval_images`` first images, default
-        all) and its pool of real images, loaded once."""
-        if model_name not in self.resources:
+        if model_name not in self.loaded:
             plan = Plan(model_name, eval_images=for_model(self.profile, model_name).get("eval_images"))
-            self.resources[model_name] = Resources.load(plan, device=self.device)
-        return self.resources[model_name]
-
-    def images(self, task: Task) -> torch.Tensor:
-        """The task's calibration images, on the device."""
-        if task not in self.sets:
-            self._make(task)
-        return self.sets[task]
-
-    def _make(self, task: Task) -> None:
-        model_name, seed = task.model, task.seed
-        res = self.of(model_name)
-        size = res.spec.input_shape[-1]
-        same = dict.fromkeys([task, *(t for t in self.tasks if (t.model, t.seed) == (model_name, seed))])
-        plans = {t: task_plan(t, for_model(self.profile, t.model)) for t in same}
-        cfgs = {t: p.source_config(t.source, seed, size) for t, p in plans.items() if t.source != "real"}
-        made = generated_sets(res.model, res.spec, cfgs, cache=self.cache, device=self.device)
-        real = real_calibration(model_name, for_model(self.profile, model_name)["samples"], seed, pool=res.pool)
-        self.real[(model_name, seed)] = real.to(self.device)
-        for t in plans:
-            self.sets[t] = made[t].images.to(self.device) if t in made else self.real[(model_name, seed)]
-
-    def calibration(self, task: Task) -> dict[tuple[str, int], torch.Tensor]:
-        """``calib`` for ``diagnose_sets``: the task's set and its seed's real calibration set."""
-        images = self.images(task)
-        return {("real", task.seed): self.real[(task.model, task.seed)], (task.source, task.seed): images}
+            self.loaded[model_name] = Resources.load(plan, device=self.device)
+        return self.loaded[model_name]
 
 
 def row_fields(task: Task) -> tuple[str, dict]:
@@ -252,38 +226,31 @@ def pending(task: Task, rows: Rows) -> tuple[list[tuple[str, str]], bool]:
     return todo, not rows.has(kind="metrics", bits=None, quantizer=None, **key)
 
 
-def one_task(task: Task, profile: dict, rows: Rows, sets: TaskSets, device: torch.device) -> None:
-    """The task's missing rows: its set's metrics (``diagnose_sets`` against the fixed reference) and
-    one quantization per (bits, quantizer) (``quantize_and_evaluate``)."""
+def one_task(task: Task, profile: dict, rows: Rows, models: Models, cache: SetCache) -> None:
+    """The task's missing rows from one ``run`` of its plan (the set read from ``cache``, or generated
+    and cached; a clamp-after set from its free one): its set's metrics and one row per (bits, quantizer)."""
     kind, key = row_fields(task)
     todo, need_metrics = pending(task, rows)
     if not todo and not need_metrics:
         return
-    res, images, plan = sets.of(task.model), sets.images(task), task_plan(task, profile)
-    if need_metrics:  # every set on one scale: the same real images, the SDA band of the default epsilon
-        at_default = plan.replace(generation=plan.generation.replace(epsilon=GenerationConfig().epsilon))
-        _, m = diagnose_sets(res.model, res.spec, at_default, sets.calibration(task), {},
-                             reference=res.pool[:REFERENCE_IMAGES].to(device), ranges=bool(profile.get("pixel_ranges")))
-        rows.add({"kind": "metrics", "bits": None, "quantizer": None, **key,
-                  **m.drop(columns=["set", "source", "seed"]).iloc[0].to_dict(), **stamp({**profile, **key})})
-    for bits, qz in todo:
-        w, a = (int(v) for v in bits.split("/"))
-        t = time.time()
-        out = quantize_and_evaluate(res.model, images, plan.quant_config(w, a, qz, task.seed), res.test,
-                                    jitter=plan.jitter)
-        add_result(rows, kind, bits, qz, key, out, seconds=time.time() - t, device=device.type,
-                   provenance=stamp({**profile, **key}))
+    res = models.of(task.model)
+    result = run(task_plan(task, profile, tuple(todo), need_metrics), resources=res, cache=cache,
+                 device=models.device)
+    provenance = stamp({**profile, **key})
+    if need_metrics:
+        metrics = result.metrics.drop(columns=["set", "source", "seed"]).iloc[0].to_dict()
+        rows.add({"kind": "metrics", "bits": None, "quantizer": None, **key, **metrics, **provenance})
+    for r in result.results.to_dict("records"):
+        add_result(rows, kind, key, r, device=models.device.type, provenance=provenance)
 
 
-def add_result(rows: Rows, kind: str, bits: str, quantizer: str, key: dict, out: dict, *, seconds: float,
-               device: str, provenance: dict) -> None:
-    """One result row (``quantize_and_evaluate``'s ``out``): the format the renderers and
+def add_result(rows: Rows, kind: str, key: dict, row: dict, *, device: str, provenance: dict) -> None:
+    """One result row from ``run``'s (``result_row``, with its seconds): the format the renderers and
     ``bench/evidence.py`` read."""
-    jitter = {"range_jitter": out["range_jitter"], "jitter_mean": out["range_jitter_mean"]} if "range_jitter" in out \
-        else {}
-    rows.add({"kind": kind, "bits": bits, "quantizer": quantizer, **key, "top1": out["quant_top1"],
-              "fp32_top1": out["fp32_top1"], "agreement": out["agreement"], "kl": out["kl"], **jitter,
-              "seconds": round(seconds, 2), "device": device, **provenance})
+    jitter = {"range_jitter": row["range_jitter"], "jitter_mean": row["jitter_mean"]} if "range_jitter" in row else {}
+    rows.add({"kind": kind, "bits": f"{row['wbits']}/{row['abits']}", "quantizer": row["quantizer"], **key,
+              "top1": row["top1"], "fp32_top1": row["fp32_top1"], "agreement": row["agreement"], "kl": row["kl"],
+              **jitter, "seconds": round(row["seconds"], 2), "device": device, **provenance})
 
 
 # ------------------------------------------------------------------------------------------ render
@@ -609,7 +576,7 @@ def main() -> None:
         if args.list:
             print("\n".join(map(str, tasks)))
             return
-        failed = run(tasks, sub, rows, SetCache(root / "sets"), resolve_device(args.device))
+        failed = run_tasks(tasks, sub, rows, SetCache(root / "sets"), resolve_device(args.device))
         if failed:
             raise SystemExit(f"{failed} task(s) failed (tracebacks above)")
         if n > 1:

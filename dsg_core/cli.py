@@ -417,7 +417,7 @@ def cmd_compare(args) -> None:
     out = {"run_id": result.run_id, "seconds": result.seconds, "plan": plan.to_dict(), "rows": rows,
            "metrics": result.metrics.to_dict("records")} if args.json else rows
     from .provenance import FIELDS
-    table = result.results.drop(columns=["model", "set", *FIELDS], errors="ignore").to_string(
+    table = result.results.drop(columns=["model", "set", "range_jitter", *FIELDS], errors="ignore").to_string(
         index=False, float_format=lambda v: f"{v:.2f}")
     saved = f"\nsaved as run #{result.run_id} in {store.root}" if store is not None else ""
     return _emit(out, args.json, table + saved)

@@ -93,3 +93,40 @@ def test_compare_runs_a_plan_file(tmp_path, capsys):
     path.write_text("{not json")
     assert main(["compare", "--plan", str(path)]) == 2
     assert "invalid JSON" in capsys.readouterr().err
+
+
+def test_new_plan_fields_serialize_and_an_old_plan_keeps_its_json_and_hash():
+    from dsg_core import provenance
+    from dsg_core.experiments.plan import NEW_FIELDS
+    plan = tiny_plan(sources=("zeroq", "real"), jitter=(0.9, 1.1))
+    old = plan.to_dict()
+    assert not set(NEW_FIELDS) & set(old)  # a plan at their defaults writes what it wrote before them
+    assert Plan.from_dict(old) == plan and Plan.from_dict(old).to_dict() == old
+    assert provenance.stamp(Plan.from_json(json.dumps(old)).to_dict()) == provenance.stamp(old)
+    new = plan.replace(only_cells=((3, 3, "minmax"), (8, 8, "dsg-avg")), reference_images=512, diagnose_ranges=True)
+    d = json.loads(new.to_json())
+    assert d["only_cells"] == [[3, 3, "minmax"], [8, 8, "dsg-avg"]] and d["reference_images"] == 512
+    assert Plan.from_json(new.to_json()) == new and new.cells == [(3, 3, "minmax"), (8, 8, "dsg-avg")]
+    assert provenance.stamp(new.to_dict()) != provenance.stamp(old)
+    assert plan.replace(only_cells=()).validate().cells == []  # a diagnosis alone
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(only_cells=((4, 4, "minmax"), (4, 4, "minmax"))), "distinct"),
+    (dict(only_cells=((9, 4, "minmax"),)), "wbits"), (dict(only_cells=((4, 4, "nope"),)), "quantizer"),
+    (dict(reference_images=0), "reference_images")])
+def test_bad_new_plan_fields_are_refused(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_plan(**bad).validate()
+
+
+def test_run_quantizes_only_the_plans_cells_and_diagnoses_against_a_fixed_reference():
+    plan = tiny_plan(sources=("gaussian", "real"), only_cells=((3, 3, "minmax"), (4, 4, "minmax")),
+                     reference_images=40, diagnose_ranges=True)
+    result = run(plan)
+    assert list(zip(result.results.source, result.results.bits)) == [
+        ("gaussian", "W3A3"), ("gaussian", "W4A4"), ("real", "W3A3"), ("real", "W4A4")]
+    assert (result.results.seconds > 0).all()
+    assert list(result.metrics.source) == ["gaussian", "real"]  # the real calibration set measured as a set
+    assert {"out_of_range_fraction", "range_ratio"} <= set(result.metrics)
+    assert len(result.diagnosis.images["Real"]) == 40  # the pool's first 40 images as the reference

@@ -132,28 +132,24 @@ def test_reproduce_render_refuses_mixed_versions_and_says_so_when_allowed():
 
 
 def test_reproduce_rows_are_stamped_where_they_are_written(tmp_path, monkeypatch):
-    """One task of bench/reproduce.py with the engine faked (a real task takes minutes): both its
-    metrics row and its result row carry the stamp of the profile and the task's key."""
+    """One task of bench/reproduce.py with the engine's run faked (a real task takes minutes): both its
+    metrics row and its result row carry the stamp of the profile and the task's key, not the plan's."""
     import pandas as pd
 
-    class FakeSets:  # the model and sets of TaskSets, without loading or generating anything
+    class FakeModels:  # Resources are not loaded: the faked run does not use them
+        device = torch.device("cpu")
+
         def of(self, model):
-            return SimpleNamespace(model=None, spec=None, pool=torch.zeros(4, 1, 28, 28), test=None)
-
-        def images(self, task):
-            return torch.zeros(2, 1, 28, 28)
-
-        def calibration(self, task):
-            return {}
+            return None
 
     metrics = pd.DataFrame({"set": ["DSG"], "source": ["dsg"], "seed": [0], "recall": [0.5]})
-    monkeypatch.setattr(R, "diagnose_sets", lambda *a, **k: (None, metrics))
-    monkeypatch.setattr(R, "quantize_and_evaluate", lambda *a, **k: {"quant_top1": 90.0, "fp32_top1": 99.0,
-                                                                     "agreement": 0.9, "kl": 0.1})
+    results = pd.DataFrame([{"wbits": 4, "abits": 4, "quantizer": "minmax", "top1": 90.0, "fp32_top1": 99.0,
+                             "agreement": 0.9, "kl": 0.1, "seconds": 1.0, **P.stamp({"another": "plan"})}])
+    monkeypatch.setattr(R, "run", lambda *a, **k: SimpleNamespace(metrics=metrics, results=results))
     profile = {**R.PROFILES["quick"], "recon_iters": 1}
     rows = R.Rows(tmp_path / "rows.jsonl", R.row_key)
     task = R.Task("resnet20_mnist", 0, "dsg", None, (("4/4", "minmax"),))
-    R.one_task(task, profile, rows, FakeSets(), torch.device("cpu"))
+    R.one_task(task, profile, rows, FakeModels(), None)
     _, key = R.row_fields(task)
     written = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in written] == ["metrics", "main"]

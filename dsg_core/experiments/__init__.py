@@ -7,6 +7,7 @@ from .run import (
                   RunResult,
                   TestSet,
                   diagnose_sets,
+                  generate_ahead,
                   in_parallel,
                   quantize_and_evaluate,
                   reopen,
@@ -18,6 +19,6 @@ from .run import (
 from .sets import SetCache, calibration_set, calibration_sets, file_digest, generated_sets, real_calibration
 
 __all__ = ["Plan", "run", "RunResult", "Resources", "TestSet", "task_names", "title_of", "quantize_and_evaluate",
-           "result_row", "reopen", "diagnose_sets", "in_parallel", "parse_bits", "SetCache", "calibration_set",
-           "calibration_sets", "generated_sets", "real_calibration", "file_digest", "DEFAULT_WBITS", "DEFAULT_ABITS",
-           "DEFAULT_QUANTIZER", "RUN_SOURCES"]
+           "result_row", "reopen", "diagnose_sets", "generate_ahead", "in_parallel", "parse_bits", "SetCache",
+           "calibration_set", "calibration_sets", "generated_sets", "real_calibration", "file_digest", "DEFAULT_WBITS",
+           "DEFAULT_ABITS", "DEFAULT_QUANTIZER", "RUN_SOURCES"]

@@ -21,6 +21,9 @@ from ..sources import SOURCES, reference_priors, source_config
 # the data matters and where a cell is the grid's luck).
 DEFAULT_WBITS, DEFAULT_ABITS, DEFAULT_QUANTIZER = 4, 4, "minmax"
 RUN_SOURCES = ("dsg", "zeroq", "gaussian", "real")  # what a Run calibrates with, in display order
+# Fields added after plans were first stored, with the value that keeps a plan's old behaviour: left out
+# of ``to_dict`` at that value, so an old plan's JSON (and its provenance config hash) stays the same.
+NEW_FIELDS = {"only_cells": None, "reference_images": None, "diagnose_ranges": False}
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class Plan:
     workers: int = 1                    # sets generated / quantized at once (threads)
     snapshots: int = 0                  # keep images and statistics every N iterations of seed 0 (replay)
     title: str = ""
+    only_cells: tuple[tuple[int, int, str], ...] | None = None  # instead of bits x quantizers
+    reference_images: int | None = None  # diagnose against the pool's first N images (a fixed reference)
+    diagnose_ranges: bool = False        # also activation ranges over real data's (``range_ratios``)
 
     def __post_init__(self):  # lists from JSON or argv become tuples, so the plan stays hashable
         for name in ("sources", "seeds", "quantizers"):
@@ -55,6 +61,8 @@ class Plan:
         object.__setattr__(self, "bits", tuple((int(w), int(a)) for w, a in self.bits))
         if self.jitter is not None:
             object.__setattr__(self, "jitter", tuple(float(f) for f in self.jitter))
+        if self.only_cells is not None:
+            object.__setattr__(self, "only_cells", tuple((int(w), int(a), str(q)) for w, a, q in self.only_cells))
 
     def validate(self) -> "Plan":
         """Every setting checked before minutes of generation."""
@@ -71,8 +79,12 @@ class Plan:
             raise ConfigError(f"range-jitter factors must be positive numbers below 100, got {list(self.jitter)}")
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
+        if self.reference_images is not None and self.reference_images < 1:
+            raise ConfigError(f"reference_images must be a positive number, not {self.reference_images}")
+        if self.only_cells is not None and len(set(self.only_cells)) != len(self.only_cells):
+            raise ConfigError(f"the plan's cells must be distinct, got {[list(c) for c in self.only_cells]}")
         self.generation.validate()
-        for (w, a), q in ((b, q) for b in self.bits for q in self.quantizers):
+        for w, a, q in self.cells:
             self.quant_config(w, a, q, 0).validate()
         return self
 
@@ -99,7 +111,9 @@ class Plan:
 
     @property
     def cells(self) -> list[tuple[int, int, str]]:
-        """(wbits, abits, quantizer) of every quantization, high bits first."""
+        """(wbits, abits, quantizer) of every quantization: ``only_cells`` as given, else high bits first."""
+        if self.only_cells is not None:
+            return list(self.only_cells)
         return [(w, a, q) for q in self.quantizers for w, a in sorted(self.bits, reverse=True)]
 
     def replace(self, **kw) -> "Plan":
@@ -110,7 +124,9 @@ class Plan:
         d = asdict(self)
         d["generation"], d["quant"] = self.generation.to_dict(resolved=False), asdict(self.quant)
         d["bits"] = [list(b) for b in self.bits]
-        return d
+        if self.only_cells is not None:
+            d["only_cells"] = [list(c) for c in self.only_cells]
+        return {k: v for k, v in d.items() if k not in NEW_FIELDS or v != NEW_FIELDS[k]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":

@@ -23,7 +23,7 @@ from ..data.folder import load_image_folder
 from ..diagnostics import REAL, Diagnosis, activation_ranges, diagnose, range_ratios
 from ..errors import DSGError
 from ..evaluate import evaluate_quantized
-from ..generation import Margins, SyntheticSet
+from ..generation import GenerationConfig, Margins, SyntheticSet
 from ..logit_cache import fp32_logits
 from ..models import ModelSpec, get_spec, load_model
 from ..progress import CancelFn, Progress, ProgressFn
@@ -144,14 +144,13 @@ def run(plan: Plan, *, progress: ProgressFn = None, cancel: CancelFn = None, sto
     snapshots: dict = {}
     sets = _generate(plan, res, report, cancel, cache, device, snapshots)
     calib = {key: s.images for key, s in sets.items()}
-    for seed in plan.seeds:
-        if "real" in plan.sources:
-            calib[("real", seed)] = real_calibration(plan.model, plan.generation.samples, seed, pool=res.pool)
-            sets[("real", seed)] = None
+    for seed in plan.seeds if "real" in plan.sources or plan.diagnose else ():  # diagnosis measures against it
+        calib[("real", seed)] = real_calibration(plan.model, plan.generation.samples, seed, pool=res.pool)
+        sets[("real", seed)] = None
     diagnosis, metrics = None, pd.DataFrame()
     if plan.diagnose:
         with report.task(len(plan.generated)):
-            diagnosis, metrics = diagnose_sets(_private(res.model), res.spec, plan, calib, sets)
+            diagnosis, metrics = _diagnose(plan, res, calib, sets)
     first_quant = len(plan.generated) + plan.diagnose
     tasks = [partial(_quantize_rows, plan, res, src, seed, calib[(src, seed)], report.sub(first_quant + i), cancel)
              for i, (src, seed) in enumerate(plan.calibrations)]
@@ -182,6 +181,15 @@ def _generate(plan: Plan, res: Resources, report: "_Reporter", cancel: CancelFn,
     return sets
 
 
+def generate_ahead(plans: list[Plan], resources: Resources, cache: SetCache, device="cpu") -> None:
+    """Every set of ``plans`` (of one model) into ``cache`` in one joint pass (``generated_sets``), so
+    that each plan's ``run`` reads its sets: plans that differ in generation settings (pixel range, ε),
+    which no single plan holds, still share one pass; sets already cached are not made again."""
+    size = resources.spec.input_shape[-1]
+    cfgs = {(k, key): plan.source_config(*key, size) for k, plan in enumerate(plans) for key in plan.generated}
+    generated_sets(_private(resources.model), resources.spec, cfgs, cache=cache, device=device)
+
+
 def _sets_progress(report: "_Reporter", tasks: dict, snapshots: dict, first_seed: int) -> ProgressFn:
     """The joint pass's progress as each set's own task (its loss, the pass's step), keeping the
     snapshots of the first seed's sets."""
@@ -204,9 +212,11 @@ def _quantize_rows(plan: Plan, res: Resources, source: str, seed: int, images: t
     """Quantize at every cell with one calibration set; one result row each."""
     rows, cells, model = [], plan.cells, _private(res.model)
     for k, (w, a, qz) in enumerate(cells):
+        t = time.perf_counter()
         out = quantize_and_evaluate(model, images, plan.quant_config(w, a, qz, seed), res.test, cancel=cancel,
                                     jitter=plan.jitter)
-        rows.append(result_row(plan.model, source, seed, w, a, qz, out))
+        rows.append({**result_row(plan.model, source, seed, w, a, qz, out),
+                     "seconds": round(time.perf_counter() - t, 2)})  # quantization and evaluation
         if progress is not None:
             progress(Progress("quantize", k + 1, len(cells)))
     return rows
@@ -217,9 +227,18 @@ def result_row(model: str, source: str, seed: int, wbits: int, abits: int, quant
     row = {"model": model, "set": label(source), "source": source, "seed": seed, "wbits": wbits, "abits": abits,
            "bits": f"W{wbits}A{abits}", "quantizer": quantizer, "top1": out["quant_top1"],
            "fp32_top1": out["fp32_top1"], "agreement": out["agreement"], "kl": out["kl"]}
-    if "range_jitter_mean" in out:
+    if "range_jitter" in out:  # top-1 at each factor, and their mean and spread
+        row["range_jitter"] = out["range_jitter"]
         row["jitter_mean"], row["jitter_spread"] = out["range_jitter_mean"], out["range_jitter_spread"]
     return row
+
+
+def _diagnose(plan: Plan, res: Resources, calib: dict, sets: dict) -> tuple[Diagnosis, pd.DataFrame]:
+    """``diagnose_sets`` as the plan asks: against each seed's real images, or the pool's first
+    ``reference_images``; with activation ranges when ``diagnose_ranges``."""
+    reference = res.pool[:plan.reference_images] if plan.reference_images else None
+    return diagnose_sets(_private(res.model), res.spec, plan, calib, sets, reference=reference,
+                         ranges=plan.diagnose_ranges)
 
 
 def diagnose_sets(model: nn.Module, spec: ModelSpec, plan: Plan, calib: dict, sets: dict, *,
@@ -229,7 +248,8 @@ def diagnose_sets(model: nn.Module, spec: ModelSpec, plan: Plan, calib: dict, se
 
     ``reference``: real images every set is measured against instead (the benchmarks' fixed reference,
     so that sets of different seeds are compared on one scale); then the real calibration set is
-    measured as a set too, and each set's pixels against the model's valid range (``spec.valid_range``).
+    measured as a set too, each set's pixels against the model's valid range (``spec.valid_range``),
+    and every set at the SDA band of the paper's ε, not its own margins (whatever ε it was made with).
     ``ranges``: also the min/max activation ranges each set calibrates over those of the seed's real
     images (``range_ratios``: is a set's effect its pixel range?)."""
     first, frames = None, []
@@ -244,8 +264,8 @@ def diagnose_sets(model: nn.Module, spec: ModelSpec, plan: Plan, calib: dict, se
             metrics = diag.metrics()
         else:  # the real set is measured too, under another name than the reference's until its row is dropped
             measured = {label(src) if src != "real" else _REAL_SET: calib[(src, seed)] for src in plan.sources}
-            diag = diagnose(model, measured, reference, spec.input_shape, margins=set_margins(sets, seed),
-                            epsilon=plan.generation.epsilon, valid_range=spec.valid_range)
+            diag = diagnose(model, measured, reference, spec.input_shape, epsilon=GenerationConfig().epsilon,
+                            valid_range=spec.valid_range)
             metrics = diag.metrics().drop(index=REAL)
         if ranges:
             metrics = metrics.join(_range_ratios(model, {n: diag.images[n] for n in metrics.index}, real))
@@ -358,9 +378,10 @@ def reopen(run_record, plan: Plan, resources: Resources) -> RunResult:
             s = run_record.load_run_set(src, seed)
             sets[(src, seed)], calib[(src, seed)] = s, s.images
     diagnosis = None
-    if plan.diagnose:
-        diagnosis, _ = diagnose_sets(_private(resources.model), resources.spec, plan.replace(seeds=plan.seeds[:1]),
-                                     calib, sets)
+    if plan.diagnose:  # against the real images the run measured against: a draw from the same pool
+        s0 = plan.seeds[0]
+        real = {("real", s0): real_calibration(plan.model, plan.generation.samples, s0, pool=resources.pool)}
+        diagnosis, _ = _diagnose(plan.replace(seeds=(s0,), diagnose_ranges=False), resources, {**real, **calib}, sets)
     metrics = pd.DataFrame([{"set": label(r["source"]) if r["source"] != "real" else REAL, **r}
                             for r in run_record.metric_rows()])
     return RunResult(plan, sets, calib, diagnosis, metrics, pd.DataFrame(run_record.results),
