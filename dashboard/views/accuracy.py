@@ -117,8 +117,9 @@ def render(result, ctx, store, running: bool, start) -> None:
         st.plotly_chart(charts.accuracy(res, fp32), key="accuracy")
     st.dataframe(summary(res), key="accuracy_table")
     with st.expander("Every result row"):
-        stamp = [c for c in FIELDS if c in res]
-        st.dataframe(res.drop(columns=stamp), hide_index=True)
+        shown = res.drop(columns=[c for c in (*FIELDS, "range_jitter") if c in res])  # jitter: its mean is shown
+        st.dataframe(shown, hide_index=True, column_config={"seconds": st.column_config.NumberColumn(
+            "seconds", help="quantize and evaluate, this row", format="%.1f")})
         if "code_version" in res:
             st.caption("Computed by code version " + ", ".join(code(v) for v in res.code_version.unique()) + ".")
     st.divider()
