@@ -50,11 +50,16 @@ def start(job: Job) -> None:
     st.session_state.pop("notice", None)
 
 
+FINAL_STEPS = 0.8  # share of a job's steps after which the live panel waits on the job between ticks
+
+
 @st.fragment(run_every=4.0)
 def live_panel() -> None:
     """Redrawn every 4 s while the job runs; hands over to a full rerun when it ends. Its loss chart is
     a light Vega-Lite one: building Plotly subplots every tick took a third of the cores from the run."""
     job = st.session_state.get("job")
+    if job is not None and job.running and job.tracker.overall >= FINAL_STEPS:
+        job.thread.join(timeout=3.0)  # hand over the moment the run ends, not up to a tick later
     if job is None or not job.running:
         st.rerun()
     t = job.tracker
