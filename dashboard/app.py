@@ -69,7 +69,7 @@ def live_panel() -> None:
     st.button("Cancel", key="cancel", on_click=job.cancel, help="Stop the run at its next step; nothing is saved")
     curves = {k: list(v) for k, v in list(t.curves.items()) if v}
     if curves:
-        st.vega_lite_chart(spec=vega.live_losses(curves), key="live_loss")
+        st.vega_lite_chart(vega.live_losses(curves), vega.LIVE_LOSS_SPEC, key="live_loss")
 
 
 def finish(job: Job) -> None:

@@ -170,19 +170,24 @@ def replay(frames: pd.DataFrame, bn: tuple[float, float], band: tuple[float, flo
 
 
 # ------------------------------------------------------------------------------------------ live
-def live_losses(curves: dict[str, list[float]]) -> dict:
-    """The live panel's losses, one small panel per objective ('Generate DSG (seed 0)' -> the DSG
-    panel, seed 0), log scale, every 5th iteration. A spec built without Altair's schema check:
-    it is rebuilt every tick while the run competes for the same cores."""
+LIVE_LOSS_SPEC = {  # fixed, so that each tick only sends new rows and the browser updates the view in place
+    "title": "Generation loss, one objective per panel",
+    "facet": {"column": {"field": "source", "type": "nominal", "title": None}},
+    "spec": {"width": 220, "height": 160, "mark": "line",
+             "encoding": {"x": {"field": "iteration", "type": "quantitative"},
+                          "y": {"field": "loss", "type": "quantitative", "scale": {"type": "log"},
+                                "title": "loss (log)"},
+                          "color": {"field": "seed", "type": "nominal", "title": "seed"}}},
+    "resolve": {"scale": {"y": "independent"}},
+}
+
+
+def live_losses(curves: dict[str, list[float]]) -> pd.DataFrame:
+    """The live panel's losses as rows for ``LIVE_LOSS_SPEC``: one small panel per objective
+    ('Generate DSG (seed 0)' -> the DSG panel, seed 0), log scale, every 5th iteration."""
     rows = []
     for stage, values in curves.items():
         name, _, seed = stage.removeprefix("Generate ").rpartition(" (seed ")
         rows += [{"source": name or stage, "seed": seed.rstrip(")"), "iteration": i + 1, "loss": v}
                  for i, v in enumerate(values) if i % 5 == 0 and v > 0]
-    return (alt.Chart(pd.DataFrame(rows)).mark_line()
-            .encode(x="iteration:Q", y=alt.Y("loss:Q", scale=alt.Scale(type="log"), title="loss (log)"),
-                    color=alt.Color("seed:N", title="seed"))
-            .properties(width=220, height=160)
-            .facet(column=alt.Column("source:N", title=None))
-            .resolve_scale(y="independent")
-            .properties(title="Generation loss, one objective per panel")).to_dict(validate=False)
+    return pd.DataFrame(rows, columns=["source", "seed", "iteration", "loss"])
