@@ -38,7 +38,7 @@ DEFAULTS = dict(
     priors=False, pixel_range="clip",  # the honest comparison: DSG's lead that survives the valid range
     samples=10, iterations=320, seed=0, seeds=3,  # past every ZeroQ plateau, in a minute: docs/live-defaults.md
     wbits=3, abits=3, quantizer="minmax", compare=False,
-    eval_images=500,     # test images each quantized model is scored on (the MNIST test split has 1,000)
+    eval_images=300,     # test images per quantized model (of 1,000): scoring is a third of a Run (live-defaults.md)
 )
 WORKERS = min(2, os.cpu_count() or 1)        # sets generated / quantized at the same time
 COMPARE_BITS = ((8, 8), (6, 6), (4, 4), (3, 3))
