@@ -34,7 +34,7 @@ class Bundle:
     snapshots: list[dict]  # per-sample statistics over iterations (the replay)
     # what the page derives from the bundle (figures, verdicts), made once per process: the bundle is
     # loaded once, so every visitor after the first (and the first, after ``dashboard.serve`` warmed it)
-    # gets ready figures instead of rebuilding a dozen Plotly charts
+    # gets ready figures instead of rebuilding a dozen charts
     derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     def memo(self, make: Callable[..., Any], *args) -> Any:

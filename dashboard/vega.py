@@ -78,7 +78,7 @@ def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
             shape="diamond", filled=False, size=60).encode(
             y="jitter_mean:Q", tooltip=[*tip[:2], alt.Tooltip("jitter_mean:Q", title="range-jitter mean",
                                                                format=".1f")], **enc))
-    levels = [(f"FP32 {fp32:.1f}%", fp32, "black")] if fp32 is not None else []
+    levels = [(f"FP32 {fp32:.1f}% on these test images", fp32, "black")] if fp32 is not None else []
     levels += [(f"{name} {v:.1f}", v, COLORS.get(name, FALLBACK)) for name, v in (lines or {}).items()]
     for text, v, colour in levels:
         rule = alt.Chart(pd.DataFrame({"y": [v], "text": [text]}))
@@ -141,8 +141,9 @@ def layer_spread(df: pd.DataFrame, height: int = 380):
         x=alt.X("layer:Q", title="BN layer", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("ratio:Q", title="spread relative to real data"),
         color=alt.Color("set:N", scale=_colour(df.set)),
-        strokeDash=alt.StrokeDash("statistic:N", title=None, sort=["mean", "std"], legend=alt.Legend(
-            orient="top", symbolType="stroke", symbolStrokeColor="black", labelExpr="'per-sample ' + datum.label")),
+        strokeDash=alt.StrokeDash("statistic:N", title="line style", sort=["mean", "std"], legend=alt.Legend(
+            orient="top", symbolType="stroke", symbolStrokeColor="black", symbolStrokeWidth=2, symbolSize=500,
+            labelExpr="'per-sample ' + datum.label")),
         tooltip=["set:N", "layer:Q", "layer_name:N", "statistic:N", alt.Tooltip("ratio:Q", format=".2f")])
     one = alt.Chart(pd.DataFrame({"ratio": [1.0]})).mark_rule(color="black", strokeDash=[2, 3]).encode(y="ratio:Q")
     return _finish(alt.layer(lines, one), "Spread of per-sample BN statistics, relative to real data", height)

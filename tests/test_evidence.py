@@ -90,3 +90,35 @@ def test_a_live_run_with_free_pixels_is_told_how_much_of_the_lead_is_range():
     only_w3a3 = Bundle({}, {"m": {}}, cells([("free", "dsg", [97]), ("free", "zeroq", [50])]), pd.DataFrame(), [],
                        pd.DataFrame(), [])
     assert range_note(plan, "W4A4", "minmax", only_w3a3) == "" and range_note(plan, "W3A3", "minmax", only_w3a3) == ""
+
+
+def test_noise_that_calibrates_as_well_as_dsg_is_said_and_not_otherwise():
+    from dashboard.evidence_bundle import Bundle
+    from dashboard.views.evidence import noise_note
+
+    def note(noise):
+        df = cells([("free", "dsg", [97, 96, 98]), ("free", "gaussian", noise), ("free", "real", [86, 85, 87]),
+                    ("free", "zeroq", [50, 60, 40])])
+        b = Bundle({}, {"m": {}}, df, pd.DataFrame(), [], pd.DataFrame(), [])
+        return noise_note(b, "m", "W3A3", "minmax")
+    said = note([97, 97, 98])
+    assert "Gaussian noise (97.3) calibrates as well as DSG (97.0) and better than real images (86.0)" in said
+    assert note([70, 72, 71]) == ""
+
+
+def test_the_first_scatter_shows_the_median_layer_and_the_variants_are_ranked_against_their_noise():
+    from dashboard.evidence_bundle import Bundle
+    from dashboard.views.evidence import multiples_takeaway, typical_layer
+
+    ratios = [0.5, 3.0, 1.5, 2.0, 9.0]  # DSG/ZeroQ spread per layer: the median is 2.0, at layer 3
+    examples = [{"model": "m", "source": "dsg", "spread_mean": [r * 0.1 for r in ratios]},
+                {"model": "m", "source": "zeroq", "spread_mean": [0.1] * 5}]
+    b = Bundle({}, {"m": {"layers": [f"bn{k}" for k in range(5)]}}, pd.DataFrame(), pd.DataFrame(), examples,
+               pd.DataFrame(), [])
+    assert typical_layer(b, "m", "free") == 3
+
+    rows = [{"variant": v, "bits": "W3A3", "quantizer": "minmax", "top1": t}
+            for v, tops in (("SDA", [96, 97, 96]), ("LSE", [60, 62, 61]), ("SCI", [90, 30, 95])) for t in tops]
+    words = multiples_takeaway(pd.DataFrame(rows))
+    assert "**SDA** is best (96.3)" in words and "clearly below it: LSE 61.0" in words
+    assert "within the seed noise of it: SCI 71.7" in words and "n = 3 seeds" in words

@@ -85,9 +85,8 @@ def reference_cells(plan, bits: str, quantizer: str) -> tuple[pd.DataFrame | Non
     b = evidence_bundle.load()
     if b is None or b.cells.empty:
         return None, ""
-    pr = plan.generation.pixel_range
-    sel = b.cells[(b.cells.model == plan.model) & (b.cells.bits == bits) & (b.cells.quantizer == quantizer)
-                  & ((b.cells.pixel_range == pr) | (b.cells.source == "real"))]
+    cell = b.cells[(b.cells.model == plan.model) & (b.cells.bits == bits) & (b.cells.quantizer == quantizer)]
+    sel = vega.pixel_panels(cell, [plan.generation.pixel_range]) if len(cell) else cell  # noise: clip = clamp-after
     if sel.empty:
         return None, ""
     from dsg_core.sources import label

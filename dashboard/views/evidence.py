@@ -145,9 +145,11 @@ def homogenization_section(b: Bundle, model: str, pr: str) -> None:
     st.subheader("2 · Homogenization: per-sample statistics against the BN point")
     facts = b.models[model]
     n = len(facts["layers"])
-    layer = st.select_slider("BN layer", list(range(n)), 0, key="ev_layer", bind="query-params",
+    typical = b.memo(typical_layer, model, pr)
+    layer = st.select_slider("BN layer", list(range(n)), typical, key="ev_layer", bind="query-params",
                              format_func=lambda i: f"{i}: {facts['layers'][i]}")
     scatter, spread_fig, syn = b.memo(homogenization_figures, model, pr, layer)
+    here = layer_ratio(b, model, pr, layer)
     left, right = st.columns(2)
     left.vega_lite_chart(spec=scatter, key="ev_scatter", width="stretch")
     right.vega_lite_chart(spec=spread_fig, key="ev_spread", width="stretch")
@@ -156,9 +158,28 @@ def homogenization_section(b: Bundle, model: str, pr: str) -> None:
                 + ("Every synthetic set is more alike than real data: homogenized. " if (syn < 1).all() else "")
                 + (f"DSG spreads {syn['DSG'] / syn['ZeroQ']:.1f}× as much as ZeroQ. "
                    if {"DSG", "ZeroQ"} <= set(syn.index) else "")
+                + (f"At the layer in the scatter ({facts['layers'][layer]}), DSG's per-sample means spread "
+                   f"{here:.1f}× ZeroQ's" + (" — the layer whose ratio is the median over layers." if layer == typical
+                                             else ".") + " " if here is not None else "")
                 + "The ✕ is the BN running statistics; the dotted box is DSG's slack band (±δ, ±γ).")
-    st.caption("Seed 0, channel 0 of the chosen layer. The spread chart is the same measure at every layer "
-               "(metrics over all seeds are in docs/pixel-range.md).")
+    st.caption("Seed 0, channel 0 of the chosen layer. The spread chart is the same measure at every layer; the "
+               "ratio differs from layer to layer, so one layer's scatter is an illustration, the average the "
+               "measurement (metrics over all seeds are in docs/pixel-range.md).")
+
+
+def layer_ratio(b: Bundle, model: str, pr: str, layer: int) -> float | None:
+    """DSG's spread of per-sample BN means over ZeroQ's at one layer (seed 0), None without both sets."""
+    d, z = (b.example(model, src, pr) for src in ("dsg", "zeroq"))
+    if d is None or z is None or not z["spread_mean"][layer]:
+        return None
+    return float(d["spread_mean"][layer]) / float(z["spread_mean"][layer])
+
+
+def typical_layer(b: Bundle, model: str, pr: str) -> int:
+    """The layer shown first: the one whose DSG/ZeroQ spread ratio is the median over layers, so that the
+    default scatter shows what the average says rather than the first layer's exception."""
+    ratios = [(r, k) for k in range(len(b.models[model]["layers"])) if (r := layer_ratio(b, model, pr, k)) is not None]
+    return sorted(ratios)[len(ratios) // 2][1] if ratios else 0
 
 
 def homogenization_figures(b: Bundle, model: str, pr: str, layer: int) -> tuple:
@@ -191,7 +212,8 @@ def accuracy_section(b: Bundle, model: str) -> pd.DataFrame:
         st.vega_lite_chart(spec=fig, key=f"ev_{bits}_{q}", width="stretch")
         notes = [f"**{pr}:** {verdict(r)}" for pr in panels for r in eff[(eff.cell == f"{bits} {q}")
                                                                          & (eff.pixels == pr)].to_dict("records")]
-        st.markdown(f"DSG vs ZeroQ at {bits} {q} (n = {int(eff.n.min())} seeds each) — " + "; ".join(notes) + ".")
+        st.markdown(f"DSG vs ZeroQ at {bits} {q} (n = {int(eff.n.min())} seeds each) — " + "; ".join(notes) + "."
+                    + b.memo(noise_note, model, bits, q))
     st.caption("Dots: seeds. Bars: mean ± std, the tick at the mean. Hollow diamonds: the same seed with every "
                "activation range scaled by "
                "0.8, 1.0 and 1.2 and averaged — a result that moves a lot there is partly the grid's luck "
@@ -199,6 +221,24 @@ def accuracy_section(b: Bundle, model: str) -> pd.DataFrame:
                "is called measured when it is at least 2 points and 2 standard errors (s.e.) of the difference, and "
                "keeps its sign (by at least 2 points) under range jitter.")
     return eff
+
+
+def noise_note(b: Bundle, model: str, bits: str, q: str) -> str:
+    """Where Gaussian noise calibrates within 2 points of DSG (or real images fall 2 points below DSG),
+    say so: such a cell does not show that diverse images are needed."""
+    cells = b.cells[(b.cells.model == model) & (b.cells.bits == bits) & (b.cells.quantizer == q)]
+    out = []
+    for pr in ("free", "clip"):
+        panel = vega.pixel_panels(cells, [pr]) if len(cells) else cells  # real in every panel; noise clip = clamped
+        mean = {s: panel[panel.source == s].top1.mean() for s in ("dsg", "gaussian", "real")}
+        if any(math.isnan(v) for v in mean.values()):
+            continue
+        if mean["gaussian"] >= mean["dsg"] - 2:
+            out.append(f"with {pr} pixels Gaussian noise ({mean['gaussian']:.1f}) calibrates as well as DSG "
+                       f"({mean['dsg']:.1f})" + (f" and better than real images ({mean['real']:.1f})"
+                                                 if mean["real"] < mean["gaussian"] - 2 else ""))
+    return (" **Note:** " + "; ".join(out) + " — at this cell the calibration data need not be diverse, or even "
+            "realistic.") if out else ""
 
 
 def cell_figure(b: Bundle, model: str, bits: str, q: str, fp32: float | None):
@@ -279,17 +319,23 @@ def variants_figure(b: Bundle, model: str, pr: str, family: str, bits: str, q: s
 
 
 def multiples_takeaway(fv: pd.DataFrame) -> str:
-    """Which variants differ from each other by more than their seeds do, at each cell."""
+    """Per cell: the best variant, and which others are clearly below it (at least 2 points and 2
+    standard errors of the difference) or within the seed noise of it."""
     out = []
     for (bits, q), cell in fv.groupby(["bits", "quantizer"]):
-        means = cell.groupby("variant").top1.agg(["mean", "std", "count"])
-        spread = float(means["mean"].max() - means["mean"].min())
-        noise = float(means["std"].fillna(0).max())
-        best = means["mean"].idxmax()
-        out.append(f"at {bits} {q} the variants' means span {spread:.1f} points against a seed std of up to "
-                   f"{noise:.1f}" + (f" — {best} is best" if spread > 2 * noise and spread >= 2 else
-                                      " — no variant stands out from the seed noise"))
+        m = cell.groupby("variant").top1.agg(["mean", "var", "count"])
+        best = m["mean"].idxmax()
+        below, tied = [], []
+        for name, r in m.drop(index=best).iterrows():
+            gap = m.at[best, "mean"] - r["mean"]
+            se = math.sqrt(m.at[best, "var"] / m.at[best, "count"] + r["var"] / r["count"]) if r["count"] > 1 else 0.0
+            (below if gap >= 2 and gap >= 2 * se else tied).append(f"{name} {r['mean']:.1f}")
+        words = f"at {bits} {q} **{best}** is best ({m.at[best, 'mean']:.1f})"
+        words += f"; within the seed noise of it: {', '.join(tied)}" if tied else ""
+        words += f"; clearly below it: {', '.join(below)}" if below else ""
+        out.append(words + f" (n = {int(m['count'].min())} seeds each)")
     return "; ".join(out) + "."
+
 
 
 def predicts_section(b: Bundle, model: str) -> None:
@@ -332,9 +378,9 @@ def nowhere_section(b: Bundle) -> None:
             continue
         none = eff[~eff.effect]
         losses = eff[eff.effect & (eff.gap < 0)]
-        notes.append(f"**{model}:** no measured difference at {len(none)} of {len(eff)} cell × pixel-range "
-                     f"combinations" + (f"; ZeroQ ahead at {', '.join(losses.cell + ' (' + losses.pixels + ')')}"
-                                        if len(losses) else "") + ".")
+        behind = f"; ZeroQ ahead at {', '.join(losses.cell + ' (' + losses.pixels + ')')}" if len(losses) else ""
+        notes.append(f"**{model}:** no measured difference (or one that range jitter does not keep) at "
+                     f"{len(none)} of {len(eff)} cell × pixel-range combinations{behind}.")
     st.markdown("\n".join(f"- {n}" for n in notes) or "No cells in the bundle.")
     st.caption("docs/results.md also records where reconstruction (AdaRound, BRECQ) reverses the ranking at W2A4, "
                "and that LSE and SCI add nothing measurable on these models.")
@@ -347,11 +393,15 @@ def replay_section(b: Bundle, model: str, pr: str) -> None:
     st.subheader("Watch homogenization happen")
     layers = snaps[0]["layers"]
     facts = b.models[model]
-    k = st.radio("Layer", range(len(layers)), horizontal=True, key="ev_replay_layer",
+    ratios = [layer_ratio(b, model, pr, layer) or 0.0 for layer in layers]
+    typical = sorted(range(len(layers)), key=lambda i: ratios[i])[len(layers) // 2]  # as the scatter: the median
+    k = st.radio("Layer", range(len(layers)), index=typical, horizontal=True, key="ev_replay_layer",
                  format_func=lambda i: f"{layers[i]}: {facts['layers'][layers[i]]}")
     fig, words = b.memo(replay_figure, model, pr, k)
     st.vega_lite_chart(spec=fig, key="ev_replay", width="stretch")
-    st.markdown("**What the replay shows** (seed 0, channel 0 of this layer): " + words)
+    st.markdown("**What the replay shows** (seed 0, channel 0 of this layer): " + words
+                + f" Over all of this layer's channels, DSG's per-sample means end {ratios[k]:.1f}× as spread as "
+                  "ZeroQ's; one channel can differ from its layer.")
     st.caption("Drag the slider under the chart. The ✕ is the BN running statistics, the dotted box DSG's slack band.")
 
 
@@ -390,22 +440,22 @@ def prebuild() -> None:
     for model in b.models:
         fp32 = b.models[model].get("fp32_top1")
         b.memo(_effects, model)
-        b.memo(homogenization_figures, model, "free", 0)
+        b.memo(homogenization_figures, model, "free", b.memo(typical_layer, model, "free"))
         for bits, q in CELLS:
             b.memo(cell_figure, model, bits, q, fp32)
+            b.memo(noise_note, model, bits, q)
         if not b.variants.empty:
             for bits, q in (("W3A3", "minmax"), ("W4A4", "dsg-avg")):
                 b.memo(variants_figure, model, "free", "components", bits, q)
         b.memo(spread_correlations, model)
-        if any(s["model"] == model and s["pixel_range"] == "free" for s in b.snapshots):
-            b.memo(replay_figure, model, "free", 0)
 
 
 def choose(b: Bundle) -> tuple[str, str]:
     """The model and the pixel handling shown (both in the link, shared by the two evidence pages)."""
     c1, c2 = st.columns(2)
     model = c1.selectbox("Model", list(b.models), key="ev_model", bind="query-params")
-    pr = c2.segmented_control("Pixels of the synthetic sets in the pictures", ["free", "clamp-after", "clip"],
+    pr = c2.segmented_control("Pixels of the synthetic sets in these pictures (the sidebar's Pixels set your runs)",
+                              ["free", "clamp-after", "clip"],
                               default="free", key="ev_pixels", bind="query-params") or "free"
     return model, pr
 
