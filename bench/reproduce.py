@@ -54,7 +54,8 @@ PROFILES = {
     # range jitter at 0.8 / 1.0 / 1.2. Seeds 5-9: `--only-seeds 5,6,7,8,9` on a longer run.
     "control": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=["gaussian", "zeroq", "dsg", "real"],
                     seeds=10, wave=5, bits=["3/3", "4/4"], quantizers=["minmax", "dsg-avg"],
-                    cells=[["3/3", "minmax"], ["3/3", "dsg-avg"], ["4/4", "dsg-avg"], ["4/4", "minmax"]],
+                    cells=[["3/3", "minmax"], ["3/3", "dsg-avg"], ["4/4", "dsg-avg"], ["4/4", "minmax"],
+                           ["3/3", "adaround"], ["2/4", "adaround"]],  # what reconstruction changes (issue 9)
                     pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 1.0, 1.2],
                     samples=64, iterations=200, recon_iters=100, epsilons=[]),
     # a check that the pipeline still gives the same rows (tests/test_reproduce_engine.py): every

@@ -187,8 +187,8 @@ def main() -> None:
     pages = {
         "evidence": st.Page(lambda: evidence.render(present, pages["inside"]), title="Evidence",
                             icon=":material/insights:", url_path="evidence", default=True),
-        "inside": st.Page(lambda: evidence.render_parts(present), title="Inside DSG", icon=":material/tune:",
-                          url_path="inside"),
+        "inside": st.Page(lambda: evidence.render_parts(present), title="More evidence", icon=":material/tune:",
+                          url_path="more"),
         "explore": st.Page(lambda: explore.render(st.session_state.get("result"), present), title="Explore a run",
                            icon=":material/biotech:", url_path="explore"),
         "accuracy": st.Page(lambda: accuracy.render(st.session_state.get("result"), ctx, store, running, start),

@@ -29,7 +29,7 @@ CHART = ".js-plotly-plot, .vega-embed svg.marks"  # a drawn chart: Plotly's, or 
 SEED_DOT = ".vega-embed [aria-roledescription='circle'][aria-label*='seed']"  # a seed's dot in a seed_dots chart
 ERROR_BAR = ".vega-embed [aria-roledescription='errorbar']"
 # page -> its URL path; result page -> (images, charts) it shows at least, once a run is on screen
-PAGES = {"Evidence": "", "Inside DSG": "inside", "Explore a run": "explore", "Accuracy": "accuracy",
+PAGES = {"Evidence": "", "More evidence": "more", "Explore a run": "explore", "Accuracy": "accuracy",
          "Generator + QAT": "qat", "Learn": "learn", "Your model": "your-model", "History & jobs": "history"}
 RESULT_PAGES = {"Explore a run": (4, 2), "Accuracy": (0, 2)}
 

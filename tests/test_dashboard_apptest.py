@@ -24,7 +24,7 @@ from dsg_core.runstore import RunStore  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TINY = {"samples": "8", "iterations": "5", "seeds": "1", "eval_images": "100", "compare": "false"}
-PAGES = ["evidence", "inside", "explore", "accuracy", "qat", "learn", "your-model", "history"]
+PAGES = ["evidence", "more", "explore", "accuracy", "qat", "learn", "your-model", "history"]
 
 
 def new_app(params: dict | None = None, page: str | None = None) -> AppTest:
@@ -127,7 +127,7 @@ def test_the_app_opens_on_the_evidence_with_no_run(tmp_path, monkeypatch):
 
 def test_inside_dsg_shows_the_small_multiples_and_the_replay_from_the_bundle(tmp_path, monkeypatch):
     monkeypatch.setenv("DSG_RUNS_DIR", str(tmp_path))
-    at = open_page(new_app(), "inside")
+    at = open_page(new_app(), "more")
     assert not at.exception and not errors(at)
     got = titles(at)
     assert any("DSG variants" in t for t in got), got

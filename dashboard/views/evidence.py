@@ -18,6 +18,7 @@ from .. import style, vega
 from ..evidence_bundle import Bundle, gap, images_of, load
 
 CELLS = (("W3A3", "minmax"), ("W4A4", "dsg-avg"), ("W4A4", "minmax"), ("W3A3", "dsg-avg"))
+RECON_CELLS = (("W3A3", "adaround"), ("W2A4", "adaround"))  # on the More evidence page
 RANGE_WORDS = {"free": "as generated (free pixels, the paper)", "clamp-after": "clamped to the valid range after "
                "generation", "clip": "kept in the valid range at every step (clip)"}
 SOURCES = ("dsg", "zeroq", "gaussian", "real")
@@ -38,13 +39,13 @@ def effect(cells: pd.DataFrame, model: str, bits: str, q: str, pr: str) -> dict 
     return {"gap": diff, "se": se, "jitter_gap": jit, "n": n, "effect": bool(ok)}
 
 
-def effects(b: Bundle, model: str) -> pd.DataFrame:
-    return b.memo(_effects, model)
+def effects(b: Bundle, model: str, cells: tuple = CELLS) -> pd.DataFrame:
+    return b.memo(_effects, model, cells)
 
 
-def _effects(b: Bundle, model: str) -> pd.DataFrame:
+def _effects(b: Bundle, model: str, cells: tuple = CELLS) -> pd.DataFrame:
     rows = []
-    for bits, q in CELLS:
+    for bits, q in cells:
         for pr in ("free", "clamp-after", "clip"):
             e = effect(b.cells, model, bits, q, pr)
             if e is not None:
@@ -382,7 +383,8 @@ def nowhere_section(b: Bundle) -> None:
         notes.append(f"**{model}:** no measured difference (or one that range jitter does not keep) at "
                      f"{len(none)} of {len(eff)} cell × pixel-range combinations{behind}.")
     st.markdown("\n".join(f"- {n}" for n in notes) or "No cells in the bundle.")
-    st.caption("docs/results.md also records where reconstruction (AdaRound, BRECQ) reverses the ranking at W2A4, "
+    st.caption("What reconstruction (AdaRound) changes is on the next page, More evidence; docs/results.md also "
+               "records where reconstruction reverses the ranking at W2A4, "
                "and that LSE and SCI add nothing measurable on these models.")
 
 
@@ -439,7 +441,7 @@ def prebuild() -> None:
         return
     for model in b.models:
         fp32 = b.models[model].get("fp32_top1")
-        b.memo(_effects, model)
+        b.memo(_effects, model, CELLS)
         b.memo(homogenization_figures, model, "free", b.memo(typical_layer, model, "free"))
         for bits, q in CELLS:
             b.memo(cell_figure, model, bits, q, fp32)
@@ -489,8 +491,9 @@ def render(present: bool = False, parts_page=None) -> None:
     predicts_section(b, model)
     nowhere_section(b)
     if parts_page is not None:
-        st.page_link(parts_page, label="Next: inside DSG — what SDA, LSE, SCI and ε change (small multiples), and "
-                     "homogenization replayed step by step", icon=":material/arrow_forward:")
+        st.page_link(parts_page, label="Next: more evidence — what SDA, LSE, SCI and ε change (small multiples), "
+                     "what reconstruction changes, and homogenization replayed step by step",
+                     icon=":material/arrow_forward:")
 
 
 def render_parts(present: bool = False) -> None:
@@ -498,8 +501,47 @@ def render_parts(present: bool = False) -> None:
     b = bundle()
     if b is None:
         return
-    st.markdown("From the same results bundle as the Evidence page: what each part of DSG changes, over seeds, and "
-                "how the per-sample statistics move while the images are optimized.")
+    st.markdown("From the same results bundle as the Evidence page: what each part of DSG changes, over seeds; what "
+                "reconstruction changes; and how the per-sample statistics move while the images are optimized.")
     model, pr = choose(b)
     small_multiples(b, model, pr, present)
+    reconstruction_section(b, model)
     replay_section(b, model, pr)
+
+
+def reconstruction_section(b: Bundle, model: str) -> None:
+    """AdaRound at the cells of RECON_CELLS, seeds as dots by pixel handling, with the verdicts, and what
+    it changes against min/max ranges at the same width."""
+    cells = b.cells[b.cells.model == model]
+    present = [(bits, q) for bits, q in RECON_CELLS if ((cells.bits == bits) & (cells.quantizer == q)).any()]
+    st.subheader("What reconstruction changes (AdaRound)")
+    if not present:
+        st.info(f"This bundle has no reconstruction cells for {model} (bench/reproduce.py --profile control).")
+        return
+    eff = effects(b, model, RECON_CELLS)
+    fp32 = b.models[model].get("fp32_top1")
+    for bits, q in present:
+        st.vega_lite_chart(spec=b.memo(cell_figure, model, bits, q, fp32), key=f"ev_{bits}_{q}", width="stretch")
+        notes = [f"**{r['pixels']}:** {verdict(r)}" for r in eff[eff.cell == f"{bits} {q}"].to_dict("records")]
+        st.markdown(f"DSG vs ZeroQ at {bits} {q} (n = {int(eff.n.min())} seeds each) — " + "; ".join(notes) + "."
+                    + b.memo(noise_note, model, bits, q))
+    st.markdown("**What this shows:** " + b.memo(reconstruction_takeaway, model))
+    st.caption("AdaRound learns each layer's weight rounding from the calibration images (100 steps per block); "
+               "activation ranges as in the other cells. Dots: seeds; bars: mean ± std; hollow diamonds: range "
+               "jitter.")
+
+
+def reconstruction_takeaway(b: Bundle, model: str) -> str:
+    """Per pixel handling at W3A3: the DSG-minus-ZeroQ gap with min/max ranges against with AdaRound."""
+    out = []
+    for pr in ("free", "clip"):
+        plain = gap(b.cells, model, "W3A3", "minmax", pr)
+        recon = gap(b.cells, model, "W3A3", "adaround", pr)
+        if plain is None or recon is None:
+            continue
+        change = ("reverses it" if plain[0] * recon[0] < 0 and abs(recon[0]) >= 2 else
+                  "narrows it" if abs(recon[0]) <= abs(plain[0]) - 2 else
+                  "widens it" if abs(recon[0]) >= abs(plain[0]) + 2 else "leaves it about the same")
+        out.append(f"with {pr} pixels DSG minus ZeroQ at W3A3 is {plain[0]:+.1f} points with min/max ranges and "
+                   f"{recon[0]:+.1f} with AdaRound (n = {recon[2]}): reconstruction {change}")
+    return "; ".join(out) + "." if out else "not measured for this model."
