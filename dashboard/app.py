@@ -185,9 +185,9 @@ def main() -> None:
         st.warning(plain(store.notice))
     # icons are Material symbols: they render without emoji fonts; the default page is the bare address
     pages = {
-        "evidence": st.Page(lambda: evidence.render(present, pages["inside"]), title="Evidence",
+        "evidence": st.Page(lambda: evidence.render(present, pages["more"]), title="Evidence",
                             icon=":material/insights:", url_path="evidence", default=True),
-        "inside": st.Page(lambda: evidence.render_parts(present), title="More evidence", icon=":material/tune:",
+        "more": st.Page(lambda: evidence.render_parts(present), title="More evidence", icon=":material/tune:",
                           url_path="more"),
         "explore": st.Page(lambda: explore.render(st.session_state.get("result"), present), title="Explore a run",
                            icon=":material/biotech:", url_path="explore"),
@@ -202,14 +202,14 @@ def main() -> None:
         "history": st.Page(lambda: history_and_jobs(store, settings, ctx), title="History & jobs",
                            icon=":material/history:", url_path="history"),
     }
-    page = st.navigation({"What the measurements show": [pages["evidence"], pages["inside"]],
+    page = st.navigation({"What the measurements show": [pages["evidence"], pages["more"]],
                           "Your run": [pages["explore"], pages["accuracy"], pages["qat"]],
                           "More": [pages["learn"], pages["your-model"], pages["history"]]})
     st.title(f"DSG Lab · {page.title}")
     if running:
         live_panel()
     show_notice()
-    if page not in (pages["evidence"], pages["inside"], pages["learn"], pages["your-model"]):
+    if page not in (pages["evidence"], pages["more"], pages["learn"], pages["your-model"]):
         stale_banner(settings, result, ctx)
     page.run()
 

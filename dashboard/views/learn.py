@@ -84,7 +84,7 @@ def render(settings: Settings, pages: dict | None = None) -> None:
             "With B samples and N BN layers, sample j is assigned layer j mod N. The enhancement matrix X has "
             "weight w on the assigned (layer, sample) pair and 1 elsewhere (paper: w = 2).", LSE,
             f"Sidebar: **LSE** {'on' if settings.lse else 'off'}, weight **w** = {settings.lse_weight:g}.",
-            "inside", "More evidence → small multiples (SDA / LSE / SCI on or off)")
+            "more", "More evidence → small multiples (SDA / LSE / SCI on or off)")
     section("SCI — Sample Correlation Inhibition",
             "Penalize samples for being alike: the batch's similarity structure should look like that of "
             "independent noise.",
