@@ -204,7 +204,7 @@ def speed_table(df: pd.DataFrame) -> list[str]:
         slope = {m: (per_run[(m, long)] - per_run[(m, SHORT)]) / (long - SHORT) for m in ("wall", "cpu")}
         whole = {m: per_run[(m, long)] / long for m in ("wall", "cpu")}
         med = {k: {m: v[m].groupby(level="source").median() for m in v} for k, v in (("it", slope), ("all", whole))}
-        out += [f"### {model}, {samples} images (one batch), {long} against {SHORT} iterations, "
+        out += [f"### {model}, {int(samples)} images (one batch), {int(long)} against {SHORT} iterations, "
                 f"{part['repeat'].nunique()} repeats, {int(part['threads'].iloc[0])} thread(s)", "",
                 "| generator | per iteration: wall / our DSG | per iteration: CPU / our DSG | "
                 "whole run / iterations: wall / our DSG |", "|---|---|---|---|"]
