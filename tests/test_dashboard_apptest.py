@@ -132,6 +132,9 @@ def test_inside_dsg_shows_the_small_multiples_and_the_replay_from_the_bundle(tmp
     got = titles(at)
     assert any("DSG variants" in t for t in got), got
     assert any("Watch it happen" in t for t in got), got
+    assert any("adaround ranges" in t for t in got), "what reconstruction changes, from the bundle's AdaRound cells"
+    text = " ".join(m.value for m in at.markdown)
+    assert "with AdaRound (n = " in text and "reconstruction removes it" in text, text[-600:]
     replay = next(s for s in vega_specs(at) if "Watch it happen" in vega_title(s))
     frames = pd.concat(replay["datasets"].values())
     assert frames.iteration.nunique() >= 5, "the replay steps through the snapshots"

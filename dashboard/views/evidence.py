@@ -540,6 +540,7 @@ def reconstruction_takeaway(b: Bundle, model: str) -> str:
         if plain is None or recon is None:
             continue
         change = ("reverses it" if plain[0] * recon[0] < 0 and abs(recon[0]) >= 2 else
+                  "removes it" if abs(recon[0]) < 2 <= abs(plain[0]) else
                   "narrows it" if abs(recon[0]) <= abs(plain[0]) - 2 else
                   "widens it" if abs(recon[0]) >= abs(plain[0]) + 2 else "leaves it about the same")
         out.append(f"with {pr} pixels DSG minus ZeroQ at W3A3 is {plain[0]:+.1f} points with min/max ranges and "
