@@ -38,5 +38,6 @@ def test_generated_sets_side_by_side_on_two_workers_equal_one_joint_pass():
     seen = []
     split = generated_sets(model, spec, cfgs, workers=2, progress=seen.append)
     assert {len(p.extra["sets"]) for p in seen} == {2}  # two passes of two optimized sets each
-    for key in cfgs:
-        assert torch.allclose(split[key].images, joint[key].images, rtol=1e-4, atol=1e-5), key
+    for key in cfgs:  # float tolerance as above: Adam's normalized steps amplify a reordered sum's last bits
+        ref = joint[key].images
+        assert torch.allclose(split[key].images, ref, rtol=1e-4, atol=1e-3 * ref.abs().max().item()), key

@@ -37,8 +37,8 @@ def test_control_pixel_ranges_per_source():
     got = {(t.source, t.pixel_range) for t in tasks}
     assert got == {("gaussian", "free"), ("gaussian", "clamp-after"), ("real", "free"),
                    *((s, p) for s in ("zeroq", "dsg") for p in ("free", "clamp-after", "clip"))}
-    assert all(t.combos == (("3/3", "minmax"), ("3/3", "dsg-avg"), ("4/4", "dsg-avg"), ("4/4", "minmax"))
-               for t in tasks)
+    assert all(t.combos == (("3/3", "minmax"), ("3/3", "dsg-avg"), ("4/4", "dsg-avg"), ("4/4", "minmax"),
+                            ("3/3", "adaround"), ("2/4", "adaround")) for t in tasks)  # + what reconstruction changes
 
 
 def test_row_key_reads_older_rows_as_free():
