@@ -225,8 +225,8 @@ def accuracy_section(b: Bundle, model: str) -> pd.DataFrame:
 
 
 def noise_note(b: Bundle, model: str, bits: str, q: str) -> str:
-    """Where Gaussian noise calibrates within 2 points of DSG (or real images fall 2 points below DSG),
-    say so: such a cell does not show that diverse images are needed."""
+    """Where Gaussian noise calibrates within 2 points of DSG (and, if so, whether real images do worse),
+    say so: such a cell does not show that DSG's images are needed."""
     cells = b.cells[(b.cells.model == model) & (b.cells.bits == bits) & (b.cells.quantizer == q)]
     out = []
     for pr in ("free", "clip"):
@@ -238,8 +238,8 @@ def noise_note(b: Bundle, model: str, bits: str, q: str) -> str:
             out.append(f"with {pr} pixels Gaussian noise ({mean['gaussian']:.1f}) calibrates as well as DSG "
                        f"({mean['dsg']:.1f})" + (f" and better than real images ({mean['real']:.1f})"
                                                  if mean["real"] < mean["gaussian"] - 2 else ""))
-    return (" **Note:** " + "; ".join(out) + " — at this cell the calibration data need not be diverse, or even "
-            "realistic.") if out else ""
+    return (" **Note:** " + "; ".join(out) + " — unoptimized noise serves as well as DSG's images here, so this "
+            "cell does not show that they are needed.") if out else ""
 
 
 def cell_figure(b: Bundle, model: str, bits: str, q: str, fp32: float | None):
