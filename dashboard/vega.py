@@ -1,8 +1,8 @@
 """Altair (Vega-Lite) figure builders for the charts of seeds, statistics and their replay.
 
-Why beside Plotly (``charts.py``): on 2 cores chromium loads and draws Plotly's first chart in about
-2.5 s and Vega-Lite's in about 0.5 s (docs/dashboard-speed.md), and the Evidence page, which a visitor
-meets first, must show its charts within 5 s. Data frames in, charts out; the colours are
+Why beside Plotly (``charts.py``): on 2 cores Plotly's first chart costs chromium about 2 s of CPU and
+Vega-Lite's about 0.9 s, each further Vega-Lite chart 0.2-0.5 s (docs/dashboard-speed.md), and the
+Evidence page, which a visitor meets first, must show its charts within 5 s. Data frames in, charts out; the colours are
 ``charts.COLORS``, so DSG is the same red in both libraries.
 """
 
@@ -23,10 +23,15 @@ def spec(chart) -> dict:
     return chart.to_dict()
 
 
-def _colour(names) -> alt.Scale:
-    """One colour per set name, in the project's order (names outside ``ORDER`` after it)."""
+def _order(names) -> list[str]:
+    """Set names in the project's order (names outside ``ORDER`` after it, as they come)."""
     present = list(dict.fromkeys(names))
-    domain = [n for n in ORDER["set"] if n in present] + [n for n in present if n not in ORDER["set"]]
+    return [n for n in ORDER["set"] if n in present] + [n for n in present if n not in ORDER["set"]]
+
+
+def _colour(names) -> alt.Scale:
+    """One colour per set name, in the project's order."""
+    domain = _order(names)
     return alt.Scale(domain=domain, range=[COLORS.get(n.split(" [")[0], FALLBACK) for n in domain])
 
 
@@ -44,8 +49,7 @@ def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
     (e.g. ZeroQ's and real data's means); FP32 is a black dashed line."""
     by = [x] + ([group] if group else [])
     colour_field = group or x
-    order = [n for n in ORDER["set"] if n in set(df[colour_field])] + \
-        [n for n in dict.fromkeys(df[colour_field]) if n not in ORDER["set"]]
+    order = _order(df[colour_field])
     xs = [p for p in PANEL_ORDER if p in set(df[x])] or list(dict.fromkeys(df[x]))
     enc = {"x": alt.X(f"{x}:N", sort=xs if group else order, title=None, axis=alt.Axis(labelAngle=0)),
            "color": alt.Color(f"{colour_field}:N", scale=_colour(df[colour_field]),
@@ -121,6 +125,12 @@ def _band_layers(bn: tuple[float, float], band: tuple[float, float] | None) -> l
     return out
 
 
+def _around_band(dots, bn: tuple[float, float], band: tuple[float, float] | None):
+    """``dots`` drawn over the slack band and under the BN point."""
+    *below, point = _band_layers(bn, band)
+    return alt.layer(*below, dots, point)
+
+
 def channel_scatter(df: pd.DataFrame, bn: tuple[float, float], band: tuple[float, float] | None,
                     height: int = 380):
     """Per-sample (mean, std) of one channel, the BN point (✕) and the SDA slack rectangle around it.
@@ -130,8 +140,7 @@ def channel_scatter(df: pd.DataFrame, bn: tuple[float, float], band: tuple[float
         y=alt.Y("std:Q", title="per-sample std", scale=alt.Scale(zero=False)),
         color=alt.Color("set:N", scale=_colour(df.set)),
         tooltip=["set:N", "sample:Q", alt.Tooltip("mean:Q", format=".3g"), alt.Tooltip("std:Q", format=".3g")])
-    return _finish(alt.layer(*_band_layers(bn, band)[:1], dots, *_band_layers(bn, band)[1:]),
-                   "Per-sample statistics of one channel", height)
+    return _finish(_around_band(dots, bn, band), "Per-sample statistics of one channel", height)
 
 
 def layer_spread(df: pd.DataFrame, height: int = 380):
@@ -166,7 +175,7 @@ def replay(frames: pd.DataFrame, bn: tuple[float, float], band: tuple[float, flo
         y=alt.Y("std:Q", title="per-sample std", scale=alt.Scale(domain=[lo_y - pad_y, hi_y + pad_y])),
         color=alt.Color("set:N", scale=_colour(frames.set)), tooltip=["set:N", "iteration:Q"],
     ).add_params(it).transform_filter(alt.datum.iteration == it)
-    return _finish(alt.layer(*_band_layers(bn, band)[:1], dots, *_band_layers(bn, band)[1:]),
+    return _finish(_around_band(dots, bn, band),
                    "Watch it happen: per-sample statistics while the images are optimized (drag the slider)", height)
 
 
