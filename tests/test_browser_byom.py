@@ -33,11 +33,16 @@ def test_program_upload_then_run_in_chromium(tmp_path):
         page.get_by_text("Real data: the embedded MNIST digits").click()
         b.wait_idle(page, 60)
         trust = page.locator("[data-testid='stCheckbox']", has_text="I trust this file")
-        for _ in range(3):  # a click that lands while the page redraws can be lost: click until it holds
+        box = trust.locator("input")
+        for _ in range(3):  # a click that lands while the page redraws can be lost: click until it holds,
+            if box.is_checked():  # but only after giving the last click 10 s to show (a second click on a
+                break             # slow rerun would untick the box again)
             trust.click()
+            for _ in range(20):
+                page.wait_for_timeout(500)
+                if box.is_checked():
+                    break
             b.wait_idle(page, 60)
-            if trust.locator("input").is_checked():
-                break
         page.get_by_text("Program OK", exact=False).first.wait_for(timeout=120_000)
         page.get_by_text("inferred input shape", exact=False).first.wait_for(timeout=30_000)
         assert "(1, 28, 28)" in page.get_by_text("inferred input shape", exact=False).first.inner_text()
