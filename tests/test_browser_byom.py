@@ -43,7 +43,12 @@ def test_program_upload_then_run_in_chromium(tmp_path):
                 if box.is_checked():
                     break
             b.wait_idle(page, 60)
-        page.get_by_text("Program OK", exact=False).first.wait_for(timeout=120_000)
+        try:
+            page.get_by_text("Program OK", exact=False).first.wait_for(timeout=180_000)
+        except Exception:  # keep what the page showed, for whoever reads the failure
+            b.REPO.joinpath("artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=str(b.REPO / "artifacts" / "byom_failure.png"), full_page=True)
+            raise
         page.get_by_text("inferred input shape", exact=False).first.wait_for(timeout=30_000)
         assert "(1, 28, 28)" in page.get_by_text("inferred input shape", exact=False).first.inner_text()
         using = page.get_by_text("Using your model: digits.pt2", exact=False)
