@@ -58,6 +58,17 @@ PROFILES = {
                            ["3/3", "adaround"], ["2/4", "adaround"]],  # what reconstruction changes (issue 9)
                     pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 1.0, 1.2],
                     samples=64, iterations=200, recon_iters=100, epsilons=[]),
+    # issue 21, item 3: the control for every other synthetic source of the reproduction (the DSG
+    # ablations, ZeroQ with the reference priors, the reference objective; sda+lse+sci is `dsg`), on
+    # the four range-rule cells (reconstruction is the control profile's). It shares the control's
+    # cache, so its tables and correlations stand beside ZeroQ, DSG, Gaussian and real of the same seeds.
+    "control-sources": dict(models=["resnet20_mnist", "mobilenetv2_mnist"],
+                            sources=["gaussian", "zeroq", "zeroq+priors", "sda", "lse", "sci", "sda+lse", "dsg",
+                                     "dsg-reference", "real"], cache="control",
+                            seeds=10, wave=5, bits=["3/3", "4/4"], quantizers=["minmax", "dsg-avg"],
+                            cells=[["3/3", "minmax"], ["3/3", "dsg-avg"], ["4/4", "dsg-avg"], ["4/4", "minmax"]],
+                            pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 1.0, 1.2],
+                            samples=64, iterations=200, recon_iters=100, epsilons=[]),
     # a check that the pipeline still gives the same rows (tests/test_reproduce_engine.py): every
     # kind of task (pixel ranges, jitter, the epsilon ablation, reconstruction) in about a minute
     "tiny": dict(models=["resnet20_mnist"], sources=["gaussian", "zeroq", "dsg", "real"], seeds=1,
@@ -354,6 +365,7 @@ def frame(rows: list[dict]) -> pd.DataFrame:
 
 def render_control(rows: list[dict], profile_name: str, profile: dict, allow_mixed: bool = False) -> str:
     df = frame(rows)
+    df = df[df.source.isin(profile["sources"])]  # profiles may share a cache (control-sources)
     mixed = check_versions(df.to_dict("records"), allow_mixed=allow_mixed)
     main, met = df[df.kind == "main"], df[df.kind == "metrics"]
     factors = ", ".join(f"{f:g}" for f in profile["jitter"])
@@ -374,6 +386,8 @@ def render_control(rows: list[dict], profile_name: str, profile: dict, allow_mix
            f"range scaled by {factors} (`dsg_core/quant/jitter.py`; `docs/aliasing.md`): a difference that "
            "survives it is the data's, not the grid's luck.", ""]
     for model_name, dm in main.groupby("model", sort=False):
+        if len(profile["sources"]) > 4:
+            out += control_summary_section(model_name, dm, profile)
         out += control_model_section(model_name, dm, profile)
         mm = met[met.model == model_name]
         if len(mm):
@@ -397,18 +411,51 @@ def control_model_section(model_name: str, dm: pd.DataFrame, profile: dict) -> l
                 if len(g):
                     out.append(f"| {source} | {PIXEL_NAMES[pr]} | {fmt(g.top1, n)} | {fmt(g.jitter_mean, n)} |")
         out.append("")
-    out += [f"### DSG minus ZeroQ, seed by seed ({model_name})", "",
-            "Top-1 points of DSG's set minus ZeroQ's set of the same seed and pixel handling: mean ± std over "
-            "the seeds both have, and on how many of them DSG is ahead.", "",
-            "| cell | pixels | top-1: DSG - ZeroQ | DSG ahead | jitter mean: DSG - ZeroQ | DSG ahead |",
-            "|---|---|---|---|---|---|"]
-    for bits, qz in cells:
+    for source in [s for s in profile["sources"] if s not in ("zeroq", "real", "gaussian")]:
+        out += gap_section(model_name, dm, profile, source)
+    return out
+
+
+def gap_section(model_name: str, dm: pd.DataFrame, profile: dict, source: str) -> list[str]:
+    """The source's set minus ZeroQ's of the same seed and pixel handling, per cell."""
+    name = "DSG" if source == "dsg" else source
+    out = [f"### {name} minus ZeroQ, seed by seed ({model_name})", "",
+           f"Top-1 points of {name}'s set minus ZeroQ's set of the same seed and pixel handling: mean ± std over "
+           f"the seeds both have, and on how many of them {name} is ahead.", "",
+           f"| cell | pixels | top-1: {name} - ZeroQ | {name} ahead | jitter mean: {name} - ZeroQ | {name} ahead |",
+           "|---|---|---|---|---|---|"]
+    for bits, qz in profile_cells(profile):
         for pr in profile["pixel_ranges"]:
-            gap = paired_gap(dm[(dm.bits == bits) & (dm.quantizer == qz) & (dm.pixel_range == pr)])
+            gap = paired_gap(dm[(dm.bits == bits) & (dm.quantizer == qz) & (dm.pixel_range == pr)], source)
             if gap is not None:
                 cell = f"W{bits.replace('/', 'A')} {qz}"
                 out.append(f"| {cell} | {PIXEL_NAMES[pr]} | {gap['top1']} | {gap['top1_ahead']} "
                            f"| {gap['jitter_mean']} | {gap['jitter_mean_ahead']} |")
+    return out + [""]
+
+
+def control_summary_section(model_name: str, dm: pd.DataFrame, profile: dict) -> list[str]:
+    """Every source and pixel handling on one line, the jitter mean of each cell (mean ± std over
+    seeds) and its average over the cells: which recipe holds up once the pixel range is controlled."""
+    cells = [c for c in profile_cells(profile) if ((dm.bits == c[0]) & (dm.quantizer == c[1])).any()]
+    names = [f"W{b.replace('/', 'A')} {q}" for b, q in cells]
+    out = [f"## Every source at a glance ({model_name}, jitter mean, seeds {fmt_seeds(dm.seed)})", "",
+           "Jitter mean (top-1 averaged over the calibrated ranges scaled by "
+           f"{', '.join(f'{f:g}' for f in profile['jitter'])}), mean ± std over seeds; **mean of cells** averages "
+           "the cells of each seed first. n: the seeds a row has.", "",
+           "| source | pixels | n | " + " | ".join(names) + " | mean of cells |",
+           "|---|---|---|" + "---|" * (len(names) + 1)]
+    for source in profile["sources"]:
+        for pr in pixel_ranges_of(source, profile["pixel_ranges"]):
+            g = dm[(dm.source == source) & (dm.pixel_range == pr)]
+            if not len(g):
+                continue
+            per = [g[(g.bits == b) & (g.quantizer == q)].jitter_mean for b, q in cells]
+            wide = g.pivot_table(index="seed", columns=["bits", "quantizer"], values="jitter_mean")
+            whole = wide[cells].dropna().mean(axis=1) if set(cells) <= set(wide.columns) else pd.Series(dtype=float)
+            out.append(f"| {source} | {PIXEL_NAMES[pr]} | {g.seed.nunique()} | "
+                       + " | ".join(f"{v.mean():.1f} ± {v.std(ddof=0):.1f}" if len(v) else "-" for v in per)
+                       + f" | {f'{whole.mean():.1f} ± {whole.std(ddof=0):.1f}' if len(whole) else '-'} |")
     return out + [""]
 
 
@@ -419,14 +466,14 @@ def fmt_seeds(seeds: pd.Series) -> str:
     return ", ".join(map(str, s))
 
 
-def paired_gap(dc: pd.DataFrame) -> dict | None:
-    """DSG - ZeroQ per seed, for top-1 and the jitter mean (None without a seed that has both)."""
+def paired_gap(dc: pd.DataFrame, source: str = "dsg") -> dict | None:
+    """source - ZeroQ per seed, for top-1 and the jitter mean (None without a seed that has both)."""
     wide = dc.pivot_table(index="seed", columns="source", values=["top1", "jitter_mean"])
-    if not {("top1", "dsg"), ("top1", "zeroq")} <= set(wide.columns):
+    if not {("top1", source), ("top1", "zeroq")} <= set(wide.columns):
         return None
     out = {}
     for col in ("top1", "jitter_mean"):
-        d = (wide[(col, "dsg")] - wide[(col, "zeroq")]).dropna()
+        d = (wide[(col, source)] - wide[(col, "zeroq")]).dropna()
         out[col] = f"{d.mean():+.1f} ± {d.std(ddof=0):.1f} (n={len(d)})"
         out[f"{col}_ahead"] = f"{int((d > 0).sum())} of {len(d)}"
     return out
@@ -564,7 +611,7 @@ def main() -> None:
     args = p.parse_args()
     torch.manual_seed(0)
     profile = PROFILES[args.profile]
-    root = Path(__file__).resolve().parent / "cache" / args.profile
+    root = Path(__file__).resolve().parent / "cache" / profile.get("cache", args.profile)
     rows = Rows(root / "rows.jsonl", row_key)
     if not args.render_only:
         i, n = (int(v) for v in args.shard.split("/"))
@@ -584,7 +631,8 @@ def main() -> None:
             return  # the other shards are still running: render once they are done (--render-only)
     rows.refresh()
     if "pixel_ranges" in profile:
-        write_doc(args.out or "pixel-range.md", render_control(rows.rows, args.profile, profile, args.allow_mixed))
+        doc = "pixel-range.md" if args.profile == "control" else f"pixel-range-{args.profile.split('-', 1)[-1]}.md"
+        write_doc(args.out or doc, render_control(rows.rows, args.profile, profile, args.allow_mixed))
         write_doc(f"data/{args.profile}-rows.jsonl", control_rows(rows.rows))
         return
     write_doc(args.out or f"results-{args.profile}.md",

@@ -74,3 +74,33 @@ def test_control_rows_keep_only_the_dashboards_fields():
     assert main == dict(kind="main", model="m", source="dsg", pixel_range="clip", seed=0, bits="4/4",
                         quantizer="minmax", top1=98.12, jitter_mean=90.0)
     assert met["effective_rank"] == pytest.approx(12.35) and met["precision"] is None and "top1" not in met
+
+
+def test_control_sources_share_the_controls_cache_and_skip_its_done_cells():
+    cs, control = R.PROFILES["control-sources"], R.PROFILES["control"]
+    assert cs["cache"] == "control" and set(control["sources"]) < set(cs["sources"])
+    assert "sda+lse+sci" not in cs["sources"]  # it is `dsg` (sources.py): no second copy of the same sets
+    tasks = [t for t in R.plan(cs, NoRows()) if t.model == "resnet20_mnist" and t.seed == 0]
+    assert {t.combos for t in tasks} == {tuple(tuple(c) for c in cs["cells"])}  # no reconstruction: control's
+
+
+def test_paired_gap_of_any_source_against_zeroq():
+    dc = pd.DataFrame({"source": ["sda", "zeroq", "dsg"] * 2, "seed": [0, 0, 0, 1, 1, 1],
+                       "top1": [90, 80, 10, 70, 60, 10.0], "jitter_mean": [1, 2, 0, 1, 2, 0.0]})
+    gap = R.paired_gap(dc, "sda")
+    assert gap["top1"].startswith("+10.0 ± 0.0 (n=2)") and gap["top1_ahead"] == "2 of 2"
+    assert gap["jitter_mean_ahead"] == "0 of 2"
+    assert R.paired_gap(dc, "lse") is None
+
+
+def test_summary_averages_each_seeds_cells_and_says_how_many_seeds():
+    profile = {**R.PROFILES["control-sources"], "sources": ["zeroq", "sda"]}
+    rows = [dict(kind="main", model="m", source=src, pixel_range="free", seed=seed, bits=b, quantizer=q,
+                 top1=0.0, jitter_mean=base + seed + 10 * i, fp32_top1=99.0)
+            for src, base, seeds in (("zeroq", 50.0, (0, 1)), ("sda", 80.0, (0,)))
+            for seed in seeds for i, (b, q) in enumerate(profile["cells"])]
+    lines = R.control_summary_section("m", pd.DataFrame(rows), profile)
+    zq = next(line for line in lines if line.startswith("| zeroq | as generated"))
+    sda = next(line for line in lines if line.startswith("| sda | as generated"))
+    assert zq.split(" | ")[2] == "2" and zq.endswith("| 65.5 ± 0.5 |")  # cells 50..80 (+seed), seeds 0 and 1
+    assert sda.split(" | ")[2] == "1" and sda.endswith("| 95.0 ± 0.0 |")
