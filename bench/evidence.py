@@ -63,9 +63,11 @@ def rounded(values, digits: int = 4) -> list:
 
 # ------------------------------------------------------------------------------------------ rows
 def read_rows(path: Path, allow_mixed: bool = False) -> tuple[list[dict], list[dict], dict[str, list[str]]]:
-    """(cells, metrics, code versions) of the control profile, in the bundle's shape (bits as 'W3A3');
+    """(cells, metrics, code versions) of the control profile's sources (the cache also holds the
+    control-sources profile's: the small multiples show those), in the bundle's shape (bits as 'W3A3');
     rows of several code versions are refused (DataError) unless ``allow_mixed``."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["source"] in SOURCES]
     provenance.check_versions(rows, allow_mixed=allow_mixed)
     cells, metrics = [], []
     for r in rows:

@@ -164,3 +164,11 @@ def test_evidence_reads_rows_with_their_versions_and_refuses_mixed(tmp_path):
         E.read_rows(path)
     cells, _, versions = E.read_rows(path, allow_mixed=True)
     assert len(cells) == 2 and versions == {"aaa": ["caaa"], "bbb": ["cbbb"]}
+
+
+def test_evidence_reads_only_the_pages_sources_from_the_shared_cache(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    rows = [{**r, "pixel_range": "free", "source": src} for r, src in zip(rows_of("aaa", "aaa"), ("dsg", "sda"))]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cells, _, _ = E.read_rows(path)
+    assert [c["source"] for c in cells] == ["dsg"]  # the ablation sets of control-sources stay off the first page
