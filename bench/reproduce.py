@@ -5,6 +5,7 @@ embedded model, plus the epsilon ablation and which diversity metric predicts ac
     python bench/reproduce.py --profile quick          # the reduced run recorded in docs/results.md
     python bench/reproduce.py --render-only            # rebuild docs/results.md from saved rows
     python bench/reproduce.py --profile control        # the pixel-range control (docs/pixel-range.md)
+    python bench/reproduce.py --profile unseen         # the control on a held-out model (bench/unseen_model.py)
 
 Resumable: every finished row is appended to bench/cache/<profile>/rows.jsonl and skipped on the
 next run; generated sets are cached beside it. Stop it any time and start it again.
@@ -13,6 +14,7 @@ next run; generated sets are cached beside it. Stop it any time and start it aga
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import time
@@ -69,6 +71,15 @@ PROFILES = {
                             cells=[["3/3", "minmax"], ["3/3", "dsg-avg"], ["4/4", "dsg-avg"], ["4/4", "minmax"]],
                             pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 1.0, 1.2],
                             samples=64, iterations=200, recon_iters=100, epsilons=[]),
+    # issue 18, item 5: the control's settings on a model the project has not seen (bench/unseen_model.py,
+    # a plain VGG-style CNN trained like the embedded ones, not shipped): a recipe chosen on the embedded
+    # models is measured here. `setup` names the bench module whose register() adds the model first.
+    "unseen": dict(models=["vgg_bn_mnist"], setup="unseen_model", sources=["gaussian", "zeroq", "dsg", "real"],
+                   seeds=10, wave=5, bits=["3/3", "4/4"], quantizers=["minmax", "dsg-avg"],
+                   cells=[["3/3", "minmax"], ["3/3", "dsg-avg"], ["4/4", "dsg-avg"], ["4/4", "minmax"],
+                          ["3/3", "adaround"], ["2/4", "adaround"]],
+                   pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 1.0, 1.2],
+                   samples=64, iterations=200, recon_iters=100, epsilons=[]),
     # a check that the pipeline still gives the same rows (tests/test_reproduce_engine.py): every
     # kind of task (pixel ranges, jitter, the epsilon ablation, reconstruction) in about a minute
     "tiny": dict(models=["resnet20_mnist"], sources=["gaussian", "zeroq", "dsg", "real"], seeds=1,
@@ -611,6 +622,7 @@ def main() -> None:
     args = p.parse_args()
     torch.manual_seed(0)
     profile = PROFILES[args.profile]
+    setup(profile)
     root = Path(__file__).resolve().parent / "cache" / profile.get("cache", args.profile)
     rows = Rows(root / "rows.jsonl", row_key)
     if not args.render_only:
@@ -631,12 +643,25 @@ def main() -> None:
             return  # the other shards are still running: render once they are done (--render-only)
     rows.refresh()
     if "pixel_ranges" in profile:
-        doc = "pixel-range.md" if args.profile == "control" else f"pixel-range-{args.profile.split('-', 1)[-1]}.md"
-        write_doc(args.out or doc, render_control(rows.rows, args.profile, profile, args.allow_mixed))
+        write_doc(args.out or control_doc(args.profile), render_control(rows.rows, args.profile, profile,
+                                                                           args.allow_mixed))
         write_doc(f"data/{args.profile}-rows.jsonl", control_rows(rows.rows))
         return
     write_doc(args.out or f"results-{args.profile}.md",
               render(rows.rows, args.profile, PROFILES[args.profile], args.allow_mixed))
+
+
+def setup(profile: dict) -> None:
+    """Register the models a profile's ``setup`` module adds (the held-out model of ``unseen``);
+    registering again is harmless."""
+    if "setup" in profile:
+        importlib.import_module(profile["setup"]).register()
+
+
+def control_doc(profile_name: str) -> str:
+    """The document of a pixel-range profile: pixel-range.md for ``control``, else pixel-range-<name>.md
+    without a leading ``control-`` (control-sources -> pixel-range-sources.md, unseen -> pixel-range-unseen.md)."""
+    return "pixel-range.md" if profile_name == "control" else f"pixel-range-{profile_name.removeprefix('control-')}.md"
 
 
 def in_shard(task: Task, i: int, n: int) -> bool:
