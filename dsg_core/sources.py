@@ -13,7 +13,11 @@ sda, lse, sci       one DSG component alone
 sda+lse             the CVPR version
 sda+lse+sci         the journal version
 dsg-reference       SDA+LSE+SCI with the reference code's objective (``reference`` preset)
+best                the ``best`` preset: dsg-reference, its pixels clamped to the valid range
 ==================  =========================================================
+
+The first eleven are the reproduction's (issue 3: ``REPRODUCTION``); ``best`` is the recipe chosen
+from their measurements (issue 18, ``docs/best.md``).
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from .generation.config import GenerationConfig, preset
 
 ABLATIONS = {"sda": (True, False, False), "lse": (False, True, False), "sci": (False, False, True),
              "sda+lse": (True, True, False), "sda+lse+sci": (True, True, True)}
-SOURCES = ("real", "gaussian", "zeroq", "zeroq+priors", "dsg", *ABLATIONS, "dsg-reference")
+REPRODUCTION = ("real", "gaussian", "zeroq", "zeroq+priors", "dsg", *ABLATIONS, "dsg-reference")
+SOURCES = (*REPRODUCTION, "best")
 LABELS = {"real": "Real", "gaussian": "Gaussian", "zeroq": "ZeroQ", "zeroq+priors": "ZeroQ + priors", "dsg": "DSG",
           "sda": "SDA", "lse": "LSE", "sci": "SCI", "sda+lse": "SDA+LSE", "sda+lse+sci": "SDA+LSE+SCI",
-          "dsg-reference": "DSG reference"}
+          "dsg-reference": "DSG reference", "best": "Best (DSG reference, pixels in range)"}
 
 
 def label(source: str) -> str:
@@ -62,6 +67,9 @@ def source_config(name: str, base: GenerationConfig, image_size: int) -> Generat
         return base.replace(method="dsg", sda=sda, lse=lse, sci=sci)
     if name == "dsg-reference":
         return reference_priors(base.replace(method="dsg", sda=True, lse=True, sci=True), image_size)
+    if name == "best":  # the recipe's pixel handling is part of it: a plan's pixel range does not change it
+        kept = preset("best", image_size=image_size).pixel_range
+        return source_config("dsg-reference", base.replace(pixel_range=kept), image_size)
     raise ConfigError(f"unknown calibration source {name!r}; choose from {', '.join(SOURCES)}")
 
 

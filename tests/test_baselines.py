@@ -197,3 +197,27 @@ def test_cli_and_plans_carry_every_new_setting():
     assert Plan.from_json(plan.to_json()) == plan
     assert plan.source_config("zeroq", 0, 28).start == "zeroq"  # "auto" kept in the plan, resolved per source
     assert plan_from_args(parser.parse_args(plan_argv(plan))) == plan
+
+
+# ---- the best preset (issue 18, item 5) -------------------------------------------------------------
+def test_best_is_the_reference_objective_with_the_pixels_clamped_into_range():
+    best, ref = preset("best", image_size=28), preset("reference", image_size=28)
+    assert best == ref.replace(pixel_range="clamp-after")
+    assert preset("best", image_size=28, seed=3).seed == 3  # overrides still apply
+    args = build_parser().parse_args(["generate", "--preset", "best", "--samples", "4", "--out", "x.safetensors"])
+    assert generation_config(args, 28) == best.replace(samples=4)
+
+
+def test_best_source_is_dsg_reference_clamped_whatever_the_plans_pixel_range():
+    base = GenerationConfig(samples=8, iterations=20, seed=2)
+    ref = source_config("dsg-reference", base.replace(pixel_range="clamp-after"), 28)
+    for pr in ("free", "clip", "clamp-after"):
+        assert source_config("best", base.replace(pixel_range=pr), 28) == ref  # one set, one cache key
+    assert ref.to_dict() != source_config("dsg-reference", base, 28).to_dict()
+
+
+def test_cli_presets_are_the_configs():
+    from dsg_core.generation.config import PRESETS
+    action = next(a for a in build_parser()._subparsers._group_actions[0].choices["generate"]._actions
+                  if "--preset" in a.option_strings)
+    assert tuple(action.choices) == PRESETS  # the CLI lists them literally to stay quick to start

@@ -67,11 +67,12 @@ def test_the_unseen_profile_runs_the_controls_cells_on_the_held_out_model_only()
     tasks = R.plan(unseen, NoRows())
     assert {t.model for t in tasks} == {"vgg_bn_mnist"}
     assert {t.seed for t in tasks} == set(range(10))
-    ref = [t for t in R.plan(control, NoRows()) if t.model == "resnet20_mnist"]
-    assert [(t.seed, t.source, t.pixel_range, t.combos) for t in tasks] == \
-        [(t.seed, t.source, t.pixel_range, t.combos) for t in ref]
-    same = ("sources", "seeds", "wave", "bits", "quantizers", "cells", "pixel_ranges", "jitter", "samples",
-            "iterations", "recon_iters", "epsilons")
+    assert {t.combos for t in tasks} == {tuple(tuple(c) for c in control["cells"])}
+    assert {(t.source, t.pixel_range) for t in tasks} == {  # the control's sources and best's (dsg-reference
+        ("gaussian", "free"), ("gaussian", "clamp-after"), ("real", "free"),  # clamped): the recipe, held out
+        *((s, p) for s in ("zeroq", "dsg", "dsg-reference") for p in ("free", "clamp-after"))}
+    same = ("seeds", "wave", "bits", "quantizers", "cells", "jitter", "samples", "iterations", "recon_iters",
+            "epsilons")
     assert {k: unseen[k] for k in same} == {k: control[k] for k in same}
     assert "cache" not in unseen  # its own: bench/cache/unseen, beside the checkpoint
 
