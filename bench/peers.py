@@ -44,12 +44,15 @@ from dsg_core.diagnostics import REAL, diagnose
 from dsg_core.experiments import Plan, Resources, SetCache, generated_sets, quantize_and_evaluate, real_calibration
 from dsg_core.generation import GenerationConfig, generate
 from dsg_core.quant import QuantConfig
+from dsg_core.sources import source_config
 
 CACHE = Path(__file__).resolve().parent / "cache" / "peers"
-OURS = {"zeroq": dict(method="zeroq"), "dsg": dict(method="dsg"), "dsg-clip": dict(method="dsg", pixel_range="clip")}
+OURS = {"zeroq": ("zeroq", "free"), "dsg": ("dsg", "free"), "dsg-clip": ("dsg", "clip"),
+        "best": ("best", "free")}  # (source of dsg_core.sources, pixel range); best keeps its own (clamp-after)
 MCT = ("mct", "mct-28")
 SOURCES = (*OURS, *MCT, "real")
 LABELS = {"zeroq": "ZeroQ (ours)", "dsg": "DSG (ours)", "dsg-clip": "DSG, pixels clipped (ours)",
+          "best": "Best preset (ours: DSG reference, clamped)",
           "mct": "MCT, default pipeline", "mct-28": "MCT, 28x28 variant", "real": "Real (64 images)"}
 CELLS = (("3/3", "minmax"), ("4/4", "dsg-avg"))
 ADAROUND_CELLS = (("3/3", "adaround"), ("4/4", "adaround"))
@@ -61,8 +64,11 @@ METRICS = ("stat_spread_ratio", "frechet_distance", "recall", "precision", "feat
 
 
 # ------------------------------------------------------------------------------------------ generators
-def our_config(source: str, *, samples: int, iterations: int, seed: int) -> GenerationConfig:
-    return GenerationConfig(samples=samples, batch_size=samples, iterations=iterations, seed=seed, **OURS[source])
+def our_config(source: str, *, samples: int, iterations: int, seed: int, image_size: int) -> GenerationConfig:
+    name, pixel_range = OURS[source]
+    base = GenerationConfig(samples=samples, batch_size=samples, iterations=iterations, seed=seed,
+                            pixel_range=pixel_range)
+    return source_config(name, base, image_size)
 
 
 @contextmanager
@@ -119,7 +125,8 @@ def mct_set(res: Resources, variant: str, *, samples: int, iterations: int, seed
 def calibration_sets(res: Resources, *, samples: int, iterations: int, seed: int,
                      cache: Path) -> dict[str, torch.Tensor]:
     """{source: images} of one seed: ours in one joint pass (cached), MCT's, the real ones."""
-    cfgs = {src: our_config(src, samples=samples, iterations=iterations, seed=seed) for src in OURS}
+    size = res.spec.input_shape[-1]
+    cfgs = {src: our_config(src, samples=samples, iterations=iterations, seed=seed, image_size=size) for src in OURS}
     ours = generated_sets(res.model, res.spec, cfgs, cache=SetCache(cache / "sets"))
     mct = {v: mct_set(res, v, samples=samples, iterations=iterations, seed=seed, cache=cache) for v in MCT}
     real = real_calibration(res.spec.name, samples, seed, pool=res.pool)
@@ -132,7 +139,8 @@ def speed(res: Resources, rows: Rows, *, samples: int, iterations: int, repeats:
     repeats; the difference of the two runs over the difference of iterations is the cost of one iteration
     without the one-off set-up (MCT's tracing and first statistics, our SDA margins)."""
     def ours(src: str, n: int):
-        return generate(res.model, res.spec.input_shape, our_config(src, samples=samples, iterations=n, seed=0),
+        return generate(res.model, res.spec.input_shape, our_config(src, samples=samples, iterations=n, seed=0,
+                                                                 image_size=res.spec.input_shape[-1]),
                         num_classes=res.spec.num_classes, valid_range=res.spec.valid_range)
 
     def theirs(variant: str, n: int):
@@ -162,15 +170,16 @@ def quality(res: Resources, rows: Rows, *, seeds: list[int], samples: int, itera
     for seed in seeds:
         todo = [(s, b, q) for s in SOURCES for b, q in cells
                 if not rows.has(kind="top1", source=s, seed=seed, bits=b, quantizer=q, **key)]
-        need_metrics = not all(rows.has(kind="metrics", source=s, seed=seed, bits=None, quantizer=None, **key)
-                               for s in SOURCES)
+        need_metrics = [s for s in SOURCES if s != "real"
+                        and not rows.has(kind="metrics", source=s, seed=seed, bits=None, quantizer=None, **key)]
         if not todo and not need_metrics:
             continue
         t = time.time()
         sets = calibration_sets(res, samples=samples, iterations=iterations, seed=seed, cache=cache)
         print(f"seed {seed}: sets in {time.time() - t:.0f} s", flush=True)
         if need_metrics:
-            diag = diagnose(res.model, sets, reference, res.spec.input_shape, valid_range=res.spec.valid_range)
+            some = {s: sets[s] for s in (*need_metrics, "real")}  # the sets without metrics (and real's)
+            diag = diagnose(res.model, some, reference, res.spec.input_shape, valid_range=res.spec.valid_range)
             for src, m in diag.metrics().drop(index=REAL).iterrows():
                 rows.add({"kind": "metrics", "source": src, "seed": seed, "bits": None, "quantizer": None, **key,
                           **m.to_dict()})

@@ -82,10 +82,11 @@ PROFILES = {
                    pixel_ranges=["free", "clamp-after"], jitter=[0.8, 1.0, 1.2],
                    samples=64, iterations=200, recon_iters=100, epsilons=[]),
     # issue 18, item 5: the `best` preset is dsg-reference clamped after (config.py); control-sources
-    # measures it at the range-rule cells, this adds the control's reconstruction cells (its cache)
-    "best": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=["dsg-reference"], cache="control",
-                 seeds=10, wave=5, bits=["3/3"], quantizers=["adaround"],
-                 cells=[["3/3", "adaround"], ["2/4", "adaround"]], pixel_ranges=["clamp-after"],
+    # measures it at the range-rule cells, this adds issue 18's reconstruction cells, W3A3 and W4A4
+    # AdaRound, for it and for real data (the control has real's W3A3) - on the control's cache
+    "best": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=["dsg-reference", "real"], cache="control",
+                 seeds=10, wave=5, bits=["3/3", "4/4"], quantizers=["adaround"],
+                 cells=[["3/3", "adaround"], ["4/4", "adaround"]], pixel_ranges=["clamp-after"],
                  jitter=[0.8, 1.0, 1.2], samples=64, iterations=200, recon_iters=100, epsilons=[]),
     # a check that the pipeline still gives the same rows (tests/test_reproduce_engine.py): every
     # kind of task (pixel ranges, jitter, the epsilon ablation, reconstruction) in about a minute
@@ -136,7 +137,7 @@ def plan(profile: dict, rows: Rows, only_seeds: list[int] | None = None) -> list
         for seed in base + extra:
             ranges = p.get("pixel_ranges", ["free"])
             tasks = sorted([(0, Task(model_name, seed, src, None, plain, pr)) for src in p["sources"] if plain
-                            for pr in ranges if pr in pixel_ranges_of(src, ranges)], key=lambda k: focus(k[1], p))
+                            for pr in pixel_ranges_of(src, ranges)], key=lambda k: focus(k[1], p))
             tasks += [(1, Task(model_name, seed, "dsg", eps, ((DEFAULT_BITS, DEFAULT_QUANTIZER),)))
                       for eps in p["epsilons"]]
             tasks += [(2 + i, Task(model_name, seed, src, None, tuple((bits, q) for q in p["recon_quantizers"])))
@@ -165,7 +166,8 @@ def focus(task: Task, profile: dict) -> int:
 
 def pixel_ranges_of(source: str, ranges: list[str]) -> list[str]:
     """The pixel ranges worth running for a source: real images are in range already, and a set that
-    is not optimized (Gaussian noise) is the same clipped at the start as clamped at the end."""
+    is not optimized (Gaussian noise) is the same clipped at the start as clamped at the end. Real
+    images are run free even in a profile without "free" (the best profile: real beside clamped sets)."""
     if source == "real":
         return ["free"]
     return [r for r in ranges if r != "clip"] if source == "gaussian" and "clamp-after" in ranges else ranges
