@@ -468,6 +468,7 @@ def control_summary_section(model_name: str, dm: pd.DataFrame, profile: dict) ->
     for source in profile["sources"]:
         for pr in pixel_ranges_of(source, profile["pixel_ranges"]):
             g = dm[(dm.source == source) & (dm.pixel_range == pr)]
+            g = g[[(b, q) in cells for b, q in zip(g.bits, g.quantizer)]]  # n: these cells, not reconstruction
             if not len(g):
                 continue
             per = [g[(g.bits == b) & (g.quantizer == q)].jitter_mean for b, q in cells]
