@@ -99,6 +99,7 @@ def test_summary_averages_each_seeds_cells_and_says_how_many_seeds():
                  top1=0.0, jitter_mean=base + seed + 10 * i, fp32_top1=99.0)
             for src, base, seeds in (("zeroq", 50.0, (0, 1)), ("sda", 80.0, (0,)))
             for seed in seeds for i, (b, q) in enumerate(profile["cells"])]
+    rows.append(dict(rows[-1], seed=5, bits="3/3", quantizer="adaround"))  # another profile's cell: not counted
     lines = R.control_summary_section("m", pd.DataFrame(rows), profile)
     zq = next(line for line in lines if line.startswith("| zeroq | as generated"))
     sda = next(line for line in lines if line.startswith("| sda | as generated"))
