@@ -102,6 +102,25 @@ def goal_lines(model: str, df: pd.DataFrame, mct: pd.DataFrame) -> list[str]:
     return out + [""]
 
 
+def peers_lines(peers: pd.DataFrame) -> list[str]:
+    """best and MCT from one bench/peers.py run (its own sets of the same configs and seeds): the
+    comparison made side by side, where the table above mixes two runs."""
+    sets = [("best", "best"), ("mct", "MCT, default pipeline"), ("mct-28", "MCT, 28x28"), ("real", "real (64 images)")]
+    mine = peers[peers.source == "best"]
+    cells = [c for c in GOAL_CELLS if ((mine.bits == c[0]) & (mine.quantizer == c[1])).any()]
+    if not cells:
+        return []
+    out = ["## Side by side with MCT (`bench/peers.py`, one run)", "",
+           "resnet20_mnist, top-1 (jitter mean), mean ± std over the run's seeds; `docs/peers.md` has the rest.", "",
+           "| cell | " + " | ".join(name for _, name in sets) + " |", "|---|" + "---|" * len(sets)]
+    for bits, q in cells:
+        at = peers[(peers.bits == bits) & (peers.quantizer == q)]
+        vals = [at[at.source == src] for src, _ in sets]
+        out.append(f"| {cell_name(bits, q)} | " + " | ".join(
+            "-" if v.empty else f"{stat(v.top1)} ({v.jitter_mean.mean():.1f})" for v in vals) + " |")
+    return out + [""]
+
+
 def yes(ok: bool | None) -> str:
     return "not measured" if ok is None else ("yes" if ok else "**no**")
 
@@ -130,6 +149,7 @@ def render(control: pd.DataFrame, unseen: pd.DataFrame, mct: pd.DataFrame) -> st
             "W3A3 min/max and W4A4 DSG-avg (`docs/peers.md`); elsewhere its check is `not measured`.", ""]
     for model in control.model.unique():
         out += goal_lines(model, control, mct)
+    out += peers_lines(mct)
     if not unseen.empty:
         out += ["## On a model the project has not seen", "",
                 "`vgg_bn_mnist` (`bench/unseen_model.py`: a plain VGG-style CNN with BN, no residuals, trained "

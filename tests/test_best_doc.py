@@ -39,3 +39,12 @@ def test_goal_checks_fail_where_the_numbers_do():
     assert lines[5].endswith("not measured |")  # no MCT row at that cell
     assert "| - |" in lines[7]  # real not run there: no check claimed against it
     assert lines[7].split(" | ")[-4:] == ["not measured", "yes", "not measured", "not measured |"]
+
+
+def test_peers_table_only_where_best_ran_in_the_peers_run():
+    peers = pd.DataFrame(rows("best", "free", "resnet20_mnist", (0, 1), 90.0, 80.0, B.GOAL_CELLS[:1])
+                         + rows("mct", "free", "resnet20_mnist", (0, 1), 80.0, 70.0, B.GOAL_CELLS[:2]))
+    lines = B.peers_lines(peers)
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| W")] == ["| W3A3 minmax"]
+    assert "| 90.5 ± 0.5 (n=2) (80.5) | 80.5 ± 0.5 (n=2) (70.5) | - | - |" in lines[-2]
+    assert B.peers_lines(peers[peers.source == "mct"]) == []
