@@ -655,7 +655,8 @@ def main() -> None:
     if "pixel_ranges" in profile:
         write_doc(args.out or control_doc(args.profile), render_control(rows.rows, args.profile, profile,
                                                                            args.allow_mixed))
-        write_doc(f"data/{args.profile}-rows.jsonl", control_rows(rows.rows))
+        write_doc(f"data/{args.profile}-rows.jsonl",
+                  control_rows([r for r in rows.rows if r["source"] in profile["sources"]]))  # a shared cache
         return
     write_doc(args.out or f"results-{args.profile}.md",
               render(rows.rows, args.profile, PROFILES[args.profile], args.allow_mixed))
