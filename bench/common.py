@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import json
 import os
 import platform
@@ -39,6 +40,13 @@ def timed_cli(*args: str, env: dict[str, str] | None = None) -> tuple[dict, floa
     out = subprocess.run([sys.executable, "-m", "dsg_core", *args, "--json"], check=True, capture_output=True,
                          text=True, env={**os.environ, **(env or {})}).stdout
     return json.loads(out), time.perf_counter() - t
+
+
+def register_models(module: str | None) -> None:
+    """Add the models a bench module registers (``bench/unseen_model.py``: the held-out model) to the
+    registry; None adds nothing, and registering again is harmless."""
+    if module:
+        importlib.import_module(module).register()
 
 
 def write_doc(name: str, text: str) -> Path:

@@ -17,27 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the dashboard's defaults are timed as it runs them
 
 from common import header, write_doc  # noqa: E402  (after the path: the bench folder's own module)
 
 from dashboard.state import DEFAULTS, Settings  # noqa: E402
+from dsg_core.diagnostics.convergence import TOLERANCE, plateau  # noqa: E402
 from dsg_core.experiments import Resources, run  # noqa: E402
 from dsg_core.generation import GenerationConfig, generate  # noqa: E402
 from dsg_core.models import get_spec, load_model  # noqa: E402
 
 MODEL = "resnet20_mnist"
-TOLERANCE = 0.95
-
-
-def plateau(losses: list[float], tolerance: float = TOLERANCE) -> int:
-    """The first iteration (1-based) after which the loss never drops below ``tolerance`` x its value."""
-    v = np.asarray(losses)
-    rest_min = np.minimum.accumulate(v[::-1])[::-1]  # min over [t, end]
-    ok = rest_min >= tolerance * v
-    return int(np.argmax(ok)) + 1 if ok.any() else len(v)
 
 
 def measure_plateaus(samples: int, iterations: int, seeds: int) -> list[dict]:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from common import Rows, header, write_doc
+from common import Rows, header, register_models, write_doc
 from peer_adapter import FirstChannel, channel0_affine, peer_normalization, to_model_space
 from safetensors.torch import load_file, save_file
 
@@ -293,7 +293,9 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=CACHE, help="rows and sets (default bench/cache/peers)")
     p.add_argument("--doc", type=Path, help="write the page here instead of docs/peers.md (e.g. for a trial run)")
     p.add_argument("--adaround", action="store_true", help="also the AdaRound cells (minutes per set on a CPU)")
+    p.add_argument("--setup", help="a bench module whose register() adds --model first (unseen_model: vgg_bn_mnist)")
     args = p.parse_args()
+    register_models(args.setup)
     rows = Rows(args.cache / "rows.jsonl", key_of)
     if args.part != "doc":
         res = Resources.load(Plan(args.model))

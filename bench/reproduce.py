@@ -14,7 +14,6 @@ next run; generated sets are cached beside it. Stop it any time and start it aga
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from common import Rows, header, write_doc
+from common import Rows, header, register_models, write_doc
 
 from dsg_core.errors import DSGError
 from dsg_core.experiments import Plan, Resources, SetCache, generate_ahead, parse_bits, run
@@ -87,7 +86,13 @@ PROFILES = {
     "best": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=["dsg-reference", "real"], cache="control",
                  seeds=10, wave=5, bits=["3/3", "4/4"], quantizers=["adaround"],
                  cells=[["3/3", "adaround"], ["4/4", "adaround"]], pixel_ranges=["clamp-after"],
-                 jitter=[0.8, 1.0, 1.2], samples=64, iterations=200, recon_iters=100, epsilons=[]),
+                 jitter=[0.8, 1.0, 1.2], samples=64, iterations=200, recon_iters=100, epsilons=[],
+                 rendered_by="bench/best.py"),
+    # issue 18, item 5: the same for the held-out model, whose control (`unseen`) has W3A3 and W2A4 AdaRound
+    "unseen-best": dict(models=["vgg_bn_mnist"], setup="unseen_model", sources=["dsg-reference", "real"],
+                        cache="unseen", seeds=10, wave=5, bits=["4/4"], quantizers=["adaround"],
+                        cells=[["4/4", "adaround"]], pixel_ranges=["clamp-after"], jitter=[0.8, 1.0, 1.2],
+                        samples=64, iterations=200, recon_iters=100, epsilons=[], rendered_by="bench/best.py"),
     # a check that the pipeline still gives the same rows (tests/test_reproduce_engine.py): every
     # kind of task (pixel ranges, jitter, the epsilon ablation, reconstruction) in about a minute
     "tiny": dict(models=["resnet20_mnist"], sources=["gaussian", "zeroq", "dsg", "real"], seeds=1,
@@ -652,6 +657,9 @@ def main() -> None:
         if n > 1:
             return  # the other shards are still running: render once they are done (--render-only)
     rows.refresh()
+    if "rendered_by" in profile:  # rows for another page: render that one
+        print(f"{len(rows.rows)} rows in {rows.path}; {profile['rendered_by']} renders them")
+        return
     if "pixel_ranges" in profile:
         write_doc(args.out or control_doc(args.profile), render_control(rows.rows, args.profile, profile,
                                                                            args.allow_mixed))
@@ -665,8 +673,7 @@ def main() -> None:
 def setup(profile: dict) -> None:
     """Register the models a profile's ``setup`` module adds (the held-out model of ``unseen``);
     registering again is harmless."""
-    if "setup" in profile:
-        importlib.import_module(profile["setup"]).register()
+    register_models(profile.get("setup"))
 
 
 def control_doc(profile_name: str) -> str:

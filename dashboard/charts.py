@@ -50,9 +50,8 @@ def loss_panels(curves: dict[tuple[str, int], list[float]], height: int = 300) -
                             showlegend=False, row=1, col=col)
         fig.update_yaxes(type="log", dtick=1, row=1, col=col)  # decades only: minor labels crowd a small panel
         fig.update_xaxes(title_text="iteration", row=1, col=col)
-    fig.update_layout(title="Generation loss, one objective per panel (log scale; converged: ZeroQ's levels off, "
-                            "DSG's slack hinge falls toward 0)")
-    return _style(fig, height)
+    fig.update_layout(title="Generation loss, one objective per panel (log scale)")
+    return _style(fig, height).update_layout(margin=dict(t=80))  # room for the title above the panel titles
 
 
 

@@ -35,18 +35,20 @@ def _colour(names) -> alt.Scale:
     return alt.Scale(domain=domain, range=[COLORS.get(n.split(" [")[0], FALLBACK) for n in domain])
 
 
-def _finish(chart, title: str, height: int):
+def _finish(chart, title: str | alt.TitleParams, height: int):
     return chart.properties(title=title, height=height).configure_legend(orient="bottom", title=None)
 
 
 # ------------------------------------------------------------------------------------ seeds as dots
 def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set", group: str | None = None,
-              reference: pd.DataFrame | None = None, lines: dict[str, float] | None = None, height: int = 360):
+              reference: pd.DataFrame | None = None, lines: dict[str, float] | None = None, height: int = 360,
+              test_images: int | None = None):
     """Top-1 per group, every seed a dot, mean ± std (population std) an error bar with a tick at the
     mean, the range-jitter mean of each seed a hollow diamond. ``group`` splits each x position by
     set (side by side, e.g. x = pixel handling); ``reference`` (the bundle's seeds for the same cell)
     is a grey min-max bar behind ("your run against 10 seeds"); ``lines``: name -> a dashed level
-    (e.g. ZeroQ's and real data's means); FP32 is a black dashed line."""
+    (e.g. ZeroQ's and real data's means); FP32 is a black dashed line, labelled with ``test_images``
+    when given (a live run scores fewer images than the bundle, so its FP32 differs)."""
     by = [x] + ([group] if group else [])
     colour_field = group or x
     order = _order(df[colour_field])
@@ -82,7 +84,8 @@ def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
             shape="diamond", filled=False, size=60).encode(
             y="jitter_mean:Q", tooltip=[*tip[:2], alt.Tooltip("jitter_mean:Q", title="range-jitter mean",
                                                                format=".1f")], **enc))
-    levels = [(f"FP32 {fp32:.1f}% on these test images", fp32, "black")] if fp32 is not None else []
+    where = f"these {test_images:,}" if test_images else "these"
+    levels = [(f"FP32 {fp32:.1f}% on {where} test images", fp32, "black")] if fp32 is not None else []
     levels += [(f"{name} {v:.1f}", v, COLORS.get(name, FALLBACK)) for name, v in (lines or {}).items()]
     for text, v, colour in levels:
         rule = alt.Chart(pd.DataFrame({"y": [v], "text": [text]}))
@@ -150,12 +153,12 @@ def layer_spread(df: pd.DataFrame, height: int = 380):
         x=alt.X("layer:Q", title="BN layer", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("ratio:Q", title="spread relative to real data"),
         color=alt.Color("set:N", scale=_colour(df.set)),
-        strokeDash=alt.StrokeDash("statistic:N", title="line style", sort=["mean", "std"], legend=alt.Legend(
-            orient="top", symbolType="stroke", symbolStrokeColor="black", symbolStrokeWidth=2, symbolSize=500,
-            labelExpr="'per-sample ' + datum.label")),
+        strokeDash=alt.StrokeDash("statistic:N", sort=["mean", "std"], legend=None),  # the key is the subtitle
         tooltip=["set:N", "layer:Q", "layer_name:N", "statistic:N", alt.Tooltip("ratio:Q", format=".2f")])
     one = alt.Chart(pd.DataFrame({"ratio": [1.0]})).mark_rule(color="black", strokeDash=[2, 3]).encode(y="ratio:Q")
-    return _finish(alt.layer(lines, one), "Spread of per-sample BN statistics, relative to real data", height)
+    title = alt.TitleParams("Spread of per-sample BN statistics, relative to real data",
+                            subtitle="solid line: per-sample means; dashed line: per-sample stds")
+    return _finish(alt.layer(lines, one), title, height)
 
 
 def replay(frames: pd.DataFrame, bn: tuple[float, float], band: tuple[float, float] | None, height: int = 440):

@@ -62,7 +62,10 @@ def test_the_lesson_follows_the_data():
                     ("clip", "dsg", clip_dsg), ("clip", "zeroq", [86, 85, 87, 86, 85])])
         b = Bundle({}, {"m": {}}, df, pd.DataFrame(), [], pd.DataFrame(), [])
         return lesson(effects(b, "m"), "m")
-    assert "all of it was pixel range" in headline([86, 85, 86, 87, 86])
+    vanished = headline([86, 85, 86, 87, 86])
+    assert "all of it was pixel range" in vanished
+    assert "+46.8 ± 3.6 s.e. points as generated" in vanished and "(n = 5 seeds each)" in vanished
+    assert "ZeroQ beats DSG" not in vanished
     assert "a smaller lead survives" in headline([96, 95, 96, 97, 96])
     flipped = headline([60, 58, 61, 59, 60])  # clipping DSG's pixels costs it more than ZeroQ
     assert "all of it was pixel range" in flipped and "with clip **ZeroQ is ahead instead**" in flipped
@@ -120,5 +123,46 @@ def test_the_first_scatter_shows_the_median_layer_and_the_variants_are_ranked_ag
     rows = [{"variant": v, "bits": "W3A3", "quantizer": "minmax", "top1": t}
             for v, tops in (("SDA", [96, 97, 96]), ("LSE", [60, 62, 61]), ("SCI", [90, 30, 95])) for t in tops]
     words = multiples_takeaway(pd.DataFrame(rows))
-    assert "**SDA** is best (96.3)" in words and "clearly below it: LSE 61.0" in words
-    assert "within the seed noise of it: SCI 71.7" in words and "n = 3 seeds" in words
+    assert "**SDA** has the highest mean (96.3)" in words and "clearly below it: LSE 61.0" in words
+    assert "too spread over seeds to rank: SCI 71.7 (seeds 30.0-95.0)" in words and "n = 3 seeds" in words
+    close = multiples_takeaway(pd.DataFrame([*rows, *({"variant": "SDA+LSE", "bits": "W3A3", "quantizer": "minmax",
+                                                       "top1": t} for t in (95, 96, 95))]))
+    assert "close to it: SDA+LSE 95.3" in close
+
+
+def test_the_samples_grid_names_the_most_even_set_and_says_when_another_covers_more_classes():
+    from dashboard.views.explore import samples_takeaway
+
+    facts = {"DSG": (3, 0.47), "ZeroQ": (4, 0.45), "Gaussian": (1, 0.0), "Real": (6, 0.7)}
+    words = samples_takeaway(facts, 10)
+    assert "DSG 3/10, ZeroQ 4/10" in words and "**DSG**'s predictions are spread most evenly" in words
+    assert "**Gaussian**'s least" in words and "ZeroQ covers more classes (4) but less evenly" in words
+    assert "covers more" not in samples_takeaway({**facts, "ZeroQ": (2, 0.3)}, 10)
+
+
+def test_a_run_outside_the_bundles_seeds_is_flagged_and_one_inside_is_not():
+    from dashboard.views.accuracy import outside_bundle
+
+    ref = pd.DataFrame({"set": ["Gaussian"] * 3 + ["DSG"] * 3, "top1": [96.0, 97.0, 98.0, 95.0, 97.0, 99.0]})
+    run = pd.DataFrame({"set": ["Gaussian"] * 3 + ["DSG"] * 3, "top1": [60.0, 98.0, 86.0, 96.0, 97.0, 98.0]})
+    words = outside_bundle(run, ref)
+    assert "Gaussian 81.3 (below all 3 bundle seeds, 96.0-98.0)" in words and "DSG" not in words
+    assert outside_bundle(run[run.set == "DSG"], ref) == "" and outside_bundle(run, None) == ""
+
+
+def test_the_loss_chart_says_converged_only_when_the_curves_show_it():
+    import numpy as np
+
+    from dashboard.views.explore import convergence_takeaway
+    from dsg_core.diagnostics import convergence, plateau
+
+    t = np.arange(1, 321)
+    levels = list(8 + 100 * np.exp(-t / 20))   # ZeroQ-like: levels off early
+    hinge = list(np.exp(-t / 20))               # DSG-like: decays geometrically to ~1e-7
+    falling = list(100 - 0.25 * t)              # stopped while still falling
+    assert plateau(levels) < 150 and convergence(levels).levelled and not convergence(hinge).levelled
+    assert convergence(hinge).near_zero and not convergence(falling).converged
+    words = convergence_takeaway({("ZeroQ", 0): levels, ("ZeroQ", 1): levels, ("DSG", 0): hinge})
+    assert "ZeroQ levelled off by iteration" in words and "of 320" in words and "DSG fell to" in words
+    stopped = convergence_takeaway({("ZeroQ", 0): levels, ("ZeroQ", 2): falling})
+    assert "**ZeroQ was still falling when it stopped** (seed 2)" in stopped

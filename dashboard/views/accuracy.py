@@ -80,6 +80,19 @@ def range_note(plan, bits: str, quantizer: str, b: evidence_bundle.Bundle | None
     return words
 
 
+def outside_bundle(cell: pd.DataFrame, ref: pd.DataFrame | None) -> str:
+    """The sets whose mean over this run's seeds lies outside every one of the bundle's seeds, said
+    plainly: a run that disagrees with the many-seed evidence should not be read as a new finding."""
+    if ref is None or ref.empty:
+        return ""
+    run, seeds = cell.groupby("set").top1.mean(), ref.groupby("set").top1.agg(["min", "max", "size"])
+    out = [f"{s} {m:.1f} ({'below' if m < seeds.at[s, 'min'] else 'above'} all {seeds.at[s, 'size']} bundle seeds, "
+           f"{seeds.at[s, 'min']:.1f}-{seeds.at[s, 'max']:.1f})"
+           for s, m in run.items() if s in seeds.index and not seeds.at[s, "min"] <= m <= seeds.at[s, "max"]]
+    return ("This run's mean lies outside the bundle's seeds for " + "; ".join(out) + ". Read it with the run's "
+            "settings in mind (images, steps, pixels: the note below), not as a new finding.") if out else ""
+
+
 def reference_cells(plan, bits: str, quantizer: str) -> tuple[pd.DataFrame | None, str]:
     """The bundle's seeds at the run's model, pixel range and cell, and a note on how it was made."""
     b = evidence_bundle.load()
@@ -104,9 +117,12 @@ def render(result, ctx, store, running: bool, start) -> None:
     fp32 = fp32_of(res)
     for (bits, q), cell in res.groupby(["bits", "quantizer"], sort=False):
         ref, note = reference_cells(result.plan, bits, q)
-        st.altair_chart(vega.seed_dots(cell, fp32, f"{bits}, {q} ranges", reference=ref), key=f"cell_{bits}_{q}",
-                        width="stretch")
+        st.altair_chart(vega.seed_dots(cell, fp32, f"{bits}, {q} ranges", reference=ref,
+                                       test_images=result.plan.eval_images), key=f"cell_{bits}_{q}", width="stretch")
         st.markdown(f"**What this run shows at {bits} {q}:** {takeaway(cell)}")
+        differs = outside_bundle(cell, ref)
+        if differs:
+            st.warning(differs, icon=":material/difference:")
         pixels = range_note(result.plan, bits, q)
         if pixels:
             st.info(pixels, icon=":material/crop_free:")
@@ -114,7 +130,7 @@ def render(result, ctx, store, running: bool, start) -> None:
             st.caption(note)
     if res["bits"].nunique() > 1:
         st.plotly_chart(charts.accuracy(res, fp32), key="accuracy")
-    st.dataframe(summary(res), key="accuracy_table")
+    st.dataframe(summary(res), key="accuracy_table", height="content")
     with st.expander("Every result row"):
         shown = res.drop(columns=[c for c in (*FIELDS, "range_jitter") if c in res])  # jitter: its mean is shown
         st.dataframe(shown, hide_index=True, column_config={"seconds": st.column_config.NumberColumn(

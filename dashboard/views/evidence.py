@@ -60,7 +60,7 @@ def verdict(e: dict) -> str:
         return f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e. (range jitter {e['jitter_gap']:+.1f})"
     if abs(e["gap"]) >= 2 and abs(e["gap"]) >= 2 * e["se"]:  # a clear gap that range jitter does not keep
         return (f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e., but range jitter gives "
-                f"{e['jitter_gap']:+.1f}: the grid's luck")
+                f"{e['jitter_gap']:+.1f}: the grid's luck (the lead does not hold with the ranges moved)")
     if abs(e["jitter_gap"]) >= 10:  # calibrated ranges agree, but the result hangs on the grid
         return (f"no measured difference ({round(e['gap'], 1) + 0.0:+.1f} ± {e['se']:.1f} s.e.), but range jitter "
                 f"gives {e['jitter_gap']:+.1f}: an unstable cell")
@@ -79,12 +79,14 @@ def lesson(eff: pd.DataFrame, model: str) -> str:
     if not len(wins):
         return (f"On **{model}**, DSG does not beat ZeroQ at any of the {len(free)} cells measured, as generated or "
                 "with the pixel range controlled.")
+    behind = free[free.effect & (free.gap < 0)]
     parts = [f"On **{model}**, as generated (the paper's unbounded pixels), DSG beats ZeroQ at **{len(wins)} of "
-             f"{len(free)}** cells."]
+             f"{len(free)}** cells" + (f" and ZeroQ beats DSG at {len(behind)} ({', '.join(behind.cell)})"
+                                       if len(behind) else "") + f" (n = {int(free.n.min())} seeds each)."]
     shares = []
-    for c, g in zip(wins.cell, wins.gap):
+    for c, g, se in zip(wins.cell, wins.gap, wins.se):
         after = {pr: cells.loc[(c, pr)] for pr in ("clip", "clamp-after") if (c, pr) in cells.index}
-        words = ", ".join(f"{round(v['gap'], 1) + 0.0:+.1f} with {pr}" for pr, v in after.items())
+        words = ", ".join(f"{round(v['gap'], 1) + 0.0:+.1f} ± {v['se']:.1f} with {pr}" for pr, v in after.items())
         kept = {pr: v["gap"] for pr, v in after.items() if v["effect"] and v["gap"] > 0}
         flipped = [pr for pr, v in after.items() if v["effect"] and v["gap"] < 0]
         if kept:
@@ -96,7 +98,7 @@ def lesson(eff: pd.DataFrame, model: str) -> str:
             verdict = "**all of it was pixel range**"
         if flipped:
             verdict += f"; with {' and '.join(flipped)} **ZeroQ is ahead instead**"
-        parts.append(f"At {c}: {g:+.1f} points as generated, {words} — {verdict}.")
+        parts.append(f"At {c}: {g:+.1f} ± {se:.1f} s.e. points as generated, {words} — {verdict}.")
     if all(x >= 0.5 for x in shares):
         parts.append("**Most of DSG's measured lead here came from pixels outside the valid input range, not from "
                      "diversity**" + ("; what survives is DSG's own." if any(x < 1 for x in shares) else
@@ -238,8 +240,11 @@ def noise_note(b: Bundle, model: str, bits: str, q: str) -> str:
             out.append(f"with {pr} pixels Gaussian noise ({mean['gaussian']:.1f}) calibrates as well as DSG "
                        f"({mean['dsg']:.1f})" + (f" and better than real images ({mean['real']:.1f})"
                                                  if mean["real"] < mean["gaussian"] - 2 else ""))
+    why_real = (" Real images can do worse than noise with min/max ranges: their activations reach further, so the "
+                "low-bit grid is coarser (docs/results.md: narrowing real data's W3A3 ranges by 20% lifts its top-1 "
+                "by several points).") if any("better than real" in o for o in out) and q == "minmax" else ""
     return (" **Note:** " + "; ".join(out) + " — unoptimized noise serves as well as DSG's images here, so this "
-            "cell does not show that they are needed.") if out else ""
+            "cell does not show that they are needed." + why_real) if out else ""
 
 
 def cell_figure(b: Bundle, model: str, bits: str, q: str, fp32: float | None):
@@ -320,19 +325,26 @@ def variants_figure(b: Bundle, model: str, pr: str, family: str, bits: str, q: s
 
 
 def multiples_takeaway(fv: pd.DataFrame) -> str:
-    """Per cell: the best variant, and which others are clearly below it (at least 2 points and 2
-    standard errors of the difference) or within the seed noise of it."""
+    """Per cell: the variant with the highest mean, and how each other one compares: clearly below it
+    (at least 2 points and 2 standard errors of the difference), close to it (under 2 points), or too
+    spread over its seeds to rank (a gap of 2 points or more, but under 2 standard errors)."""
     out = []
     for (bits, q), cell in fv.groupby(["bits", "quantizer"]):
-        m = cell.groupby("variant").top1.agg(["mean", "var", "count"])
+        m = cell.groupby("variant").top1.agg(["mean", "var", "count", "min", "max"])
         best = m["mean"].idxmax()
-        below, tied = [], []
+        below, close, spread = [], [], []
         for name, r in m.drop(index=best).iterrows():
             gap = m.at[best, "mean"] - r["mean"]
             se = math.sqrt(m.at[best, "var"] / m.at[best, "count"] + r["var"] / r["count"]) if r["count"] > 1 else 0.0
-            (below if gap >= 2 and gap >= 2 * se else tied).append(f"{name} {r['mean']:.1f}")
-        words = f"at {bits} {q} **{best}** is best ({m.at[best, 'mean']:.1f})"
-        words += f"; within the seed noise of it: {', '.join(tied)}" if tied else ""
+            if gap < 2:
+                close.append(f"{name} {r['mean']:.1f}")
+            elif gap >= 2 * se:
+                below.append(f"{name} {r['mean']:.1f}")
+            else:
+                spread.append(f"{name} {r['mean']:.1f} (seeds {r['min']:.1f}-{r['max']:.1f})")
+        words = f"at {bits} {q} **{best}** has the highest mean ({m.at[best, 'mean']:.1f})"
+        words += f"; close to it: {', '.join(close)}" if close else ""
+        words += f"; too spread over seeds to rank: {', '.join(spread)}" if spread else ""
         words += f"; clearly below it: {', '.join(below)}" if below else ""
         out.append(words + f" (n = {int(m['count'].min())} seeds each)")
     return "; ".join(out) + "."

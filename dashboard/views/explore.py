@@ -10,6 +10,8 @@ import torch
 
 from dsg_core.diagnostics import REAL, embedding_frame, similarity_spectrum
 from dsg_core.diagnostics import views as dv
+from dsg_core.diagnostics.convergence import convergence
+from dsg_core.diagnostics.metrics import class_entropy
 from dsg_core.models import get_spec
 from dsg_core.sources import label
 
@@ -46,14 +48,6 @@ def render(result, present: bool = False) -> None:
 
 
 # ---------------------------------------------------------------------------------------- samples
-def predicted_classes(probs: torch.Tensor) -> tuple[int, float]:
-    """(number of classes predicted at least once, entropy of the prediction histogram / log K)."""
-    k = probs.shape[1]
-    counts = torch.bincount(probs.argmax(1), minlength=k).double()
-    q = counts[counts > 0] / counts.sum()
-    return int((counts > 0).sum()), float(-(q * q.log()).sum() / np.log(k)) + 0.0
-
-
 def samples(result, spec, present: bool) -> None:
     sets = result.first_seed_sets()
     diag = result.diagnosis
@@ -61,7 +55,8 @@ def samples(result, spec, present: bool) -> None:
     by_class = c1.toggle("Group by predicted class", True, key="by_class", bind="query-params")
     most = max(2, min(64, max(len(v) for v in sets.values())))  # a set of 10 images shows at most 10
     limit = c2.slider("Images shown per set", 1, most, min(12, most), 1, key=f"show_n_{most}")
-    facts = {name: predicted_classes(diag.probes[name].probs) for name in sets}
+    facts = {name: (round(cover * spec.num_classes), entropy)  # (classes predicted, their evenness)
+             for name in sets for entropy, cover in [class_entropy(diag.probes[name])]}
     st.markdown(samples_takeaway(facts, spec.num_classes))
     cols = st.columns(len(sets))
     for col, (name, images) in zip(cols, sets.items()):
@@ -87,19 +82,51 @@ def samples(result, spec, present: bool) -> None:
               if s is not None and s.history}
     if curves:
         st.plotly_chart(charts.loss_panels(curves), key="losses")
+        st.markdown(convergence_takeaway(curves))
+
+
+def convergence_takeaway(curves: dict[tuple[str, int], list[float]]) -> str:
+    """Per objective, whether its seeds' curves converged (``dsg_core.diagnostics.convergence``), so the
+    loss chart is never captioned "converged" for a run that was stopped while still falling."""
+    parts = []
+    for src in dict.fromkeys(s for s, _ in curves):
+        conv = {seed: convergence(v) for (s, seed), v in curves.items() if s == src and v}
+        if not conv:
+            continue
+        falling = [seed for seed, c in conv.items() if not c.converged]
+        n = max(c.iterations for c in conv.values())
+        if falling:
+            parts.append(f"**{src} was still falling when it stopped** (seed{'s' if len(falling) > 1 else ''} "
+                         f"{', '.join(map(str, falling))}): more iterations would change these sets")
+        elif all(c.levelled for c in conv.values()):
+            at = [c.plateau for c in conv.values()]
+            parts.append(f"{src} levelled off by iteration {min(at)}" + (f"-{max(at)}" if max(at) > min(at) else "")
+                         + f" of {n}")
+        else:
+            worst = max(c.reduction for c in conv.values())
+            parts.append(f"{src} fell to {worst:.0e} of its start or less (a hinge decays towards 0 rather than "
+                         "levelling off)")
+    return ("**Converged?** " + "; ".join(parts) + ". Levelled off: never again 5% lower.") if parts else ""
 
 
 def samples_takeaway(facts: dict[str, tuple[int, float]], k: int) -> str:
-    """One sentence the grid supports: which set's predictions cover the most classes."""
+    """What the grid supports: how many classes each set's predictions cover, and which synthetic set
+    spreads them most and least evenly (normalized entropy of the predicted-class histogram), saying
+    so when the most even set is not the one that covers the most classes."""
     synthetic = {n: f for n, f in facts.items() if n != REAL}
     if not synthetic:
         return ""
-    best = max(synthetic, key=lambda n: synthetic[n][1])
-    worst = min(synthetic, key=lambda n: synthetic[n][1])
+    even = max(synthetic, key=lambda n: synthetic[n][1])
+    least = min(synthetic, key=lambda n: synthetic[n][1])
+    most = max(synthetic, key=lambda n: synthetic[n][0])
     parts = ", ".join(f"{n} {c}/{k}" for n, (c, _) in facts.items())
-    return (f"**What this grid shows:** classes the model sees in each set — {parts}. Of the synthetic sets, "
-            f"**{best}** is the least homogenized by this measure and **{worst}** the most (prediction entropy "
-            f"{synthetic[best][1]:.2f} vs {synthetic[worst][1]:.2f}; 1 = every class equally).")
+    words = (f"**What this grid shows:** classes the model predicts in each set — {parts}. Of the synthetic sets, "
+             f"**{even}**'s predictions are spread most evenly over the classes and **{least}**'s least "
+             f"(entropy of the predicted classes {synthetic[even][1]:.2f} vs {synthetic[least][1]:.2f}; 1 = every "
+             "class equally often, 0 = one class)")
+    if synthetic[most][0] > synthetic[even][0]:
+        words += f"; {most} covers more classes ({synthetic[most][0]}) but less evenly"
+    return words + ". One seed's images: the Evidence page has many seeds."
 
 
 # ---------------------------------------------------------------------------------------- homogenization

@@ -16,8 +16,9 @@ running mean and variance stored in every BatchNorm (BN) layer (ZeroQ).
 
 **The catch.** Data that matches BN statistics *exactly* is **homogenized**: at the distribution level,
 every channel's statistics sit on the BN point while real data scatters around it; at the sample level,
-all samples optimize the same objective and look alike. Homogenized data gives poor activation ranges, so
-low-bit accuracy drops.
+all samples optimize the same objective and look alike. The paper argues that homogenized data gives poor
+activation ranges, so low-bit accuracy drops. Measured here, most of DSG's lead over ZeroQ came from pixels
+outside the valid input range rather than from diversity (the Evidence page shows where a lead survives).
 
 **DSG's fix** (Diverse Sample Generation) has three parts, each a switch in the sidebar:
 **SDA** loosens the match, **LSE** gives each sample its own objective, **SCI** decorrelates the batch.
@@ -84,7 +85,7 @@ def render(settings: Settings, pages: dict | None = None) -> None:
             "With B samples and N BN layers, sample j is assigned layer j mod N. The enhancement matrix X has "
             "weight w on the assigned (layer, sample) pair and 1 elsewhere (paper: w = 2).", LSE,
             f"Sidebar: **LSE** {'on' if settings.lse else 'off'}, weight **w** = {settings.lse_weight:g}.",
-            "more", "More evidence → small multiples (SDA / LSE / SCI on or off)")
+            "more", "More evidence → SDA / LSE / SCI")
     section("SCI — Sample Correlation Inhibition",
             "Penalize samples for being alike: the batch's similarity structure should look like that of "
             "independent noise.",

@@ -75,7 +75,7 @@ def render(result, store: RunStore) -> None:
     table = correlations(df, metric_names)
     table["Spearman ρ"] = [f"{v:+.2f}" if v == v else ("too few points" if n < MIN_POINTS else "metric constant")
                            for v, n in zip(table["Spearman ρ"], table["n"])]
-    st.dataframe(table, hide_index=True, key="correlations")
+    st.dataframe(table, hide_index=True, key="correlations", height="content")  # every metric, no scrolling
     n = int((df["source"] != "real").sum())
     bundle = evidence_bundle.load()
     words = bundle.memo(spread_correlations, result.plan.model) if bundle is not None else []
