@@ -45,6 +45,7 @@ REPLAY_LAYERS = 3                       # layers kept in the replay (first, midd
 EPSILONS = (0.5, 0.7, 0.9, 1.0)
 COMPONENTS = {"SDA": (True, False, False), "SDA+LSE": (True, True, False), "SDA+LSE+SCI": (True, True, True),
               "LSE": (False, True, False), "SCI": (False, False, True)}
+COMPONENT_SOURCES = {"sda": "SDA", "sda+lse": "SDA+LSE", "dsg": "SDA+LSE+SCI", "lse": "LSE", "sci": "SCI"}
 CELLS = (((3, 3), "minmax"),)  # the cell where DSG's lead survives the pixel-range control (docs/pixel-range.md)
 JITTER = (0.8, 1.0, 1.2)  # as the control profile of bench/reproduce.py
 
@@ -81,6 +82,28 @@ def read_rows(path: Path, allow_mixed: bool = False) -> tuple[list[dict], list[d
             metrics.append({**base, **{k: v for k, v in r.items() if isinstance(v, (int, float)) and k not in base
                                        and k not in ("epsilon",)}})
     return cells, metrics, provenance.versions(rows)
+
+
+def component_rows(path: Path, model: str, ranges: set[str]) -> list[dict]:
+    """The SDA / LSE / SCI variants' rows at the bundle's cells from the control's rows, where the
+    control-sources profile ran them as sources over all its seeds: the same configurations and sets
+    as the variants (one set cache), so the small multiples rest on 10 seeds instead of the few the
+    variants part generates for its sample grids."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    cells = {(f"{w}/{a}", q) for (w, a), q in CELLS}
+    spread = {(r["source"], r.get("pixel_range", "free"), r["seed"]): r.get("stat_spread_ratio", float("nan"))
+              for r in rows if r.get("kind") == "metrics" and r["model"] == model}
+    out = []
+    for r in rows:
+        pr = r.get("pixel_range", "free")
+        if (r.get("kind") == "main" and r["model"] == model and r["source"] in COMPONENT_SOURCES and pr in ranges
+                and (r["bits"], r["quantizer"]) in cells):
+            w, a = r["bits"].split("/")
+            out.append({"model": model, "family": "components", "variant": COMPONENT_SOURCES[r["source"]],
+                        "pixel_range": pr, "seed": r["seed"], "bits": f"W{w}A{a}", "quantizer": r["quantizer"],
+                        "top1": r["top1"], "jitter_mean": r.get("jitter_mean"),
+                        "stat_spread_ratio": spread.get((r["source"], pr, r["seed"]), float("nan"))})
+    return out
 
 
 # ------------------------------------------------------------------------------------------ examples
@@ -223,13 +246,17 @@ def main() -> None:
     for path in sorted(args.work.glob("variants-*.json")):  # one file per process (--variant-ranges)
         more_rows, more_grids = json.loads(path.read_text())
         variant_rows, variant_grids = variant_rows + more_rows, variant_grids + more_grids
+    controlled = component_rows(args.rows, models[0], {r["pixel_range"] for r in variant_rows})
+    if controlled:  # the components' rows over all the control's seeds replace the variants part's few
+        variant_rows = [r for r in variant_rows if r["family"] != "components"] + controlled
+    seeds = {f: len({r["seed"] for r in variant_rows if r["family"] == f}) for f in ("components", "epsilon")}
     parts_made = [p.read_text() for p in sorted(args.work.glob("*.command"))]
     bundle = {"meta": {**code_version(), "row_versions": versions, "command": command(), "parts": parts_made,
                        "rows": str(args.rows.relative_to(REPO)) if args.rows.is_relative_to(REPO) else str(args.rows),
                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        "machine": machine(), "samples": SAMPLES, "iterations": args.iterations,
                        "seeds": int(max((c["seed"] for c in cells), default=-1)) + 1,
-                       "variant_seeds": len({r["seed"] for r in variant_rows})},
+                       "variant_seeds": seeds},
               "models": facts, "cells": cells, "metrics": metrics, "examples": grids + variant_grids,
               "variants": variant_rows, "snapshots": replays}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -172,3 +172,18 @@ def test_evidence_reads_only_the_pages_sources_from_the_shared_cache(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     cells, _, _ = E.read_rows(path)
     assert [c["source"] for c in cells] == ["dsg"]  # the ablation sets of control-sources stay off the first page
+
+
+def test_the_small_multiples_take_the_components_from_every_seed_of_the_control(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    main = [{"kind": "main", "model": "m", "source": src, "pixel_range": pr, "seed": seed, "bits": bits,
+             "quantizer": "minmax", "top1": 90.0 + seed, "jitter_mean": 80.0}
+            for src in ("sci", "zeroq") for pr in ("free", "clamp-after") for seed in range(10)
+            for bits in ("3/3", "4/4")]
+    metrics = [{"kind": "metrics", "model": "m", "source": "sci", "pixel_range": "free", "seed": 4,
+                "stat_spread_ratio": 0.25}]
+    path.write_text("\n".join(json.dumps(r) for r in main + metrics) + "\n")
+    rows = E.component_rows(path, "m", {"free"})
+    assert len(rows) == 10 and {r["variant"] for r in rows} == {"SCI"} and {r["bits"] for r in rows} == {"W3A3"}
+    assert [r["stat_spread_ratio"] for r in rows if r["seed"] == 4] == [0.25] and rows[0]["top1"] == 90.0
+    assert E.component_rows(path, "other", {"free"}) == []

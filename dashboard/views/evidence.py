@@ -118,7 +118,15 @@ def header(b: Bundle) -> None:
                f"(`bench/reproduce.py --profile control`), at commit {str(m.get('commit'))[:10]}"
                f"{' (with uncommitted engine changes)' if m.get('dirty') else ''}, {m.get('created', '')[:10]}; "
                f"{m.get('samples')} images per set, {m.get('iterations')} generation steps, {m.get('seeds')} seeds per "
-               f"cell, {m.get('variant_seeds')} per small multiple; top-1 on the 1,000-image MNIST test split.")
+               f"cell, {seeds_per_multiple(m.get('variant_seeds'))}; top-1 on the 1,000-image MNIST test split.")
+
+
+def seeds_per_multiple(seeds) -> str:
+    """The bundle's seeds per small multiple: one number (older bundles) or one per family."""
+    if isinstance(seeds, dict):
+        names = {"components": "SDA / LSE / SCI", "epsilon": "ε"}
+        return ", ".join(f"{n} per {names.get(f, f)} small multiple" for f, n in seeds.items() if n)
+    return f"{seeds} per small multiple"
 
 
 def samples_section(b: Bundle, model: str, pr: str, present: bool) -> None:
