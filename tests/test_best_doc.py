@@ -48,3 +48,20 @@ def test_peers_table_only_where_best_ran_in_the_peers_run():
     assert [line.split(" | ")[0] for line in lines if line.startswith("| W")] == ["| W3A3 minmax"]
     assert "| 90.5 ± 0.5 (n=2) (80.5) | 80.5 ± 0.5 (n=2) (70.5) | - | - |" in lines[-2]
     assert B.peers_lines(peers[peers.source == "mct"]) == []
+
+
+def test_why_names_too_narrow_ranges_only_where_best_misses_real():
+    def with_factors(source, pixels, top1, at08, at12):
+        return [{**r, "at 0.8": at08, "at 1.2": at12} for r in rows(source, pixels, "m", (0, 1), top1, top1,
+                                                                  B.GOAL_CELLS[:2])]
+    df = pd.DataFrame(with_factors("dsg-reference", "clamp-after", 94.0, 85.0, 97.0)
+                      + with_factors("real", "free", 96.0, 98.0, 93.0))
+    ratios = pd.Series({("m", "dsg-reference", "clamp-after"): 0.58})
+    lines = B.why_lines(df, ratios)
+    assert lines[0] == "## Why it falls short"
+    table = [line for line in lines if line.startswith("| m |")]
+    assert len(table) == 2
+    assert "| 85.0 / 94.5 / 97.0 | 98.0 / 96.5 / 93.0 | 0.58 | climbs as the ranges widen" in table[0]
+    level = pd.DataFrame(with_factors("dsg-reference", "clamp-after", 96.0, 85.0, 97.0)
+                         + with_factors("real", "free", 96.0, 98.0, 93.0))
+    assert B.why_lines(level, ratios) == []  # within 0.5 of real everywhere: nothing to explain
