@@ -166,3 +166,5 @@ def test_the_loss_chart_says_converged_only_when_the_curves_show_it():
     assert "ZeroQ levelled off by iteration" in words and "of 320" in words and "DSG fell to" in words
     stopped = convergence_takeaway({("ZeroQ", 0): levels, ("ZeroQ", 2): falling})
     assert "**ZeroQ was still falling when it stopped** (seed 2)" in stopped
+    mixed = convergence_takeaway({("ZeroQ", 0): levels, ("ZeroQ", 1): hinge})
+    assert "on 1 of 2 seeds" in mixed and "on the others" in mixed

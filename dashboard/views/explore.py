@@ -94,18 +94,22 @@ def convergence_takeaway(curves: dict[tuple[str, int], list[float]]) -> str:
         if not conv:
             continue
         falling = [seed for seed, c in conv.items() if not c.converged]
+        levelled = [c.plateau for c in conv.values() if c.levelled]
         n = max(c.iterations for c in conv.values())
         if falling:
             parts.append(f"**{src} was still falling when it stopped** (seed{'s' if len(falling) > 1 else ''} "
-                         f"{', '.join(map(str, falling))}): more iterations would change these sets")
-        elif all(c.levelled for c in conv.values()):
-            at = [c.plateau for c in conv.values()]
-            parts.append(f"{src} levelled off by iteration {min(at)}" + (f"-{max(at)}" if max(at) > min(at) else "")
-                         + f" of {n}")
-        else:
-            worst = max(c.reduction for c in conv.values())
-            parts.append(f"{src} fell to {worst:.0e} of its start or less (a hinge decays towards 0 rather than "
-                         "levelling off)")
+                         f"{', '.join(map(str, falling))}): more iterations would move these sets further")
+            continue
+        words = []
+        if levelled:
+            words.append(f"levelled off by iteration {min(levelled)}"
+                         + (f"-{max(levelled)}" if max(levelled) > min(levelled) else "") + f" of {n}"
+                         + ("" if len(levelled) == len(conv) else f" on {len(levelled)} of {len(conv)} seeds"))
+        if len(levelled) < len(conv):
+            worst = max(c.reduction for c in conv.values() if not c.levelled)
+            words.append(f"fell to {worst:.0e} of its start or less" + ("" if not levelled else " on the others")
+                         + " (a hinge decays towards 0 rather than levelling off)")
+        parts.append(f"{src} " + "; ".join(words))
     return ("**Converged?** " + "; ".join(parts) + ". Levelled off: never again 5% lower.") if parts else ""
 
 
