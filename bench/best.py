@@ -154,22 +154,25 @@ def why_lines(df: pd.DataFrame, ratios: pd.Series) -> list[str]:
 
 
 def peers_lines(peers: pd.DataFrame) -> list[str]:
-    """best and MCT from one bench/peers.py run (its own sets of the same configs and seeds): the
-    comparison made side by side, where the table above mixes two runs."""
+    """best and MCT from one bench/peers.py run per model (its own sets of the same configs and seeds):
+    the comparison made side by side, where the tables above mix two runs."""
     sets = [("best", "best"), ("mct", "MCT, default pipeline"), ("mct-28", "MCT, 28x28"), ("real", "real (64 images)")]
-    mine = peers[peers.source == "best"]
-    cells = [c for c in GOAL_CELLS if ((mine.bits == c[0]) & (mine.quantizer == c[1])).any()]
-    if not cells:
-        return []
-    out = ["## Side by side with MCT (`bench/peers.py`, one run)", "",
-           "resnet20_mnist, top-1 (jitter mean), mean ± std over the run's seeds; `docs/peers.md` has the rest.", "",
-           "| cell | " + " | ".join(name for _, name in sets) + " |", "|---|" + "---|" * len(sets)]
-    for bits, q in cells:
-        at = peers[(peers.bits == bits) & (peers.quantizer == q)]
-        vals = [at[at.source == src] for src, _ in sets]
-        out.append(f"| {cell_name(bits, q)} | " + " | ".join(
-            "-" if v.empty else f"{stat(v.top1)} ({v.jitter_mean.mean():.1f})" for v in vals) + " |")
-    return out + [""]
+    out = []
+    for model, part in peers.groupby("model", sort=True):
+        mine = part[part.source == "best"]
+        cells = [c for c in GOAL_CELLS if ((mine.bits == c[0]) & (mine.quantizer == c[1])).any()]
+        if not cells:
+            continue
+        out += [f"{model}, top-1 (jitter mean), mean ± std over the run's seeds:", "",
+                "| cell | " + " | ".join(name for _, name in sets) + " |", "|---|" + "---|" * len(sets)]
+        for bits, q in cells:
+            at = part[(part.bits == bits) & (part.quantizer == q)]
+            vals = [at[at.source == src] for src, _ in sets]
+            out.append(f"| {cell_name(bits, q)} | " + " | ".join(
+                "-" if v.empty else f"{stat(v.top1)} ({v.jitter_mean.mean():.1f})" for v in vals) + " |")
+        out.append("")
+    return ["## Side by side with MCT (`bench/peers.py`, one run per model)", "",
+            "`docs/peers.md` has the rest.", "", *out] if out else []
 
 
 def yes(ok: bool | None) -> str:

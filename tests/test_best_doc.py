@@ -48,6 +48,9 @@ def test_peers_table_only_where_best_ran_in_the_peers_run():
     assert [line.split(" | ")[0] for line in lines if line.startswith("| W")] == ["| W3A3 minmax"]
     assert "| 90.5 ± 0.5 (n=2) (80.5) | 80.5 ± 0.5 (n=2) (70.5) | - | - |" in lines[-2]
     assert B.peers_lines(peers[peers.source == "mct"]) == []
+    other = peers.assign(model="other", top1=peers.top1 - 10)  # a second model: its own table, never pooled
+    both = B.peers_lines(pd.concat([peers, other]))
+    assert sum(line.startswith("| W3A3 minmax") for line in both) == 2 and "(n=4)" not in "".join(both)
 
 
 def test_why_names_too_narrow_ranges_only_where_best_misses_real():
