@@ -103,7 +103,8 @@ def component_rows(path: Path, model: str, ranges: set[str]) -> list[dict]:
                         "pixel_range": pr, "seed": r["seed"], "bits": f"W{w}A{a}", "quantizer": r["quantizer"],
                         "top1": r["top1"], "jitter_mean": r.get("jitter_mean"),
                         "stat_spread_ratio": spread.get((r["source"], pr, r["seed"]), float("nan"))})
-    return out
+    order = list(COMPONENTS)  # the small multiples' order, as the variants part writes them
+    return sorted(out, key=lambda r: (r["pixel_range"], order.index(r["variant"]), r["seed"]))
 
 
 # ------------------------------------------------------------------------------------------ examples
