@@ -168,3 +168,22 @@ def test_the_loss_chart_says_converged_only_when_the_curves_show_it():
     assert "**ZeroQ was still falling when it stopped** (seed 2)" in stopped
     mixed = convergence_takeaway({("ZeroQ", 0): levels, ("ZeroQ", 1): hinge})
     assert "on 1 of 2 seeds" in mixed and "on the others" in mixed
+
+
+def test_verdicts_say_a_wide_gap_is_noise_not_no_difference_and_spread_verdict_follows_the_rhos():
+    from dashboard.views.evidence import spread_verdict, verdict
+
+    base = {"effect": False, "jitter_gap": 1.0}
+    assert verdict({**base, "gap": -14.1, "se": 9.7}).startswith("not separable from seed noise (-14.1 ± 9.7 s.e.)")
+    assert verdict({**base, "gap": 0.3, "se": 0.2}).startswith("no measured difference (+0.3")
+    inside = "the sets inside the valid range"
+    assert "partly the grid's luck" in spread_verdict([("all", 80, 0.7, 0.6), (inside, 50, 0.63, 0.04)])
+    assert "still predicts" in spread_verdict([(inside, 50, 0.7, 0.6)])
+    assert "does not predict" in spread_verdict([(inside, 50, -0.01, 0.31)])
+
+
+def test_the_samples_grid_calls_a_tie_a_tie():
+    from dashboard.views.explore import samples_takeaway
+
+    words = samples_takeaway({"DSG": (3, 0.473), "ZeroQ": (4, 0.4731), "Gaussian": (1, 0.0)}, 10)
+    assert "DSG's and ZeroQ's predictions are (a tie) spread most evenly" in words and "covers more" not in words

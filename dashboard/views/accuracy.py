@@ -85,7 +85,8 @@ def outside_bundle(cell: pd.DataFrame, ref: pd.DataFrame | None) -> str:
     plainly: a run that disagrees with the many-seed evidence should not be read as a new finding."""
     if ref is None or ref.empty:
         return ""
-    run, seeds = cell.groupby("set").top1.mean(), ref.groupby("set").top1.agg(["min", "max", "size"])
+    # rounded as shown: a mean that reads as the top seed's value is not "above all" of them
+    run, seeds = cell.groupby("set").top1.mean().round(1), ref.groupby("set").top1.agg(["min", "max", "size"]).round(1)
     out = [f"{s} {m:.1f} ({'below' if m < seeds.at[s, 'min'] else 'above'} all {seeds.at[s, 'size']} bundle seeds, "
            f"{seeds.at[s, 'min']:.1f}-{seeds.at[s, 'max']:.1f})"
            for s, m in run.items() if s in seeds.index and not seeds.at[s, "min"] <= m <= seeds.at[s, "max"]]

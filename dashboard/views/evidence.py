@@ -61,10 +61,12 @@ def verdict(e: dict) -> str:
     if abs(e["gap"]) >= 2 and abs(e["gap"]) >= 2 * e["se"]:  # a clear gap that range jitter does not keep
         return (f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e., but range jitter gives "
                 f"{e['jitter_gap']:+.1f}: the grid's luck (the lead does not hold with the ranges moved)")
+    # a sizeable mean gap that the seeds' spread cannot separate from zero is not "no difference"
+    none = "not separable from seed noise" if abs(e["gap"]) >= 2 else "no measured difference"
+    said = f"{none} ({round(e['gap'], 1) + 0.0:+.1f} ± {e['se']:.1f} s.e.)"
     if abs(e["jitter_gap"]) >= 10:  # calibrated ranges agree, but the result hangs on the grid
-        return (f"no measured difference ({round(e['gap'], 1) + 0.0:+.1f} ± {e['se']:.1f} s.e.), but range jitter "
-                f"gives {e['jitter_gap']:+.1f}: an unstable cell")
-    return f"no measured difference ({round(e['gap'], 1) + 0.0:+.1f} ± {e['se']:.1f} s.e.)"
+        return f"{said}, but range jitter gives {e['jitter_gap']:+.1f}: an unstable cell"
+    return said
 
 
 def lesson(eff: pd.DataFrame, model: str) -> str:
@@ -86,7 +88,9 @@ def lesson(eff: pd.DataFrame, model: str) -> str:
     shares = []
     for c, g, se in zip(wins.cell, wins.gap, wins.se):
         after = {pr: cells.loc[(c, pr)] for pr in ("clip", "clamp-after") if (c, pr) in cells.index}
-        words = ", ".join(f"{round(v['gap'], 1) + 0.0:+.1f} ± {v['se']:.1f} with {pr}" for pr, v in after.items())
+        words = ", ".join(f"{round(v['gap'], 1) + 0.0:+.1f} ± {v['se']:.1f} with {pr}"
+                          + ("" if v["effect"] or abs(v["gap"]) < 2 else " (not kept under range jitter)")
+                          for pr, v in after.items())
         kept = {pr: v["gap"] for pr, v in after.items() if v["effect"] and v["gap"] > 0}
         flipped = [pr for pr, v in after.items() if v["effect"] and v["gap"] < 0]
         if kept:
@@ -368,12 +372,14 @@ def predicts_section(b: Bundle, model: str) -> None:
     st.subheader("5 · Does diversity predict accuracy?")
     st.markdown(f"**Spread of per-sample BN statistics against W3A3 min/max top-1 on {model}** — " + "; ".join(words)
                 + ". A measure that still predicted accuracy with the pixel range controlled would keep its "
-                  "correlation in the second group.")
+                  "correlation in the second group, with and without range jitter. "
+                + b.memo(spread_takeaway, model))
 
 
-def spread_correlations(b: Bundle, model: str) -> list[str]:
-    """Spearman of the spread against W3A3 min/max top-1, in words with n, for all synthetic sets and
-    for those inside the valid range; [] when the bundle lacks the data."""
+def spread_rhos(b: Bundle, model: str) -> list[tuple[str, int, float, float]]:
+    """(group, n, Spearman of the spread against W3A3 min/max top-1 at the calibrated ranges, and
+    against its range-jitter mean) for all synthetic sets and for those inside the valid range; NaN
+    under 8 points; [] when the bundle lacks the data."""
     m, c = b.metrics, b.cells
     if m.empty or "stat_spread_ratio" not in m:
         return []
@@ -381,13 +387,40 @@ def spread_correlations(b: Bundle, model: str) -> list[str]:
     joined = cell.merge(m, on=["model", "source", "pixel_range", "seed"])
     if joined.empty:
         return []
-    words = []
+    out = []
     for name, part in (("all synthetic sets", joined),
                        ("the sets inside the valid range", joined[joined.pixel_range != "free"])):
         n = len(part)
-        rho = part.stat_spread_ratio.corr(part.top1, method="spearman") if n >= 8 else float("nan")
-        words.append(f"{name}: Spearman {rho:+.2f} (n = {n})" if rho == rho else f"{name}: too few points (n = {n})")
-    return words
+        rho = [part.stat_spread_ratio.corr(part[y], method="spearman") if n >= 8 else float("nan")
+               for y in ("top1", "jitter_mean")]
+        out.append((name, n, *rho))
+    return out
+
+
+def spread_correlations(b: Bundle, model: str) -> list[str]:
+    """``spread_rhos`` in words."""
+    return [f"{name}: Spearman {rho:+.2f} at the calibrated ranges, {jit:+.2f} with range jitter (n = {n})"
+            if rho == rho else f"{name}: too few points (n = {n})" for name, n, rho, jit in spread_rhos(b, model)]
+
+
+def spread_takeaway(b: Bundle, model: str) -> str:
+    return spread_verdict(spread_rhos(b, model))
+
+
+def spread_verdict(rhos: list[tuple[str, int, float, float]]) -> str:
+    """What the in-range correlations support: the spread predicts accuracy with the range controlled
+    only if it ranks both the calibrated result and its range-jitter mean (|rho| >= 0.5 each)."""
+    inside = [r for r in rhos if r[0].startswith("the sets inside")]
+    if not inside or inside[0][2] != inside[0][2]:
+        return ""
+    _, n, rho, jit = inside[0]
+    if rho >= 0.5 and jit >= 0.5:
+        return "**With the pixel range controlled, diversity still predicts accuracy here.**"
+    if rho >= 0.5:
+        return ("**Inside the valid range the spread ranks the result at the calibrated ranges but not the result "
+                "with the ranges moved slightly: what it predicts there is partly the grid's luck, not accuracy "
+                "that holds.**")
+    return "**With the pixel range controlled, diversity does not predict accuracy here.**"
 
 
 def nowhere_section(b: Bundle) -> None:

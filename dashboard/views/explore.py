@@ -120,15 +120,18 @@ def samples_takeaway(facts: dict[str, tuple[int, float]], k: int) -> str:
     synthetic = {n: f for n, f in facts.items() if n != REAL}
     if not synthetic:
         return ""
-    even = max(synthetic, key=lambda n: synthetic[n][1])
-    least = min(synthetic, key=lambda n: synthetic[n][1])
+    top = max(f[1] for f in synthetic.values())
+    evens = [n for n, f in synthetic.items() if top - f[1] < 0.01]  # ties at two decimals are ties
+    even, least = evens[0], min(synthetic, key=lambda n: synthetic[n][1])
     most = max(synthetic, key=lambda n: synthetic[n][0])
     parts = ", ".join(f"{n} {c}/{k}" for n, (c, _) in facts.items())
+    tied = "'s and ".join(evens)
+    who = f"**{even}**'s predictions are" if len(evens) == 1 else f"{tied}'s predictions are (a tie)"
     words = (f"**What this grid shows:** classes the model predicts in each set — {parts}. Of the synthetic sets, "
-             f"**{even}**'s predictions are spread most evenly over the classes and **{least}**'s least "
-             f"(entropy of the predicted classes {synthetic[even][1]:.2f} vs {synthetic[least][1]:.2f}; 1 = every "
+             f"{who} spread most evenly over the classes and **{least}**'s least "
+             f"(entropy of the predicted classes {top:.2f} vs {synthetic[least][1]:.2f}; 1 = every "
              "class equally often, 0 = one class)")
-    if synthetic[most][0] > synthetic[even][0]:
+    if len(evens) == 1 and synthetic[most][0] > synthetic[even][0]:
         words += f"; {most} covers more classes ({synthetic[most][0]}) but less evenly"
     return words + ". One seed's images: the Evidence page has many seeds."
 
