@@ -43,7 +43,9 @@ def test_first_page_is_the_evidence_without_a_run(tmp_path):
         assert page.get_by_text("DSG beats ZeroQ at", exact=False).count() >= 1
         assert page.locator(b.SEED_DOT).count() >= 3 * 10, "every seed a dot"
         assert page.locator(b.ERROR_BAR).count() >= 3, "mean ± std drawn as error bars"
-        assert page.locator("[data-testid='stImage'] img").count() >= 8, "the samples side by side"
+        images = page.locator("[data-testid='stImage'] img")
+        images.nth(7).wait_for(timeout=FIRST_PAGE_LIMIT_S * 1000)  # media arrive after the script's last delta
+        assert images.count() >= 8, "the samples side by side"
         assert page.get_by_role("button", name="Cancel").count() == 0, "nothing runs"
         shot(page, "00_evidence")
 
