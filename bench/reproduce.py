@@ -32,6 +32,7 @@ from dsg_core.experiments import Plan, Resources, SetCache, generate_ahead, pars
 from dsg_core.generation import GenerationConfig
 from dsg_core.provenance import check_versions, stamp
 from dsg_core.quant import QuantConfig
+from dsg_core.quant.ptq import RECONSTRUCTORS
 from dsg_core.resources import resolve_device
 from dsg_core.sources import REPRODUCTION
 
@@ -69,7 +70,18 @@ PROFILES = {
                             seeds=10, wave=5, bits=["3/3", "4/4"], quantizers=["minmax", "dsg-avg"],
                             cells=[["3/3", "minmax"], ["3/3", "dsg-avg"], ["4/4", "dsg-avg"], ["4/4", "minmax"]],
                             pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 1.0, 1.2],
-                            samples=64, iterations=200, recon_iters=100, epsilons=[]),
+                            samples=64, iterations=200, recon_iters=100, epsilons=[],
+                            shown_cells=[["3/3", "adaround"], ["2/4", "adaround"]]),  # control-sources-recon's
+    # issue 21, item 3: the reconstruction cells of the control (W3A3 and W2A4 AdaRound) for the other
+    # sources of control-sources; ZeroQ, DSG, Gaussian and real have them from the control. Its rows
+    # are rendered in control-sources' page (its ``shown_cells``), beside the range-rule cells.
+    "control-sources-recon": dict(models=["resnet20_mnist", "mobilenetv2_mnist"],
+                                  sources=["zeroq+priors", "sda", "lse", "sci", "sda+lse", "dsg-reference"],
+                                  cache="control", seeds=10, wave=5, bits=["3/3", "2/4"], quantizers=["adaround"],
+                                  cells=[["3/3", "adaround"], ["2/4", "adaround"]],
+                                  pixel_ranges=["free", "clamp-after", "clip"], jitter=[0.8, 1.0, 1.2],
+                                  samples=64, iterations=200, recon_iters=100, epsilons=[],
+                                  rendered_by="bench/reproduce.py --profile control-sources --render-only"),
     # issue 18, item 5: the control's settings on a model the project has not seen (bench/unseen_model.py,
     # a plain VGG-style CNN trained like the embedded ones, not shipped): a recipe chosen on the embedded
     # models is measured here. `setup` names the bench module whose register() adds the model first.
@@ -159,6 +171,13 @@ def profile_cells(profile: dict) -> tuple[tuple[str, str], ...]:
     if "cells" in profile:
         return tuple(tuple(c) for c in profile["cells"])
     return tuple((b, q) for b in profile["bits"] for q in profile["quantizers"])
+
+
+def shown_cells(profile: dict) -> tuple[tuple[str, str], ...]:
+    """The cells a profile's page shows: its own, then its ``shown_cells`` (run by another profile
+    on the same cache), without repeats."""
+    extra = tuple(tuple(c) for c in profile.get("shown_cells", ()))
+    return tuple(dict.fromkeys(profile_cells(profile) + extra))
 
 
 def focus(task: Task, profile: dict) -> int:
@@ -412,7 +431,11 @@ def render_control(rows: list[dict], profile_name: str, profile: dict, allow_mix
            "survives it is the data's, not the grid's luck.", ""]
     for model_name, dm in main.groupby("model", sort=False):
         if len(profile["sources"]) > 4:
-            out += control_summary_section(model_name, dm, profile)
+            cells = shown_cells(profile)
+            out += control_summary_section(model_name, dm, profile, [c for c in cells if c[1] not in RECONSTRUCTORS],
+                                           "range rules")
+            out += control_summary_section(model_name, dm, profile, [c for c in cells if c[1] in RECONSTRUCTORS],
+                                           "reconstruction")
         out += control_model_section(model_name, dm, profile)
         mm = met[met.model == model_name]
         if len(mm):
@@ -423,8 +446,7 @@ def render_control(rows: list[dict], profile_name: str, profile: dict, allow_mix
 def control_model_section(model_name: str, dm: pd.DataFrame, profile: dict) -> list[str]:
     n = dm.seed.nunique()
     out = [f"## {model_name} (FP32 {dm.fp32_top1.iloc[0]:.2f}%, seeds {fmt_seeds(dm.seed)})", ""]
-    cells = profile_cells(profile)
-    for bits, qz in cells:
+    for bits, qz in shown_cells(profile):
         dc = dm[(dm.bits == bits) & (dm.quantizer == qz)]
         if not len(dc):
             continue
@@ -449,7 +471,7 @@ def gap_section(model_name: str, dm: pd.DataFrame, profile: dict, source: str) -
            f"the seeds both have, and on how many of them {name} is ahead.", "",
            f"| cell | pixels | top-1: {name} - ZeroQ | {name} ahead | jitter mean: {name} - ZeroQ | {name} ahead |",
            "|---|---|---|---|---|---|"]
-    for bits, qz in profile_cells(profile):
+    for bits, qz in shown_cells(profile):
         for pr in profile["pixel_ranges"]:
             gap = paired_gap(dm[(dm.bits == bits) & (dm.quantizer == qz) & (dm.pixel_range == pr)], source)
             if gap is not None:
@@ -459,12 +481,14 @@ def gap_section(model_name: str, dm: pd.DataFrame, profile: dict, source: str) -
     return out + [""]
 
 
-def control_summary_section(model_name: str, dm: pd.DataFrame, profile: dict) -> list[str]:
-    """Every source and pixel handling on one line, the jitter mean of each cell (mean ± std over
-    seeds) and its average over the cells: which recipe holds up once the pixel range is controlled."""
-    cells = [c for c in profile_cells(profile) if ((dm.bits == c[0]) & (dm.quantizer == c[1])).any()]
+def control_summary_section(model_name: str, dm: pd.DataFrame, profile: dict, cells, title: str) -> list[str]:
+    """Every source and pixel handling on one line, the jitter mean of each of ``cells`` (mean ± std
+    over seeds) and its average over the cells: which recipe holds up once the pixel range is controlled."""
+    cells = [tuple(c) for c in cells if ((dm.bits == c[0]) & (dm.quantizer == c[1])).any()]
+    if not cells:
+        return []
     names = [f"W{b.replace('/', 'A')} {q}" for b, q in cells]
-    out = [f"## Every source at a glance ({model_name}, jitter mean, seeds {fmt_seeds(dm.seed)})", "",
+    out = [f"## Every source at a glance: {title} ({model_name}, jitter mean, seeds {fmt_seeds(dm.seed)})", "",
            "Jitter mean (top-1 averaged over the calibrated ranges scaled by "
            f"{', '.join(f'{f:g}' for f in profile['jitter'])}), mean ± std over seeds; **mean of cells** averages "
            "the cells of each seed first. n: the seeds a row has.", "",
@@ -473,7 +497,7 @@ def control_summary_section(model_name: str, dm: pd.DataFrame, profile: dict) ->
     for source in profile["sources"]:
         for pr in pixel_ranges_of(source, profile["pixel_ranges"]):
             g = dm[(dm.source == source) & (dm.pixel_range == pr)]
-            g = g[[(b, q) in cells for b, q in zip(g.bits, g.quantizer)]]  # n: these cells, not reconstruction
+            g = g[[(b, q) in cells for b, q in zip(g.bits, g.quantizer)]]  # n: the seeds of these cells
             if not len(g):
                 continue
             per = [g[(g.bits == b) & (g.quantizer == q)].jitter_mean for b, q in cells]

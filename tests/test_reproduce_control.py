@@ -100,8 +100,23 @@ def test_summary_averages_each_seeds_cells_and_says_how_many_seeds():
             for src, base, seeds in (("zeroq", 50.0, (0, 1)), ("sda", 80.0, (0,)))
             for seed in seeds for i, (b, q) in enumerate(profile["cells"])]
     rows.append(dict(rows[-1], seed=5, bits="3/3", quantizer="adaround"))  # another profile's cell: not counted
-    lines = R.control_summary_section("m", pd.DataFrame(rows), profile)
+    lines = R.control_summary_section("m", pd.DataFrame(rows), profile, profile["cells"], "range rules")
     zq = next(line for line in lines if line.startswith("| zeroq | as generated"))
     sda = next(line for line in lines if line.startswith("| sda | as generated"))
     assert zq.split(" | ")[2] == "2" and zq.endswith("| 65.5 ± 0.5 |")  # cells 50..80 (+seed), seeds 0 and 1
     assert sda.split(" | ")[2] == "1" and sda.endswith("| 95.0 ± 0.0 |")
+
+
+def test_control_sources_page_shows_the_reconstruction_cells_its_sibling_profile_runs():
+    cs, recon = R.PROFILES["control-sources"], R.PROFILES["control-sources-recon"]
+    assert recon["cache"] == cs["cache"] and "rendered_by" in recon
+    assert set(R.profile_cells(recon)) == set(R.shown_cells(cs)) - set(R.profile_cells(cs))
+    assert not set(recon["sources"]) & set(R.PROFILES["control"]["sources"])  # those have it from the control
+    rows = [dict(kind="main", model="m", source="sda", pixel_range="free", seed=seed, epsilon=None, bits=b, quantizer=q,
+                 top1=50.0, jitter_mean=60.0 + seed + (b == "2/4"), fp32_top1=99.0)
+            for seed in (0, 1) for b, q in R.shown_cells(cs)]
+    page = R.render_control(rows, "control-sources", {**cs, "sources": ["zeroq", "sda", "lse", "sci", "dsg"]},
+                            allow_mixed=True)
+    assert "### W2A4 `adaround`" in page and "## Every source at a glance: reconstruction" in page
+    recon_line = page.split("at a glance: reconstruction")[1].split("| sda | as generated")[1].splitlines()[0]
+    assert recon_line.endswith("| 61.0 ± 0.5 |")  # (60 + 61) / 2 averaged per seed, then over seeds 0, 1
