@@ -435,7 +435,7 @@ def render_control(rows: list[dict], profile_name: str, profile: dict, allow_mix
             out += control_summary_section(model_name, dm, profile, [c for c in cells if c[1] not in RECONSTRUCTORS],
                                            "range rules")
             out += control_summary_section(model_name, dm, profile, [c for c in cells if c[1] in RECONSTRUCTORS],
-                                           "reconstruction")
+                                           "reconstruction", "top1")
         out += control_model_section(model_name, dm, profile)
         mm = met[met.model == model_name]
         if len(mm):
@@ -481,17 +481,28 @@ def gap_section(model_name: str, dm: pd.DataFrame, profile: dict, source: str) -
     return out + [""]
 
 
-def control_summary_section(model_name: str, dm: pd.DataFrame, profile: dict, cells, title: str) -> list[str]:
-    """Every source and pixel handling on one line, the jitter mean of each of ``cells`` (mean ± std
-    over seeds) and its average over the cells: which recipe holds up once the pixel range is controlled."""
+SUMMARY_VALUES = {  # what a summary averages: the jitter mean for the range rules; top-1 for reconstruction,
+    # whose rounding is learned at the calibrated ranges (scaling them afterwards is another question:
+    # the per-cell tables give its jitter mean too)
+    "jitter_mean": ("jitter mean", "Jitter mean (top-1 averaged over the calibrated ranges scaled by {factors})"),
+    "top1": ("top-1", "Top-1 at the calibrated ranges (AdaRound learns its rounding at those ranges; the per-cell "
+                      "tables below also give the jitter mean, over ranges scaled by {factors}, after learning)"),
+}
+
+
+def control_summary_section(model_name: str, dm: pd.DataFrame, profile: dict, cells, title: str,
+                            value: str = "jitter_mean") -> list[str]:
+    """Every source and pixel handling on one line, ``value`` at each of ``cells`` (mean ± std over
+    seeds) and its average over the cells: which recipe holds up once the pixel range is controlled."""
     cells = [tuple(c) for c in cells if ((dm.bits == c[0]) & (dm.quantizer == c[1])).any()]
     if not cells:
         return []
     names = [f"W{b.replace('/', 'A')} {q}" for b, q in cells]
-    out = [f"## Every source at a glance: {title} ({model_name}, jitter mean, seeds {fmt_seeds(dm.seed)})", "",
-           "Jitter mean (top-1 averaged over the calibrated ranges scaled by "
-           f"{', '.join(f'{f:g}' for f in profile['jitter'])}), mean ± std over seeds; **mean of cells** averages "
-           "the cells of each seed first. n: the seeds a row has.", "",
+    short, intro = SUMMARY_VALUES[value]
+    factors = ", ".join(f"{f:g}" for f in profile["jitter"])
+    out = [f"## Every source at a glance: {title} ({model_name}, {short}, seeds {fmt_seeds(dm.seed)})", "",
+           intro.format(factors=factors) + ", mean ± std over seeds; **mean of cells** averages the cells of each "
+           "seed first. n: the seeds a row has.", "",
            "| source | pixels | n | " + " | ".join(names) + " | mean of cells |",
            "|---|---|---|" + "---|" * (len(names) + 1)]
     for source in profile["sources"]:
@@ -500,8 +511,8 @@ def control_summary_section(model_name: str, dm: pd.DataFrame, profile: dict, ce
             g = g[[(b, q) in cells for b, q in zip(g.bits, g.quantizer)]]  # n: the seeds of these cells
             if not len(g):
                 continue
-            per = [g[(g.bits == b) & (g.quantizer == q)].jitter_mean for b, q in cells]
-            wide = g.pivot_table(index="seed", columns=["bits", "quantizer"], values="jitter_mean")
+            per = [g[(g.bits == b) & (g.quantizer == q)][value] for b, q in cells]
+            wide = g.pivot_table(index="seed", columns=["bits", "quantizer"], values=value)
             whole = wide[cells].dropna().mean(axis=1) if set(cells) <= set(wide.columns) else pd.Series(dtype=float)
             out.append(f"| {source} | {PIXEL_NAMES[pr]} | {g.seed.nunique()} | "
                        + " | ".join(f"{v.mean():.1f} ± {v.std(ddof=0):.1f}" if len(v) else "-" for v in per)
