@@ -47,6 +47,8 @@ COMPONENTS = {"SDA": (True, False, False), "SDA+LSE": (True, True, False), "SDA+
               "LSE": (False, True, False), "SCI": (False, False, True)}
 COMPONENT_SOURCES = {"sda": "SDA", "sda+lse": "SDA+LSE", "dsg": "SDA+LSE+SCI", "lse": "LSE", "sci": "SCI"}
 CELLS = (((3, 3), "minmax"),)  # the cell where DSG's lead survives the pixel-range control (docs/pixel-range.md)
+# the components' cells from the control's rows: also W2A4 AdaRound, where SDA costs what LSE and SCI do not
+COMPONENT_CELLS = CELLS + (((2, 4), "adaround"),)
 JITTER = (0.8, 1.0, 1.2)  # as the control profile of bench/reproduce.py
 
 
@@ -90,7 +92,7 @@ def component_rows(path: Path, model: str, ranges: set[str]) -> list[dict]:
     as the variants (one set cache), so the small multiples rest on 10 seeds instead of the few the
     variants part generates for its sample grids."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    cells = {(f"{w}/{a}", q) for (w, a), q in CELLS}
+    cells = {(f"{w}/{a}", q) for (w, a), q in COMPONENT_CELLS}
     spread = {(r["source"], r.get("pixel_range", "free"), r["seed"]): r.get("stat_spread_ratio", float("nan"))
               for r in rows if r.get("kind") == "metrics" and r["model"] == model}
     out = []

@@ -187,3 +187,7 @@ def test_the_small_multiples_take_the_components_from_every_seed_of_the_control(
     assert len(rows) == 10 and {r["variant"] for r in rows} == {"SCI"} and {r["bits"] for r in rows} == {"W3A3"}
     assert [r["stat_spread_ratio"] for r in rows if r["seed"] == 4] == [0.25] and rows[0]["top1"] == 90.0
     assert E.component_rows(path, "other", {"free"}) == []
+    recon = {**main[0], "bits": "2/4", "quantizer": "adaround"}  # W2A4 AdaRound: SDA's cost (COMPONENT_CELLS)
+    path.write_text("\n".join(json.dumps(r) for r in main + metrics + [recon, {**recon, "bits": "3/3"}]) + "\n")
+    assert {(r["bits"], r["quantizer"]) for r in E.component_rows(path, "m", {"free"})} == {
+        ("W3A3", "minmax"), ("W2A4", "adaround")}

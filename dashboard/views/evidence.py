@@ -19,6 +19,9 @@ from ..evidence_bundle import Bundle, gap, images_of, load
 
 CELLS = (("W3A3", "minmax"), ("W4A4", "dsg-avg"), ("W4A4", "minmax"), ("W3A3", "dsg-avg"))
 RECON_CELLS = (("W3A3", "adaround"), ("W2A4", "adaround"))  # on the More evidence page
+# the small multiples' cells: the W3A3 cliff, the averaged ranges, and W2A4 with reconstruction, where
+# one part of DSG (SDA) costs accuracy that the others do not (docs/pixel-range-sources.md)
+VARIANT_CELLS = (("W3A3", "minmax"), ("W4A4", "dsg-avg"), ("W2A4", "adaround"))
 RANGE_WORDS = {"free": "as generated (free pixels, the paper)", "clamp-after": "clamped to the valid range after "
                "generation", "clip": "kept in the valid range at every step (clip)"}
 SOURCES = ("dsg", "zeroq", "gaussian", "real")
@@ -311,7 +314,7 @@ def small_multiples(b: Bundle, model: str, pr: str, present: bool) -> None:
             spread = fv[fv.variant == name].stat_spread_ratio.dropna()
             if len(spread):
                 st.caption(f"spread of BN means {spread.mean():.2f}× real")
-    for bits, q in (("W3A3", "minmax"), ("W4A4", "dsg-avg")):
+    for bits, q in VARIANT_CELLS:
         fig = b.memo(variants_figure, model, pr, family, bits, q)
         if fig is not None:
             st.vega_lite_chart(spec=fig, key=f"ev_sm_{family}_{bits}_{q}", width="stretch")
@@ -437,8 +440,8 @@ def nowhere_section(b: Bundle) -> None:
                      f"{len(none)} of {len(eff)} cell × pixel-range combinations{behind}.")
     st.markdown("\n".join(f"- {n}" for n in notes) or "No cells in the bundle.")
     st.caption("What reconstruction (AdaRound) changes is on the next page, More evidence; docs/results.md also "
-               "records where reconstruction reverses the ranking at W2A4, "
-               "and that LSE and SCI add nothing measurable on these models.")
+               "records where reconstruction reverses the ranking at W2A4 (SDA is the part that costs it there: "
+               "the small multiples show it), and that LSE and SCI add nothing measurable on these models.")
 
 
 def replay_section(b: Bundle, model: str, pr: str) -> None:
@@ -500,7 +503,7 @@ def prebuild() -> None:
             b.memo(cell_figure, model, bits, q, fp32)
             b.memo(noise_note, model, bits, q)
         if not b.variants.empty:
-            for bits, q in (("W3A3", "minmax"), ("W4A4", "dsg-avg")):
+            for bits, q in VARIANT_CELLS:
                 b.memo(variants_figure, model, "free", "components", bits, q)
         b.memo(spread_correlations, model)
 
