@@ -187,3 +187,15 @@ def test_the_samples_grid_calls_a_tie_a_tie():
 
     words = samples_takeaway({"DSG": (3, 0.473), "ZeroQ": (4, 0.4731), "Gaussian": (1, 0.0)}, 10)
     assert "DSG's and ZeroQ's predictions are (a tie) spread most evenly" in words and "covers more" not in words
+
+
+def test_the_components_takeaway_contrasts_the_variants_with_sda_against_those_without():
+    from dashboard.views.evidence import multiples_takeaway
+    rows = [{"variant": v, "bits": "W2A4", "quantizer": "adaround", "top1": t + seed * 0.1, "seed": seed}
+            for v, t in (("SDA", 90.0), ("SDA+LSE", 88.0), ("LSE", 98.0), ("SCI", 97.0)) for seed in range(5)]
+    words = multiples_takeaway(pd.DataFrame(rows))
+    assert "with SDA 89.2, without it 97.7: SDA costs accuracy here" in words
+    flat = [{**r, "top1": 95.0} for r in rows]
+    assert "no clear SDA effect" in multiples_takeaway(pd.DataFrame(flat))
+    eps = [{**r, "variant": f"ε {i}"} for i, r in enumerate(rows)]
+    assert "SDA" not in multiples_takeaway(pd.DataFrame(eps))  # the epsilon family has no such split

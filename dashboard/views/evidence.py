@@ -361,8 +361,22 @@ def multiples_takeaway(fv: pd.DataFrame) -> str:
         words += f"; close to it: {', '.join(close)}" if close else ""
         words += f"; too spread over seeds to rank: {', '.join(spread)}" if spread else ""
         words += f"; clearly below it: {', '.join(below)}" if below else ""
-        out.append(words + f" (n = {int(m['count'].min())} seeds each)")
+        out.append(words + f" (n = {int(m['count'].min())} seeds each)" + sda_split(cell))
     return "; ".join(out) + "."
+
+
+def sda_split(cell: pd.DataFrame) -> str:
+    """For the components: the variants with SDA against those without it at one cell (means of the
+    variants' means), the contrast the small multiples exist to show; empty for other families."""
+    names = set(cell.variant)
+    with_sda = [n for n in names if "SDA" in n]
+    without = [n for n in names if "SDA" not in n]
+    if not with_sda or not without:
+        return ""
+    means = cell.groupby("variant").top1.mean()
+    a, b = means[with_sda].mean(), means[without].mean()
+    verdict = "SDA helps here" if a - b >= 2 else "SDA costs accuracy here" if b - a >= 2 else "no clear SDA effect"
+    return f" — with SDA {a:.1f}, without it {b:.1f}: {verdict}"
 
 
 
@@ -599,6 +613,8 @@ def reconstruction_takeaway(b: Bundle, model: str) -> str:
                   "removes it" if abs(recon[0]) < 2 <= abs(plain[0]) else
                   "narrows it" if abs(recon[0]) <= abs(plain[0]) - 2 else
                   "widens it" if abs(recon[0]) >= abs(plain[0]) + 2 else "leaves it about the same")
+        low = gap(b.cells, model, "W2A4", "adaround", pr)
+        at_w2 = f" (at W2A4 with AdaRound: {low[0]:+.1f})" if low is not None else ""
         out.append(f"with {pr} pixels DSG minus ZeroQ at W3A3 is {plain[0]:+.1f} points with min/max ranges and "
-                   f"{recon[0]:+.1f} with AdaRound (n = {recon[2]}): reconstruction {change}")
+                   f"{recon[0]:+.1f} with AdaRound (n = {recon[2]}): reconstruction {change}{at_w2}")
     return "; ".join(out) + "." if out else "not measured for this model."
