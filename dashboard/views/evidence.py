@@ -25,6 +25,7 @@ VARIANT_CELLS = (("W3A3", "minmax"), ("W4A4", "dsg-avg"), ("W2A4", "adaround"))
 RANGE_WORDS = {"free": "as generated (free pixels, the paper)", "clamp-after": "clamped to the valid range after "
                "generation", "clip": "kept in the valid range at every step (clip)"}
 SOURCES = ("dsg", "zeroq", "gaussian", "real")
+POINTS = 2.0  # the smallest difference of top-1 worth naming (a measured effect also needs 2 s.e.)
 
 
 # ------------------------------------------------------------------------------------------ lessons
@@ -38,7 +39,7 @@ def effect(cells: pd.DataFrame, model: str, bits: str, q: str, pr: str) -> dict 
         return None
     diff, jit, n = g
     se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-    ok = abs(diff) >= 2 and abs(diff) >= 2 * se and (math.isnan(jit) or (jit * diff > 0 and abs(jit) >= 2))
+    ok = abs(diff) >= POINTS and abs(diff) >= 2 * se and (math.isnan(jit) or (jit * diff > 0 and abs(jit) >= POINTS))
     return {"gap": diff, "se": se, "jitter_gap": jit, "n": n, "effect": bool(ok)}
 
 
@@ -61,11 +62,11 @@ def verdict(e: dict) -> str:
     who = "DSG ahead" if e["gap"] > 0 else "ZeroQ ahead"
     if e["effect"]:
         return f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e. (range jitter {e['jitter_gap']:+.1f})"
-    if abs(e["gap"]) >= 2 and abs(e["gap"]) >= 2 * e["se"]:  # a clear gap that range jitter does not keep
+    if abs(e["gap"]) >= POINTS and abs(e["gap"]) >= 2 * e["se"]:  # a clear gap that range jitter does not keep
         return (f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e., but range jitter gives "
                 f"{e['jitter_gap']:+.1f}: the grid's luck (the lead does not hold with the ranges moved)")
     # a sizeable mean gap that the seeds' spread cannot separate from zero is not "no difference"
-    none = "not separable from seed noise" if abs(e["gap"]) >= 2 else "no measured difference"
+    none = "not separable from seed noise" if abs(e["gap"]) >= POINTS else "no measured difference"
     said = f"{none} ({round(e['gap'], 1) + 0.0:+.1f} ± {e['se']:.1f} s.e.)"
     if abs(e["jitter_gap"]) >= 10:  # calibrated ranges agree, but the result hangs on the grid
         return f"{said}, but range jitter gives {e['jitter_gap']:+.1f}: an unstable cell"
@@ -92,7 +93,7 @@ def lesson(eff: pd.DataFrame, model: str) -> str:
     for c, g, se in zip(wins.cell, wins.gap, wins.se):
         after = {pr: cells.loc[(c, pr)] for pr in ("clip", "clamp-after") if (c, pr) in cells.index}
         words = ", ".join(f"{round(v['gap'], 1) + 0.0:+.1f} ± {v['se']:.1f} with {pr}"
-                          + ("" if v["effect"] or abs(v["gap"]) < 2 else " (not kept under range jitter)")
+                          + ("" if v["effect"] or abs(v["gap"]) < POINTS else " (not kept under range jitter)")
                           for pr, v in after.items())
         kept = {pr: v["gap"] for pr, v in after.items() if v["effect"] and v["gap"] > 0}
         flipped = [pr for pr, v in after.items() if v["effect"] and v["gap"] < 0]
@@ -351,7 +352,7 @@ def multiples_takeaway(fv: pd.DataFrame) -> str:
         for name, r in m.drop(index=best).iterrows():
             gap = m.at[best, "mean"] - r["mean"]
             se = math.sqrt(m.at[best, "var"] / m.at[best, "count"] + r["var"] / r["count"]) if r["count"] > 1 else 0.0
-            if gap < 2:
+            if gap < POINTS:
                 close.append(f"{name} {r['mean']:.1f}")
             elif gap >= 2 * se:
                 below.append(f"{name} {r['mean']:.1f}")
@@ -375,7 +376,8 @@ def sda_split(cell: pd.DataFrame) -> str:
         return ""
     means = cell.groupby("variant").top1.mean()
     a, b = means[with_sda].mean(), means[without].mean()
-    verdict = "SDA helps here" if a - b >= 2 else "SDA costs accuracy here" if b - a >= 2 else "no clear SDA effect"
+    verdict = ("SDA helps here" if a - b >= POINTS else "SDA costs accuracy here" if b - a >= POINTS
+               else "no clear SDA effect")
     return f" — with SDA {a:.1f}, without it {b:.1f}: {verdict}"
 
 
@@ -609,10 +611,10 @@ def reconstruction_takeaway(b: Bundle, model: str) -> str:
         recon = gap(b.cells, model, "W3A3", "adaround", pr)
         if plain is None or recon is None:
             continue
-        change = ("reverses it" if plain[0] * recon[0] < 0 and abs(recon[0]) >= 2 else
-                  "removes it" if abs(recon[0]) < 2 <= abs(plain[0]) else
-                  "narrows it" if abs(recon[0]) <= abs(plain[0]) - 2 else
-                  "widens it" if abs(recon[0]) >= abs(plain[0]) + 2 else "leaves it about the same")
+        change = ("reverses it" if plain[0] * recon[0] < 0 and abs(recon[0]) >= POINTS else
+                  "removes it" if abs(recon[0]) < POINTS <= abs(plain[0]) else
+                  "narrows it" if abs(recon[0]) <= abs(plain[0]) - POINTS else
+                  "widens it" if abs(recon[0]) >= abs(plain[0]) + POINTS else "leaves it about the same")
         low = gap(b.cells, model, "W2A4", "adaround", pr)
         at_w2 = f" (at W2A4 with AdaRound: {low[0]:+.1f})" if low is not None else ""
         out.append(f"with {pr} pixels DSG minus ZeroQ at W3A3 is {plain[0]:+.1f} points with min/max ranges and "
