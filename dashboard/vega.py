@@ -87,12 +87,27 @@ def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
     where = f"these {test_images:,}" if test_images else "these"
     levels = [(f"FP32 {fp32:.1f}% on {where} test images", fp32, "black")] if fp32 is not None else []
     levels += [(f"{name} {v:.1f}", v, COLORS.get(name, FALLBACK)) for name, v in (lines or {}).items()]
-    for text, v, colour in levels:
+    for (text, v, colour), lift in zip(levels, label_lifts([v for _, v, _ in levels])):
         rule = alt.Chart(pd.DataFrame({"y": [v], "text": [text]}))
         layers.append(rule.mark_rule(strokeDash=[5, 4], color=colour).encode(y="y:Q"))
-        layers.append(rule.mark_text(align="left", baseline="bottom", dy=-2, color=colour).encode(
+        layers.append(rule.mark_text(align="left", baseline="bottom", dy=-2 - LABEL_PX * lift, color=colour).encode(
             y="y:Q", x=alt.value(4), text="text:N"))
     return _finish(alt.layer(*layers), title, height)
+
+
+LABEL_PX = 13       # height of a reference line's label
+LABEL_POINTS = 5.0  # levels closer than this (top-1 points, about 15 px at the usual height) would overlap
+
+
+def label_lifts(values: list[float]) -> list[int]:
+    """How many label heights each level's label is raised, so that labels of close levels (FP32,
+    ZeroQ and real within a point of each other) stack instead of printing over each other."""
+    lifts, placed = [0] * len(values), []
+    for i in sorted(range(len(values)), key=lambda k: values[k]):
+        near = [lifts[j] for j in placed if abs(values[j] - values[i]) < LABEL_POINTS]
+        lifts[i] = max(near) + 1 if near else 0
+        placed.append(i)
+    return lifts
 
 
 def pixel_panels(df: pd.DataFrame, panels: list[str]) -> pd.DataFrame:

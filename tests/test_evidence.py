@@ -199,3 +199,19 @@ def test_the_components_takeaway_contrasts_the_variants_with_sda_against_those_w
     assert "no clear SDA effect" in multiples_takeaway(pd.DataFrame(flat))
     eps = [{**r, "variant": f"ε {i}"} for i, r in enumerate(rows)]
     assert "SDA" not in multiples_takeaway(pd.DataFrame(eps))  # the epsilon family has no such split
+    # a gap that one seed makes: SDA's variants collapse on seed 0 only, so the gap is under 2 s.e.
+    swing = [{**r, "top1": (40.0 if r["seed"] == 0 and "SDA" in r["variant"] else 95.0)} for r in rows]
+    assert "under two standard errors" in multiples_takeaway(pd.DataFrame(swing))
+
+
+def test_labels_of_close_reference_lines_stack_instead_of_overlapping():
+    import pandas as pd
+
+    from dashboard.vega import LABEL_PX, label_lifts, seed_dots
+    assert label_lifts([99.1, 98.5, 98.9]) == [2, 0, 1]  # FP32, ZeroQ, real within a point: three rows
+    assert label_lifts([99.1, 60.0, 98.0]) == [1, 0, 0]  # ZeroQ far below: on its own line
+    df = pd.DataFrame({"set": ["SDA"] * 2, "seed": [0, 1], "top1": [95.0, 96.0]})
+    spec = seed_dots(df, 99.1, "t", lines={"ZeroQ": 98.5, "Real": 98.9}).to_dict()
+    offsets = sorted(layer["mark"]["dy"] for layer in spec["layer"]
+                     if isinstance(layer.get("mark"), dict) and layer["mark"].get("type") == "text")
+    assert offsets == [-2 - 2 * LABEL_PX, -2 - LABEL_PX, -2]

@@ -303,6 +303,7 @@ def small_multiples(b: Bundle, model: str, pr: str, present: bool) -> None:
     family = family or "components"
     fv = v[v.family == family]
     names = list(dict.fromkeys(fv.variant))
+    st.caption("Seed 0's first images of each variant; under each image, the class the model predicts for it.")
     cols = st.columns(len(names))
     spec = get_spec(model)
     for col, name in zip(cols, names):
@@ -368,7 +369,9 @@ def multiples_takeaway(fv: pd.DataFrame) -> str:
 
 def sda_split(cell: pd.DataFrame) -> str:
     """For the components: the variants with SDA against those without it at one cell (means of the
-    variants' means), the contrast the small multiples exist to show; empty for other families."""
+    variants' means), the contrast the small multiples exist to show; empty for other families. A
+    verdict needs the gap to reach ``POINTS`` and two standard errors of the seed-by-seed difference
+    (each seed: its with-SDA variants' mean minus its without-SDA variants' mean)."""
     names = set(cell.variant)
     with_sda = [n for n in names if "SDA" in n]
     without = [n for n in names if "SDA" not in n]
@@ -376,10 +379,24 @@ def sda_split(cell: pd.DataFrame) -> str:
         return ""
     means = cell.groupby("variant").top1.mean()
     a, b = means[with_sda].mean(), means[without].mean()
-    verdict = ("SDA helps here" if a - b >= POINTS else "SDA costs accuracy here" if b - a >= POINTS
-               else "no clear SDA effect")
+    se = _paired_se(cell, with_sda, without)
+    gap = abs(a - b)
+    if gap < POINTS:
+        verdict = "no clear SDA effect"
+    elif se is not None and gap < 2 * se:
+        verdict = f"a gap of {gap:.1f} points, but under two standard errors ({se:.1f}) over seeds: not a clear effect"
+    else:
+        verdict = "SDA helps here" if a > b else "SDA costs accuracy here"
     return f" — with SDA {a:.1f}, without it {b:.1f}: {verdict}"
 
+
+def _paired_se(cell: pd.DataFrame, with_sda: list[str], without: list[str]) -> float | None:
+    """Standard error of the per-seed difference of the two groups' means; None without seeds to pair."""
+    if "seed" not in cell:
+        return None
+    by_seed = cell.pivot_table(index="seed", columns="variant", values="top1")
+    diff = (by_seed[with_sda].mean(axis=1) - by_seed[without].mean(axis=1)).dropna()
+    return float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else None
 
 
 def predicts_section(b: Bundle, model: str) -> None:
