@@ -9,9 +9,15 @@ data: its calibrated activation ranges are narrower than real data's (0.73x on r
 held-out VGG) and its top-1 climbs as the ranges are widened. Its images use little of the valid pixel
 range: the reference starts from U[0,1) in normalized units (MNIST's valid range is about -0.42 to 2.82)
 and pulls every image towards zero with its L2 prior. Each variant here changes one point of that
-objective. The choice is made on the two embedded models at three seeds (stage ``select``: the four
-range-rule cells, cheap); the held-out model is measured only for the variants chosen, at ten seeds,
-with issue 18's six goal cells (stage ``test``). Real data is measured in the same run, seed for seed.
+objective. Stage ``select`` screens them on the two embedded models (three seeds, the four range-rule
+cells); stage ``test`` measures the survivors at ten seeds with issue 18's six goal cells (W3A3 and W4A4
+with min/max, DSG-avg and AdaRound). Real data is measured in the same run, seed for seed.
+
+The rule, fixed before the ten-seed results: the variant that meets the goal's tests against real data
+(top-1 and jitter mean within 0.5 points of real's or above, top-1 std at most 1 point) in the most of
+the twelve embedded cells replaces `best`; a tie keeps `best`. ``vgg_bn_mnist`` was measured for the
+screened variants to test the range explanation, so it is no longer held out for this choice; the
+held-out test is ``allconv_bn_mnist`` (``bench/unseen_model.py``), trained after the rule was fixed.
 
 Resumable: rows go to bench/cache/recipes/rows.jsonl (one line per set and cell) and are skipped when
 there; several processes (``--shard i/n``) can share the file.
@@ -37,7 +43,7 @@ from dsg_core.quant import QuantConfig
 
 CACHE = Path(__file__).resolve().parent / "cache" / "recipes"
 EMBEDDED = ("resnet20_mnist", "mobilenetv2_mnist")
-HELD_OUT = "vgg_bn_mnist"  # bench/unseen_model.py
+HELD_OUT = ("vgg_bn_mnist", "allconv_bn_mnist")  # bench/unseen_model.py
 # one point of the reference objective changed each (the ``best`` preset's other settings kept)
 VARIANTS = {
     "best": ({}, "the `best` preset as shipped"),
@@ -51,7 +57,7 @@ VARIANTS = {
 RANGE_CELLS = ((3, 3, "minmax"), (3, 3, "dsg-avg"), (4, 4, "dsg-avg"), (4, 4, "minmax"))
 GOAL_CELLS = RANGE_CELLS + ((3, 3, "adaround"), (4, 4, "adaround"))
 STAGES = {"select": dict(models=EMBEDDED, seeds=range(3), cells=RANGE_CELLS),
-          "test": dict(models=(*EMBEDDED, HELD_OUT), seeds=range(10), cells=GOAL_CELLS)}
+          "test": dict(models=(*EMBEDDED, *HELD_OUT), seeds=range(10), cells=GOAL_CELLS)}
 JITTER = (0.8, 1.0, 1.2)
 SAMPLES, ITERATIONS, RECON_ITERS = 64, 200, 100  # the control's settings (bench/reproduce.py)
 
@@ -140,9 +146,47 @@ def render(allow_mixed: bool = False) -> str:
            "range scaled by 0.8, 1, 1.2. Range ratio: the set's min/max activation ranges over those of the "
            "same seed's 64 real images (geometric mean over layers).", "", "Variants:", ""]
     out += [f"- `{v}`: {d}" for v, (_, d) in VARIANTS.items()] + [""]
-    for model_name in [m for m in (*EMBEDDED, HELD_OUT) if m in set(df.model)]:
+    for model_name in [m for m in (*EMBEDDED, *HELD_OUT) if m in set(df.model)]:
         out += model_table(model_name, ratio[ratio.model == model_name], cells[cells.model == model_name])
+    out += goal_section(cells)
     return "\n".join(out) + "\n"
+
+
+def goal_met(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, model and cell: issue 18's tests against real data of the same seeds — top-1 and
+    jitter mean within 0.5 points of real's (or above), std over seeds at most 1 point."""
+    out = []
+    for (model_name, cell), part in cells.groupby(["model", "cell"]):
+        real = part[part.variant == "real"]
+        if real.empty:
+            continue
+        for v, p in part[part.variant != "real"].groupby("variant"):
+            r = real[real.seed.isin(p.seed)]
+            out.append(dict(model=model_name, cell=cell, variant=v, seeds=len(p),
+                            top1=p.top1.mean() >= r.top1.mean() - 0.5,
+                            jitter=p.jitter_mean.mean() >= r.jitter_mean.mean() - 0.5,
+                            std=p.top1.std(ddof=1) <= 1.0 if len(p) > 1 else None))
+    return pd.DataFrame(out)
+
+
+def goal_section(cells: pd.DataFrame) -> list[str]:
+    """Cells where each variant meets the goal's tests, per model: how the variants are chosen."""
+    met = goal_met(cells)
+    if met.empty:
+        return []
+    met = met.assign(all=met.top1 & met.jitter & met["std"].fillna(True).astype(bool))
+    models = [m for m in (*EMBEDDED, *HELD_OUT) if m in set(met.model)]
+    out = ["## Against real data, cell by cell", "",
+           "Cells where the variant's top-1 and jitter mean are within 0.5 points of real data's (same seeds) or "
+           "above, and its top-1 std over seeds is at most 1 point (issue 18's tests, without MCT's): met / cells "
+           "measured. A variant is chosen on the embedded models only.", "",
+           "| variant | " + " | ".join(models) + " | embedded models together |", "|---" * (len(models) + 2) + "|"]
+    for v in [v for v in VARIANTS if v in set(met.variant)]:
+        mv = met[met.variant == v]
+        per = [f"{int(mv[mv.model == m]['all'].sum())} / {int((mv.model == m).sum())}" for m in models]
+        emb = mv[mv.model.isin(EMBEDDED)]
+        out.append(f"| {v} | " + " | ".join(per) + f" | {int(emb['all'].sum())} / {len(emb)} |")
+    return out + [""]
 
 
 def model_table(model_name: str, ratio: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
