@@ -89,3 +89,17 @@ def test_pixel_range_documents_follow_one_rule():
     assert R.control_doc("control") == "pixel-range.md"
     assert R.control_doc("control-sources") == "pixel-range-sources.md"
     assert R.control_doc("unseen") == "pixel-range-unseen.md"
+
+
+def test_the_second_held_out_model_is_all_convolutional_and_registers_beside_the_first(own_registry, tmp_path,
+                                                                                        monkeypatch):
+    model = U.AllConvBN().eval()
+    assert len(registry.bn_layer_names(model)) == 5
+    assert not any(isinstance(m, (torch.nn.Linear, torch.nn.MaxPool2d)) for m in model.modules())
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    monkeypatch.setattr(U, "CHECKPOINT", tmp_path / "vgg_bn_mnist.safetensors")
+    U.register()
+    assert {"vgg_bn_mnist", "allconv_bn_mnist"} <= {s.name for s in list_models()}
+    assert U.checkpoint("allconv_bn_mnist") == tmp_path / "allconv_bn_mnist.safetensors"
+    with pytest.raises(ModelError, match=r"run `python bench/unseen_model\.py --model allconv_bn_mnist`"):
+        load_model("allconv_bn_mnist")
