@@ -187,7 +187,33 @@ def goal_section(cells: pd.DataFrame) -> list[str]:
         per = [f"{int(mv[mv.model == m]['all'].sum())} / {int((mv.model == m).sum())}" for m in models]
         emb = mv[mv.model.isin(EMBEDDED)]
         out.append(f"| {v} | " + " | ".join(per) + f" | {int(emb['all'].sum())} / {len(emb)} |")
-    return out + [""]
+    return out + ["", outcome(met), ""]
+
+
+def outcome(met: pd.DataFrame) -> str:
+    """The rule applied: among the variants measured in every embedded cell at ten seeds, the one
+    meeting the most embedded cells replaces `best`; a tie with `best` keeps it. Then the held-out
+    models' counts, which played no part in it."""
+    full = met[met.model.isin(EMBEDDED) & (met.seeds >= STAGES["test"]["seeds"].stop)]
+    cells = len(EMBEDDED) * len(GOAL_CELLS)
+    counts = {v: int(g["all"].sum()) for v, g in full.groupby("variant") if len(g) == cells}
+    if "best" not in counts or len(counts) < 2:
+        return ("**The rule:** not applied yet (it needs `best` and another variant in every embedded cell at "
+                "ten seeds).")
+    top = max(counts.values())
+    winners = [v for v, c in counts.items() if c == top]
+    chosen = "best" if "best" in winners else winners[0]
+    said = ", ".join(f"`{v}` {c} / {cells}" for v, c in sorted(counts.items(), key=lambda kv: -kv[1]))
+    verdict = ("`best` stays" + (f" (tied with {', '.join(f'`{w}`' for w in winners if w != 'best')})"
+                                 if len(winners) > 1 else "") if chosen == "best" else f"`{chosen}` replaces `best`")
+    held = []
+    for m in HELD_OUT:
+        hm = met[(met.model == m) & (met.seeds >= STAGES["test"]["seeds"].stop)]
+        if not hm.empty:
+            held.append(f"{m}: " + ", ".join(f"`{v}` {int(g['all'].sum())} / {len(g)}"
+                                             for v, g in hm.groupby("variant")))
+    return (f"**The rule** (embedded cells met at ten seeds): {said}, so {verdict}."
+            + (f" Held-out models, ten seeds (no part in the rule): {'; '.join(held)}." if held else ""))
 
 
 def model_table(model_name: str, ratio: pd.DataFrame, cells: pd.DataFrame) -> list[str]:

@@ -55,3 +55,18 @@ def test_the_page_counts_met_cells_per_model(tmp_path, monkeypatch):
     page = RC.render()
     assert "| best | 2 | 0.70 | 99.0 ± 0.1 (99.0) | 99.0 |" in page
     assert "| best | 1 / 1 | 1 / 1 |" in page and "| no-sda | 0 / 1 | 0 / 1 |" in page
+
+
+def test_the_rule_replaces_best_only_when_another_variant_meets_more_embedded_cells():
+    def met(counts: dict[str, int], held: int = 0) -> pd.DataFrame:
+        names = [RC.cell_name(c) for c in RC.GOAL_CELLS]
+        out = [dict(model=m, cell=c, variant=v, seeds=10, all=(k < n))
+               for v, n in counts.items()
+               for k, (m, c) in enumerate((m, c) for m in RC.EMBEDDED for c in names)]
+        out += [dict(model=RC.HELD_OUT[1], cell=c, variant="best", seeds=10, all=k < held) for k, c in enumerate(names)]
+        return pd.DataFrame(out)
+    assert "so `best` stays (tied with `no-sda`)" in RC.outcome(met({"best": 7, "no-sda": 7}))
+    assert "so `no-sda` replaces `best`" in RC.outcome(met({"best": 7, "no-sda": 9}))
+    said = RC.outcome(met({"best": 8, "no-sda": 7}, held=2))
+    assert "so `best` stays." in said and "allconv_bn_mnist: `best` 2 / 6" in said
+    assert "not applied yet" in RC.outcome(met({"best": 7}))
