@@ -2,7 +2,7 @@
 the project has not tuned anything on.
 
     python bench/unseen_model.py                          # train vgg_bn_mnist (under 2 minutes on one thread)
-    python bench/unseen_model.py --model allconv_bn_mnist # train the second one
+    python bench/unseen_model.py --model allconv_bn_mnist # train the second one (and lenet_bn_mnist the third)
 
 ``vgg_bn_mnist`` is a plain VGG-style CNN (no residuals, no depthwise convolutions: unlike ResNet-20 and
 MobileNetV2), BatchNorm after every convolution, trained exactly like the embedded models
@@ -14,7 +14,9 @@ trains behind the back of a benchmark run).
 ``allconv_bn_mnist`` is a second held-out network, added when ``vgg_bn_mnist`` had been used to test why
 `best` falls short (``bench/recipes.py``) and so no longer counted as unseen for a recipe chosen after
 that: all-convolutional (a 5x5 stem, stride-2 3x3 convolutions instead of pooling, a 1x1 convolution as
-the classifier over global average pooling), BN after every convolution but the last.
+the classifier over global average pooling), BN after every convolution but the last. ``lenet_bn_mnist``,
+the third, was added to confirm what the first two showed (``bench/recipes.py``): LeNet-style, two 5x5
+convolutions with BN and max-pooling, then two linear layers on the flattened map (no global pooling).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dsg_core.models.registry import ModelSpec, register_model
 
 NAME = "vgg_bn_mnist"
 SECOND = "allconv_bn_mnist"
+THIRD = "lenet_bn_mnist"
 CHECKPOINT = Path(__file__).resolve().parent / "cache" / "unseen" / f"{NAME}.safetensors"
 WIDTHS = (16, 16, 32, 32, 64, 64)  # two convs per stage, 2x2 max-pool between stages: 28 -> 14 -> 7
 RECIPE = dict(epochs=15, lr=0.1, batch=64, seed=0)
@@ -75,10 +78,30 @@ class AllConvBN(nn.Module):
         return self.classifier(self.features(x)).mean(dim=(2, 3))
 
 
+class LeNetBN(nn.Module):
+    """(conv5x5-BN-ReLU, max-pool) x 2, flatten, linear-ReLU, linear: LeNet-5's layout with BN."""
+
+    def __init__(self, in_chans: int = 1, num_classes: int = 10, widths: tuple[int, ...] = (20, 50), hidden: int = 128):
+        super().__init__()
+        layers, c = [], in_chans
+        for w in widths:
+            layers += [nn.Conv2d(c, w, 5, padding=2, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 7 * 7, hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, num_classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
 ARCHITECTURES = {  # name -> (network, registry description)
     NAME: (VGGBN, "Held-out VGG-style CNN (6 conv+BN+ReLU, no residuals) trained on MNIST-5k; not shipped."),
     SECOND: (AllConvBN, "Second held-out CNN (all-convolutional: strided convs, 1x1 conv classifier, no "
                         "pooling or linear layer) trained on MNIST-5k; not shipped."),
+    THIRD: (LeNetBN, "Third held-out CNN (LeNet-style: two conv+BN+pool, two linear layers on the flattened "
+                     "map) trained on MNIST-5k; not shipped."),
 }
 
 
