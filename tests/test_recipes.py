@@ -47,13 +47,13 @@ def test_the_page_counts_met_cells_per_model(tmp_path, monkeypatch):
     monkeypatch.setattr(RC, "CACHE", tmp_path)
     prov = {"code_version": "c", "source_hash": "s", "config_hash": "h"}
     lines = [*rows("real", "resnet20_mnist", "W4A4 minmax", [99.0, 99.0]),
-             *rows("best", "resnet20_mnist", "W4A4 minmax", [99.0, 99.1]),
+             *rows("best", "resnet20_mnist", "W4A4 minmax", [99.0, 99.2]),
              *rows("no-sda", "resnet20_mnist", "W4A4 minmax", [90.0, 90.0]),
              *(dict(model="resnet20_mnist", variant=v, seed=s, cell=None, range_ratio=r, max_layer_ratio=1.0)
                for v, r in (("real", 1.0), ("best", 0.7), ("no-sda", 0.9)) for s in (0, 1))]
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps({**r, **prov}) + "\n" for r in lines))
     page = RC.render()
-    assert "| best | 2 | 0.70 | 99.0 ± 0.1 (99.0) | 99.0 |" in page
+    assert "| best | 2 | 0.70 | 99.1 ± 0.1 (99.1) | 99.1 |" in page
     assert "| best | 1 / 1 | 1 / 1 |" in page and "| no-sda | 0 / 1 | 0 / 1 |" in page
 
 
@@ -70,3 +70,15 @@ def test_the_rule_replaces_best_only_when_another_variant_meets_more_embedded_ce
     said = RC.outcome(met({"best": 8, "no-sda": 7}, held=2))
     assert "so `best` stays." in said and "allconv_bn_mnist: `best` 2 / 6" in said
     assert "not applied yet" in RC.outcome(met({"best": 7}))
+
+
+def test_variants_of_ten_seeds_stand_beside_mcts_cells():
+    mct = pd.DataFrame([dict(model="resnet20_mnist", source="mct", seed=s, bits="4/4", quantizer="dsg-avg",
+                             top1=99.0, jitter_mean=97.0) for s in range(10)])
+    cells = pd.DataFrame([*rows("best", "resnet20_mnist", "W4A4 dsg-avg", [98.5] * 10),
+                          *rows("no-sda", "resnet20_mnist", "W4A4 dsg-avg", [99.1] * 10),
+                          *rows("no-ce", "resnet20_mnist", "W4A4 dsg-avg", [99.5] * 3)])  # 3 seeds: left out
+    page = "\n".join(RC.mct_section(cells, mct))
+    assert "| MCT | 99.0 ± 0.0 (97.0) | |" in page
+    assert "| best | 98.5 ± 0.0 (98.5) | 0 / 1 |" in page and "| no-sda | 99.1 ± 0.0 (99.1) | 1 / 1 |" in page
+    assert "no-ce" not in page

@@ -103,3 +103,7 @@ def test_the_second_held_out_model_is_all_convolutional_and_registers_beside_the
     assert U.checkpoint("allconv_bn_mnist") == tmp_path / "allconv_bn_mnist.safetensors"
     with pytest.raises(ModelError, match=r"run `python bench/unseen_model\.py --model allconv_bn_mnist`"):
         load_model("allconv_bn_mnist")
+    lenet = U.LeNetBN().eval()
+    assert len(registry.bn_layer_names(lenet)) == 2 and lenet(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in lenet.modules())  # a flattened map
+    assert "lenet_bn_mnist" in {s.name for s in list_models()}
