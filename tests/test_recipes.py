@@ -82,3 +82,11 @@ def test_variants_of_ten_seeds_stand_beside_mcts_cells():
     assert "| MCT | 99.0 ± 0.0 (97.0) | |" in page
     assert "| best | 98.5 ± 0.0 (98.5) | 0 / 1 |" in page and "| no-sda | 99.1 ± 0.0 (99.1) | 1 / 1 |" in page
     assert "no-ce" not in page
+
+
+def test_the_documented_command_makes_the_no_sda_variant():
+    from dsg_core.cli import build_parser, generation_config
+    args = build_parser().parse_args(["generate", "--preset", "best", "--no-sda", "--samples", str(RC.SAMPLES),
+                                      "--batch-size", str(RC.SAMPLES), "--iterations", str(RC.ITERATIONS),
+                                      "--seed", "4", "--out", "x.safetensors"])
+    assert generation_config(args, 28) == RC.variant_config("no-sda", 28, seed=4)
