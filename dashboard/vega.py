@@ -70,7 +70,9 @@ def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
                      alt.Tooltip("hi:Q", title="bundle max", format=".1f"), alt.Tooltip("n:Q", title="seeds")]))
     layers.append(base.mark_circle(size=70, opacity=0.7).encode(y=y, tooltip=tip, **enc))
     stats = df.groupby(by, sort=False).top1.agg(mean="mean", std=lambda v: v.std(ddof=0), n="count").reset_index()
-    stats = stats.assign(lo=stats["mean"] - stats["std"], hi=stats["mean"] + stats["std"])
+    # the bar stops at the axis' ends: top-1 cannot leave 0-100, and a bar past 100 reads as a value
+    stats = stats.assign(lo=(stats["mean"] - stats["std"]).clip(lower=0),
+                         hi=(stats["mean"] + stats["std"]).clip(upper=100))
     multi = stats[stats.n > 1]
     if len(multi):
         stip = [alt.Tooltip(f"{colour_field}:N", title="set"), alt.Tooltip("mean:Q", format=".1f"),

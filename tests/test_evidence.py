@@ -176,6 +176,7 @@ def test_verdicts_say_a_wide_gap_is_noise_not_no_difference_and_spread_verdict_f
     base = {"effect": False, "jitter_gap": 1.0}
     assert verdict({**base, "gap": -14.1, "se": 9.7}).startswith("not separable from seed noise (-14.1 ± 9.7 s.e.)")
     assert verdict({**base, "gap": 0.3, "se": 0.2}).startswith("no measured difference (+0.3")
+    assert verdict({**base, "gap": 0.8, "se": 0.2}).startswith("a difference under 2 points (+0.8")  # 4 s.e., small
     inside = "the sets inside the valid range"
     assert "partly the grid's luck" in spread_verdict([("all", 80, 0.7, 0.6), (inside, 50, 0.63, 0.04)])
     assert "still predicts" in spread_verdict([(inside, 50, 0.7, 0.6)])
@@ -215,3 +216,16 @@ def test_labels_of_close_reference_lines_stack_instead_of_overlapping():
     offsets = sorted(layer["mark"]["dy"] for layer in spec["layer"]
                      if isinstance(layer.get("mark"), dict) and layer["mark"].get("type") == "text")
     assert offsets == [-2 - 2 * LABEL_PX, -2 - LABEL_PX, -2]
+
+
+def test_the_w2a4_note_says_who_leads_and_error_bars_stay_on_the_axis():
+    import pandas as pd
+
+    from dashboard.vega import seed_dots
+    from dashboard.views.evidence import w2_words
+    assert w2_words(-4.9) == "ZeroQ is ahead" and w2_words(3.0) == "DSG is ahead"
+    assert w2_words(-0.8) == "neither leads by a difference worth naming"
+    df = pd.DataFrame({"set": ["DSG"] * 3, "seed": [0, 1, 2], "top1": [99.0, 99.5, 40.0]})
+    layers = seed_dots(df, 99.2, "t").to_dict()
+    bars = [v for name, rows in layers["datasets"].items() for v in rows if "hi" in v]
+    assert bars and all(0 <= b["lo"] and b["hi"] <= 100 for b in bars)

@@ -66,7 +66,8 @@ def verdict(e: dict) -> str:
         return (f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e., but range jitter gives "
                 f"{e['jitter_gap']:+.1f}: the grid's luck (the lead does not hold with the ranges moved)")
     # a sizeable mean gap that the seeds' spread cannot separate from zero is not "no difference"
-    none = "not separable from seed noise" if abs(e["gap"]) >= POINTS else "no measured difference"
+    none = ("not separable from seed noise" if abs(e["gap"]) >= POINTS else
+            f"a difference under {POINTS:g} points" if abs(e["gap"]) >= 2 * e["se"] > 0 else "no measured difference")
     said = f"{none} ({round(e['gap'], 1) + 0.0:+.1f} ± {e['se']:.1f} s.e.)"
     if abs(e["jitter_gap"]) >= 10:  # calibrated ranges agree, but the result hangs on the grid
         return f"{said}, but range jitter gives {e['jitter_gap']:+.1f}: an unstable cell"
@@ -620,6 +621,13 @@ def reconstruction_section(b: Bundle, model: str) -> None:
                "jitter.")
 
 
+def w2_words(gap_points: float) -> str:
+    """Who leads at W2A4 with AdaRound, in words: the lead can be the other way round from W3A3's."""
+    if abs(gap_points) < POINTS:
+        return "neither leads by a difference worth naming"
+    return "DSG is ahead" if gap_points > 0 else "ZeroQ is ahead"
+
+
 def reconstruction_takeaway(b: Bundle, model: str) -> str:
     """Per pixel handling at W3A3: the DSG-minus-ZeroQ gap with min/max ranges against with AdaRound."""
     out = []
@@ -633,7 +641,7 @@ def reconstruction_takeaway(b: Bundle, model: str) -> str:
                   "narrows it" if abs(recon[0]) <= abs(plain[0]) - POINTS else
                   "widens it" if abs(recon[0]) >= abs(plain[0]) + POINTS else "leaves it about the same")
         low = gap(b.cells, model, "W2A4", "adaround", pr)
-        at_w2 = f" (at W2A4 with AdaRound: {low[0]:+.1f})" if low is not None else ""
+        at_w2 = f" (at W2A4 with AdaRound {w2_words(low[0])}: {low[0]:+.1f})" if low is not None else ""
         out.append(f"with {pr} pixels DSG minus ZeroQ at W3A3 is {plain[0]:+.1f} points with min/max ranges and "
                    f"{recon[0]:+.1f} with AdaRound (n = {recon[2]}): reconstruction {change}{at_w2}")
     return "; ".join(out) + "." if out else "not measured for this model."
