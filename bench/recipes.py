@@ -34,6 +34,7 @@ there; several processes (``--shard i/n``) can share the file.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -113,9 +114,10 @@ def one_set(res: Resources, model_name: str, variant: str, seed: int, cells, row
     print(f"{model_name} {variant} seed {seed}: {time.time() - t0:.0f} s", flush=True)
 
 
-def cell_name(c) -> str:
+def cell_name(c: tuple[int, int, str]) -> str:
+    """(3, 3, "minmax") -> "W3A3 minmax", as bench/best.py names its cells."""
     w, a, q = c
-    return f"W{w}A{a} {q}"
+    return bits_cell(f"{w}/{a}", q)
 
 
 def run_stage(stage: str, variants: list[str], models: list[str] | None, shard: tuple[int, int]) -> None:
@@ -132,13 +134,10 @@ def run_stage(stage: str, variants: list[str], models: list[str] | None, shard: 
                 k += 1
 
 
-_LOADED: dict[str, Resources] = {}
-
-
+@functools.cache
 def resources(model_name: str) -> Resources:
-    if model_name not in _LOADED:
-        _LOADED[model_name] = Resources.load(Plan(model_name))
-    return _LOADED[model_name]
+    """The model, its test split and its pool of real images, loaded once per process."""
+    return Resources.load(Plan(model_name))
 
 
 # ------------------------------------------------------------------------------------------ render
