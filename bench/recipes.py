@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from best import MAX_STD, WITHIN
+from best import against_real
 from best import cell_name as bits_cell
 from best import read as read_results
 from common import Rows, header, register_models, write_doc
@@ -200,10 +200,9 @@ def goal_met(cells: pd.DataFrame) -> pd.DataFrame:
             continue
         for v, p in part[part.variant != "real"].groupby("variant"):
             r = real[real.seed.isin(p.seed)]
+            tests = against_real(p.top1, p.jitter_mean, r.top1, r.jitter_mean)
             out.append(dict(model=model_name, cell=cell, variant=v, seeds=len(p),
-                            top1=p.top1.mean() >= r.top1.mean() - WITHIN,
-                            jitter=p.jitter_mean.mean() >= r.jitter_mean.mean() - WITHIN,
-                            std=p.top1.std(ddof=0) <= MAX_STD if len(p) > 1 else None))
+                            **{**tests, "std": tests["std"] if len(p) > 1 else None}))
     return pd.DataFrame(out)
 
 
