@@ -107,8 +107,9 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", choices=["gaussian", "zeroq", "dsg"], default="dsg")
     g.add_argument("--preset", choices=["paper", "reference", "best"], default="paper",  # config.PRESETS (lazy)
                    help="paper: the formulas only; reference: DSG's released code's objective (priors, init, "
-                        "lr, patience, LSE mode); best: reference with the pixels clamped to the valid range at "
-                        "the end (docs/best.md); with --no-sda it did better on held-out models (docs/recipes.md)")
+                        "lr, patience, LSE mode); best: reference without SDA, the pixels clamped to the valid "
+                        "range at the end (docs/best.md; the former best, with SDA: --preset reference "
+                        "--pixel-range clamp-after)")
     g.add_argument("--epsilon", type=float, help="SDA slack quantile in (0, 1] (default 0.9)")
     g.add_argument("--lse-weight", type=float, help="LSE enhancement weight (default 2)")
     g.add_argument("--lse-mode", choices=["paper", "reference"],

@@ -31,7 +31,7 @@ REPRODUCTION = ("real", "gaussian", "zeroq", "zeroq+priors", "dsg", *ABLATIONS, 
 SOURCES = (*REPRODUCTION, "best")
 LABELS = {"real": "Real", "gaussian": "Gaussian", "zeroq": "ZeroQ", "zeroq+priors": "ZeroQ + priors", "dsg": "DSG",
           "sda": "SDA", "lse": "LSE", "sci": "SCI", "sda+lse": "SDA+LSE", "sda+lse+sci": "SDA+LSE+SCI",
-          "dsg-reference": "DSG reference", "best": "Best (DSG reference, pixels in range)"}
+          "dsg-reference": "DSG reference", "best": "Best (DSG reference without SDA, pixels in range)"}
 
 
 def label(source: str) -> str:
@@ -67,9 +67,10 @@ def source_config(name: str, base: GenerationConfig, image_size: int) -> Generat
         return base.replace(method="dsg", sda=sda, lse=lse, sci=sci)
     if name == "dsg-reference":
         return reference_priors(base.replace(method="dsg", sda=True, lse=True, sci=True), image_size)
-    if name == "best":  # the recipe's pixel handling is part of it: a plan's pixel range does not change it
-        kept = preset("best", image_size=image_size).pixel_range
-        return source_config("dsg-reference", base.replace(pixel_range=kept), image_size)
+    if name == "best":  # the recipe's pixel handling and SDA switch are part of it: a plan does not change them
+        recipe = preset("best", image_size=image_size)
+        return source_config("dsg-reference", base.replace(pixel_range=recipe.pixel_range),
+                             image_size).replace(sda=recipe.sda)
     raise ConfigError(f"unknown calibration source {name!r}; choose from {', '.join(SOURCES)}")
 
 

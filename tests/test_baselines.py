@@ -1,6 +1,8 @@
 """Baselines as published (issue 18, item 1): ZeroQ's own start and lr floor, the ``reference``
 preset as DSG's released code's objective point by point, and DSG/Gaussian left as they were."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -200,20 +202,33 @@ def test_cli_and_plans_carry_every_new_setting():
 
 
 # ---- the best preset (issue 18, item 5) -------------------------------------------------------------
-def test_best_is_the_reference_objective_with_the_pixels_clamped_into_range():
+def test_best_is_the_reference_objective_without_sda_with_the_pixels_clamped_into_range():
     best, ref = preset("best", image_size=28), preset("reference", image_size=28)
-    assert best == ref.replace(pixel_range="clamp-after")
+    assert best == ref.replace(pixel_range="clamp-after", sda=False)
+    assert best.components == (False, True, True)  # SDA off; LSE and SCI kept
     assert preset("best", image_size=28, seed=3).seed == 3  # overrides still apply
     args = build_parser().parse_args(["generate", "--preset", "best", "--samples", "4", "--out", "x.safetensors"])
     assert generation_config(args, 28) == best.replace(samples=4)
 
 
-def test_best_source_is_dsg_reference_clamped_whatever_the_plans_pixel_range():
+def test_best_source_is_dsg_reference_without_sda_clamped_whatever_the_plan_says():
     base = GenerationConfig(samples=8, iterations=20, seed=2)
-    ref = source_config("dsg-reference", base.replace(pixel_range="clamp-after"), 28)
+    ref = source_config("dsg-reference", base.replace(pixel_range="clamp-after"), 28).replace(sda=False)
     for pr in ("free", "clip", "clamp-after"):
-        assert source_config("best", base.replace(pixel_range=pr), 28) == ref  # one set, one cache key
+        for sda in (True, False):
+            assert source_config("best", base.replace(pixel_range=pr, sda=sda), 28) == ref  # one set, one cache key
     assert ref.to_dict() != source_config("dsg-reference", base, 28).to_dict()
+
+
+def test_best_source_makes_the_sets_docs_recipes_measured_as_no_sda():
+    import importlib
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    recipes = importlib.import_module("recipes")
+    for seed in (0, 7):
+        plan = GenerationConfig(samples=recipes.SAMPLES, batch_size=recipes.SAMPLES,
+                                iterations=recipes.ITERATIONS, seed=seed)
+        assert source_config("best", plan, 28) == recipes.variant_config("no-sda", 28, seed)
 
 
 def test_cli_presets_are_the_configs():
