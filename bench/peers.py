@@ -52,7 +52,7 @@ OURS = {"zeroq": ("zeroq", "free"), "dsg": ("dsg", "free"), "dsg-clip": ("dsg", 
 MCT = ("mct", "mct-28")
 SOURCES = (*OURS, *MCT, "real")
 LABELS = {"zeroq": "ZeroQ (ours)", "dsg": "DSG (ours)", "dsg-clip": "DSG, pixels clipped (ours)",
-          "best": "Best preset (ours: DSG reference, clamped)",
+          "best": "Best preset (ours: DSG reference without SDA, clamped)",
           "mct": "MCT, default pipeline", "mct-28": "MCT, 28x28 variant", "real": "Real (64 images)"}
 CELLS = (("3/3", "minmax"), ("4/4", "dsg-avg"))
 ADAROUND_CELLS = (("3/3", "adaround"), ("4/4", "adaround"))

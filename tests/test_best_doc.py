@@ -30,12 +30,12 @@ def test_ranking_scores_full_seeds_only_and_needs_every_model():
 
 
 def test_goal_checks_fail_where_the_numbers_do():
-    df = pd.DataFrame(rows("dsg-reference", "clamp-after", "m", (0, 1, 2), 98.0, 97.0, B.GOAL_CELLS)
+    df = pd.DataFrame(rows(*B.BEST, "m", (0, 1, 2), 98.0, 97.0, B.GOAL_CELLS)
                       + rows("real", "free", "m", (0, 1, 2), 99.0, 96.0, B.GOAL_CELLS[:2]))
     mct = pd.DataFrame(rows("mct", "free", "m", (0, 1, 2), 97.0, 99.0, B.GOAL_CELLS[:1]))
     lines = B.goal_lines("m", df, mct)
     first = lines[4].split(" | ")
-    assert first[-4:] == ["**no**", "yes", "yes", "**no** |"]  # 1 point below real; jitter below MCT's
+    assert first[-4:] == ["**no**", "yes", "yes", "**no** (jitter -2.00 ± 0.82 s.e.) |"]  # 1 below real; jitter < MCT
     assert lines[5].endswith("not measured |")  # no MCT row at that cell
     assert "| - |" in lines[7]  # real not run there: no check claimed against it
     assert lines[7].split(" | ")[-4:] == ["not measured", "yes", "not measured", "not measured |"]
@@ -57,14 +57,33 @@ def test_why_names_too_narrow_ranges_only_where_best_misses_real():
     def with_factors(source, pixels, top1, at08, at12):
         return [{**r, "at 0.8": at08, "at 1.2": at12} for r in rows(source, pixels, "m", (0, 1), top1, top1,
                                                                   B.GOAL_CELLS[:2])]
-    df = pd.DataFrame(with_factors("dsg-reference", "clamp-after", 94.0, 85.0, 97.0)
+    df = pd.DataFrame(with_factors(*B.BEST, 94.0, 85.0, 97.0)
                       + with_factors("real", "free", 96.0, 98.0, 93.0))
-    ratios = pd.Series({("m", "dsg-reference", "clamp-after"): 0.58})
+    ratios = pd.Series({("m", *B.BEST): 0.58})
     lines = B.why_lines(df, ratios)
     assert lines[0] == "## Why it falls short"
     table = [line for line in lines if line.startswith("| m |")]
     assert len(table) == 2
     assert "| 85.0 / 94.5 / 97.0 | 98.0 / 96.5 / 93.0 | 0.58 | climbs as the ranges widen" in table[0]
-    level = pd.DataFrame(with_factors("dsg-reference", "clamp-after", 96.0, 85.0, 97.0)
+    level = pd.DataFrame(with_factors(*B.BEST, 96.0, 85.0, 97.0)
                          + with_factors("real", "free", 96.0, 98.0, 93.0))
     assert B.why_lines(level, ratios) == []  # within 0.5 of real everywhere: nothing to explain
+
+
+def test_goal_rows_are_recipes_no_sda_rows_named_best(tmp_path):
+    import json
+    recipes = [dict(model="m", variant=v, seed=0, cell="W3A3 adaround", top1=t, jitter_mean=t - 1,
+                    **{"at_0.8": t - 2, "at_1": t, "at_1.2": t + 1}) for v, t in
+               (("no-sda", 97.0), ("reference", 95.0), ("real", 98.0), ("no-ce", 10.0))]
+    recipes += [dict(model="m", variant=v, seed=0, cell=None, range_ratio=r) for v, r in (("no-sda", 0.9),
+                                                                                          ("real", 1.0))]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recipes))
+    goal, ratios = B.recipe_rows(path)
+    best = goal[(goal.source == B.BEST[0]) & (goal.pixel_range == B.BEST[1])]
+    assert best[["bits", "quantizer", "top1", "jitter_mean", "at 0.8", "at 1.2"]].values.tolist() == [
+        ["3/3", "adaround", 97.0, 96.0, 95.0, 98.0]]
+    assert set(goal.source) == {"best", "dsg-reference", "real"}  # other variants are recipes.md's only
+    assert ratios[("m", *B.BEST)] == 0.9
+    lines = B.goal_lines("m", goal, pd.DataFrame(columns=goal.columns), title="m (held out)")
+    assert lines[0] == "### m (held out)" and "| W3A3 adaround | 97.0 ± 0.0 (n=1) | 98.0 ± 0.0 (n=1) |" in lines[6]

@@ -78,8 +78,9 @@ def render(settings: Settings, pages: dict | None = None) -> None:
             "the paper's default; ε = 1 makes the band so wide that nothing is matched. "
             "**Measured here:** SDA helps at the W3A3 min/max cliff, but once the images are realistic (the "
             "reference priors, pixels in range) it is the part that costs accuracy: with AdaRound at W2A4 in 17 "
-            "of 18 pairs, and the `best` recipe without SDA meets more of the accuracy goal on three held-out "
-            "networks, while the two tie on the embedded models (docs/recipes.md).",
+            "of 18 pairs, and without SDA the reference recipe meets more of the accuracy goal on three held-out "
+            "networks, while the two tie on the embedded models (docs/recipes.md). So the `best` preset leaves SDA "
+            "out.",
             SDA + r"\\" + MARGINS,
             f"Sidebar: **SDA** {'on' if settings.sda else 'off'}, **ε** = {settings.epsilon:g}.",
             "evidence", "Evidence: the slack band")
