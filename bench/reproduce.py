@@ -331,6 +331,7 @@ def render(rows: list[dict], profile_name: str, profile: dict, allow_mixed: bool
         out += [f"{on_gpu} of the {len(main)} results (and the sets they used) were computed on a GPU "
                 "(`\"device\": \"cuda\"` in the rows; see `docs/gpu.md`), the rest on the CPU: both are draws of "
                 "the same method, not bit-identical for a seed.", ""]
+    out += coverage(main, profile, profile_name)
     for model_name, dm in main.groupby("model"):
         out += [f"## {model_name} (FP32 {dm.fp32_top1.iloc[0]:.2f}%)", ""]
         for qz, dq in dm.groupby("quantizer", sort=False):
@@ -359,6 +360,20 @@ def render(rows: list[dict], profile_name: str, profile: dict, allow_mixed: bool
             "| model | W/A | real | ZeroQ | DSG1 | DSG2 |", "|---|---|---|---|---|---|"]
     out += [f"| {m} | {b} | {r} | {z} | {d1} | {d2} |" for m, b, r, z, d1, d2 in PAPER_TABLE3]
     return "\n".join(out) + "\n"
+
+
+def coverage(main: pd.DataFrame, profile: dict, name: str) -> list[str]:
+    """A line naming the profile's quantizers and models without a single row yet (a run stopped early
+    or limited with --quantizers/--models), so a missing table reads as not run, not as left out."""
+    missing = [q for q in dict.fromkeys(profile["quantizers"] + profile.get("recon_quantizers", []))
+               if q not in set(main.get("quantizer", ()))]
+    models = [m for m in profile["models"] if m not in set(main.get("model", ()))]
+    if not missing and not models:
+        return []
+    said = "; ".join(part for part in (
+        f"quantizers {', '.join(f'`{q}`' for q in missing)}" if missing else "",
+        f"models {', '.join(f'`{m}`' for m in models)}" if models else "") if part)
+    return [f"**Not run yet on this code:** {said} (`python bench/reproduce.py --profile {name}` resumes).", ""]
 
 
 METRICS = ("mean_cosine_similarity", "feature_cosine_similarity", "effective_rank", "feature_effective_rank",

@@ -120,3 +120,16 @@ def test_control_sources_page_shows_the_reconstruction_cells_its_sibling_profile
     assert "### W2A4 `adaround`" in page and "## Every source at a glance: reconstruction" in page
     recon_line = page.split("at a glance: reconstruction")[1].split("| sda | as generated")[1].splitlines()[0]
     assert recon_line.endswith("| 51.0 ± 0.5 |")  # top-1 (not the jitter mean), each seed's cells averaged first
+
+
+def test_the_reproduction_page_says_which_quantizers_and_models_have_not_run():
+    rows = [dict(kind="main", model="resnet20_mnist", source=s, seed=0, bits=b, quantizer=q, top1=90.0,
+                 fp32_top1=99.2, epsilon=None) for s in ("zeroq", "dsg") for b in ("4/4", "3/3")
+            for q in ("minmax", "dsg-avg")]
+    page = R.render(rows, "quick", R.PROFILES["quick"])
+    assert ("**Not run yet on this code:** quantizers `adaround`, `brecq`; models `mobilenetv2_mnist` "
+            "(`python bench/reproduce.py --profile quick` resumes).") in page
+    assert "### quantizer `minmax`" in page
+    full = [dict(r, quantizer=q, model=m) for r in rows for q in ("adaround", "brecq", "minmax", "dsg-avg")
+            for m in R.PROFILES["quick"]["models"]]
+    assert "Not run yet" not in R.render(full, "quick", R.PROFILES["quick"])
