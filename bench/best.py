@@ -31,6 +31,7 @@ RANGE_CELLS = (("3/3", "minmax"), ("3/3", "dsg-avg"), ("4/4", "dsg-avg"), ("4/4"
 GOAL_CELLS = (("3/3", "minmax"), ("3/3", "dsg-avg"), ("3/3", "adaround"),
               ("4/4", "minmax"), ("4/4", "dsg-avg"), ("4/4", "adaround"))
 WITHIN, MAX_STD = 0.5, 1.0  # issue 18: within 0.5 points of real data, std at most 1 point over 10 seeds
+RECON = ("adaround", "brecq")  # quantizers with reconstruction steps
 PIXELS = {"free": "as generated", "clamp-after": "clamped after", "clip": "clipped every step"}
 
 
@@ -46,13 +47,22 @@ def read(path: Path) -> pd.DataFrame:
     """Result rows (one per key: parallel runs may repeat one) with top-1 at each range-jitter factor
     (``at 0.8``, ``at 1.2``); empty if never run."""
     rows = [r for r in lines(path) if r.get("kind") in ("main", "top1")]
-    cols = KEYS + ["top1", "jitter_mean", *(f"at {f}" for f in FACTORS)]
+    cols = KEYS + ["top1", "jitter_mean", *(f"at {f}" for f in FACTORS), "recon_iters"]
     if not rows:
         return pd.DataFrame(columns=cols)
     df = pd.DataFrame([{**r, **{f"at {f}": (r.get("range_jitter") or r.get("jitter") or {}).get(f) for f in FACTORS}}
                        for r in rows])
-    df = df.assign(pixel_range=df.get("pixel_range", pd.Series("free", index=df.index)).fillna("free"))
-    return df.drop_duplicates(KEYS, keep="last")[cols]
+    df = df.assign(pixel_range=df.get("pixel_range", pd.Series("free", index=df.index)).fillna("free"),
+                   recon_iters=df.get("recon_iters", pd.Series(index=df.index, dtype=float)))
+    return df.drop_duplicates(KEYS + ["recon_iters"], keep="last")[cols]
+
+
+def like_recipes(mct: pd.DataFrame) -> pd.DataFrame:
+    """The peers' rows made with the recipes' protocol: every range-rule row, and reconstruction rows with
+    its steps (``bench/peers.py --recon-iters``), so `best` is never held against MCT given more steps."""
+    import recipes
+    steps = mct.get("recon_iters", pd.Series(index=mct.index, dtype=float))
+    return mct[~mct.quantizer.isin(RECON) | (steps == recipes.RECON_ITERS)]
 
 
 def recipe_rows(path: Path) -> tuple[pd.DataFrame, pd.Series]:
@@ -182,7 +192,8 @@ def why_lines(df: pd.DataFrame, ratios: pd.Series) -> list[str]:
 
 def peers_lines(peers: pd.DataFrame) -> list[str]:
     """best and MCT from one bench/peers.py run per model (its own sets of the same configs and seeds):
-    the comparison made side by side, where the tables above mix two runs."""
+    the comparison made side by side, where the tables above mix two runs. Each cell shows the rows with
+    the reconstruction steps `best` ran with there, so every set in a row had the same."""
     sets = [("best", "best"), ("mct", "MCT, default pipeline"), ("mct-28", "MCT, 28x28"), ("real", "real (64 images)")]
     out = []
     for model, part in peers.groupby("model", sort=True):
@@ -192,14 +203,18 @@ def peers_lines(peers: pd.DataFrame) -> list[str]:
             continue
         out += [f"{model}, top-1 (jitter mean), mean ± std over the run's seeds:", "",
                 "| cell | " + " | ".join(name for _, name in sets) + " |", "|---|" + "---|" * len(sets)]
+        part = part.assign(recon_iters=part.get("recon_iters", pd.Series(index=part.index, dtype=float)))
         for bits, q in cells:
             at = part[(part.bits == bits) & (part.quantizer == q)]
+            n = at[at.source == "best"].recon_iters.iloc[0]
+            at = at[at.recon_iters.isna()] if pd.isna(n) else at[at.recon_iters == n]
             vals = [at[at.source == src] for src, _ in sets]
-            out.append(f"| {cell_name(bits, q)} | " + " | ".join(
+            name = cell_name(bits, q) + ("" if pd.isna(n) else f" ({n:.0f} steps)")
+            out.append(f"| {name} | " + " | ".join(
                 "-" if v.empty else f"{stat(v.top1)} ({v.jitter_mean.mean():.1f})" for v in vals) + " |")
         out.append("")
     return ["## Side by side with MCT (`bench/peers.py`, one run per model)", "",
-            "`docs/peers.md` has the rest.", "", *out] if out else []
+            "`docs/peers.md` has the rest. AdaRound cells give their Adam steps per layer.", "", *out] if out else []
 
 
 def yes(ok: bool | None) -> str:
@@ -229,15 +244,16 @@ def render(control: pd.DataFrame, goal: pd.DataFrame, mct: pd.DataFrame, ratios:
             f"Issue 18's goal for the recipe: top-1 within {WITHIN} points of real-data calibration (or above it), "
             f"std at most {MAX_STD} point over 10 seeds, robust to range jitter (read here: its jitter mean "
             f"within {WITHIN} of real data's or above), and at least as good as MCT's generator (top-1 and jitter "
-            "mean), at W3A3 and W4A4 with min/max, DSG-avg and AdaRound (100 steps per block). `best` and real "
-            "data are `bench/recipes.py`'s rows (`no-sda` there; real data of the same seeds). Top-1 % on the "
-            "1,000-image MNIST test split, mean ± std over seeds. MCT's generator was run by `bench/peers.py` "
-            f"on {', '.join(sorted(mct.model.unique())) or 'no model'} (`docs/peers.md`); where it was not run, "
-            "its check is `not measured`; where `best` is below it, the check gives the larger shortfall (top-1 or "
-            "jitter mean) with the standard error of the difference of the two means over seeds.", ""]
+            "mean), at W3A3 and W4A4 with min/max, DSG-avg and AdaRound (100 Adam steps per layer). `best` and "
+            "real data are `bench/recipes.py`'s rows (`no-sda` there; real data of the same seeds). Top-1 % on "
+            "the 1,000-image MNIST test split, mean ± std over seeds. MCT's generator was run by `bench/peers.py` "
+            f"on {', '.join(sorted(mct.model.unique())) or 'no model'} (`docs/peers.md`; its AdaRound cells with "
+            "the same 100 steps); where it was not run, its check is `not measured`; where `best` is below it, "
+            "the check gives the larger shortfall (top-1 or jitter mean) with the standard error of the "
+            "difference of the two means over seeds.", ""]
     models = list(goal.model.unique())
     for model in [m for m in models if m not in held_out] + [m for m in models if m in held_out]:
-        out += goal_lines(model, goal, mct, title=f"{model} (held out)" if model in held_out else model)
+        out += goal_lines(model, goal, like_recipes(mct), title=f"{model} (held out)" if model in held_out else model)
     out += peers_lines(mct)
     out += why_lines(goal, ratios if ratios is not None else pd.Series(dtype=float))
     return "\n".join(out) + "\n"

@@ -19,7 +19,9 @@ Sources, all on the same model, images, batch, iterations and seeds:
 ``speed`` times each generator alone, interleaved in one process (the order rotates between repeats), as
 seconds per iteration over our DSG's: read the ratios. ``quality`` adds, per seed, our diversity metrics
 (``diagnose`` against 512 fixed real images) and top-1 at W3A3 min/max and W4A4 DSG-avg with range jitter
-0.8/1.0/1.2 (``quantize_and_evaluate``); ``--adaround`` adds the AdaRound cells. Finished rows are kept in
+0.8/1.0/1.2 (``quantize_and_evaluate``); ``--adaround`` adds the AdaRound cells, ``--recon-iters`` Adam
+steps per layer (default 100, the pixel-range control's; rows record it: runs before it was an option
+used the engine's default, 200). ``--sources`` runs some sources only. Finished rows are kept in
 bench/cache/peers/rows.jsonl, so a stopped run resumes.
 """
 
@@ -56,6 +58,8 @@ LABELS = {"zeroq": "ZeroQ (ours)", "dsg": "DSG (ours)", "dsg-clip": "DSG, pixels
           "mct": "MCT, default pipeline", "mct-28": "MCT, 28x28 variant", "real": "Real (64 images)"}
 CELLS = (("3/3", "minmax"), ("4/4", "dsg-avg"))
 ADAROUND_CELLS = (("3/3", "adaround"), ("4/4", "adaround"))
+RECON_ITERS = 100  # the control's (bench/reproduce.py, bench/recipes.py); rows made before the option used 200
+RECON = ("adaround", "brecq")  # the quantizers whose rows carry recon_iters
 JITTER = (0.8, 1.0, 1.2)
 SHORT = 5  # iterations of the short timing run, whose time is the set-up plus SHORT iterations
 REFERENCE_IMAGES = 512  # the first training images: every set's metrics on one scale
@@ -162,15 +166,16 @@ def speed(res: Resources, rows: Rows, *, samples: int, iterations: int, repeats:
 
 # ------------------------------------------------------------------------------------------ quality
 def quality(res: Resources, rows: Rows, *, seeds: list[int], samples: int, iterations: int, adaround: bool,
-            cache: Path) -> None:
+            cache: Path, recon_iters: int = RECON_ITERS, sources: tuple[str, ...] = SOURCES) -> None:
     """Per seed: the metrics of every set against the fixed real reference, then each cell's top-1."""
     cells = CELLS + (ADAROUND_CELLS if adaround else ())
     key = dict(model=res.spec.name, samples=samples, iterations=iterations)
     reference = res.pool[:REFERENCE_IMAGES]
     for seed in seeds:
-        todo = [(s, b, q) for s in SOURCES for b, q in cells
-                if not rows.has(kind="top1", source=s, seed=seed, bits=b, quantizer=q, **key)]
-        need_metrics = [s for s in SOURCES if s != "real"
+        todo = [(s, b, q) for s in sources for b, q in cells
+                if not rows.has(kind="top1", source=s, seed=seed, bits=b, quantizer=q, **key,
+                                recon_iters=steps(q, recon_iters))]
+        need_metrics = [s for s in sources if s != "real"
                         and not rows.has(kind="metrics", source=s, seed=seed, bits=None, quantizer=None, **key)]
         if not todo and not need_metrics:
             continue
@@ -185,18 +190,25 @@ def quality(res: Resources, rows: Rows, *, seeds: list[int], samples: int, itera
                           **m.to_dict()})
         for src, bits, qz in todo:
             w, a = (int(v) for v in bits.split("/"))
-            out = quantize_and_evaluate(res.model, sets[src], QuantConfig(wbits=w, abits=a, quantizer=qz, seed=seed),
-                                        res.test, jitter=JITTER)
+            n = steps(qz, recon_iters)
+            cfg = QuantConfig(wbits=w, abits=a, quantizer=qz, seed=seed, **({"recon_iters": n} if n else {}))
+            out = quantize_and_evaluate(res.model, sets[src], cfg, res.test, jitter=JITTER)
             rows.add({"kind": "top1", "source": src, "seed": seed, "bits": bits, "quantizer": qz, **key,
-                      "top1": out["quant_top1"], "fp32_top1": out["fp32_top1"], "jitter": out["range_jitter"],
-                      "jitter_mean": out["range_jitter_mean"], **provenance.stamp({**key, "seed": seed})})
-            print(f"seed {seed}: {src} W{bits} {qz}: {out['quant_top1']:.1f} "
+                      "recon_iters": n, "top1": out["quant_top1"], "fp32_top1": out["fp32_top1"],
+                      "jitter": out["range_jitter"], "jitter_mean": out["range_jitter_mean"],
+                      **provenance.stamp({**key, "seed": seed})})
+            print(f"seed {seed}: {src} W{bits} {qz}{f' ({n} steps)' if n else ''}: {out['quant_top1']:.1f} "
                   f"(jitter mean {out['range_jitter_mean']:.1f})", flush=True)
+
+
+def steps(quantizer: str, recon_iters: int) -> int | None:
+    """The reconstruction steps a cell of ``quantizer`` runs (None for the range rules, which have none)."""
+    return recon_iters if quantizer in RECON else None
 
 
 def key_of(row: dict) -> tuple:
     return tuple(row.get(k) for k in ("kind", "model", "source", "seed", "repeat", "samples", "iterations", "long",
-                                      "bits", "quantizer"))
+                                      "bits", "quantizer", "recon_iters"))
 
 
 # ------------------------------------------------------------------------------------------ render
@@ -237,11 +249,16 @@ def jittered(c: pd.DataFrame) -> str:
     return " / ".join(f"{c['jitter'].map(lambda j, f=f: j[f]).mean():.1f}" for f in ("0.8", "1", "1.2"))
 
 
-def top1_table(top1: pd.DataFrame, cells: list[tuple[str, str]], show) -> list[str]:
-    out = ["| set | " + " | ".join(f"W{b.replace('/', 'A')} {q}" for b, q in cells) + " |",
+def top1_table(top1: pd.DataFrame, cells: list[tuple[str, str, float | None]], show) -> list[str]:
+    """One row per set, one column per (bits, quantizer, reconstruction steps)."""
+    top1 = top1.assign(recon_iters=top1.get("recon_iters", pd.Series(index=top1.index, dtype=float)))
+    out = ["| set | " + " | ".join(f"W{b.replace('/', 'A')} {q}" + (f" ({n:.0f} steps)" if pd.notna(n) else "")
+                                   for b, q, n in cells) + " |",
            "|---|" + "---|" * len(cells)]
     for src in SOURCES:
-        parts = [top1[(top1["source"] == src) & (top1["bits"] == b) & (top1["quantizer"] == q)] for b, q in cells]
+        parts = [top1[(top1["source"] == src) & (top1["bits"] == b) & (top1["quantizer"] == q)
+                      & ((top1["recon_iters"] == n) if pd.notna(n) else top1["recon_iters"].isna())]
+                 for b, q, n in cells]
         out.append(f"| {LABELS[src]} | " + " | ".join(show(c) if len(c) else "-" for c in parts) + " |")
     return out
 
@@ -259,7 +276,10 @@ def quality_tables(df: pd.DataFrame) -> list[str]:
             m = metrics[metrics["source"] == src]
             if len(m):
                 out.append(f"| {LABELS[src]} | " + " | ".join(f"{m[c].mean():.3g}" for c in METRICS) + " |")
-        cells = list(dict.fromkeys(zip(top1["bits"], top1["quantizer"])))
+        top1 = top1.assign(recon_iters=top1.get("recon_iters", pd.Series(index=top1.index, dtype=float)))
+        steps_of = [None if pd.isna(n) else int(n) for n in top1["recon_iters"]]  # NaN never equals NaN: None
+        cells = sorted(dict.fromkeys(zip(top1["bits"], top1["quantizer"], steps_of)),
+                       key=lambda c: (c[1] in RECON, c[1], -1 if pd.isna(c[2]) else c[2], c[0]))
         out += ["", "Top-1 % (mean ± std over seeds; in brackets the mean over range jitter 0.8/1.0/1.2):", ""]
         out += top1_table(top1, cells, calibrated)
         out += ["", "Top-1 % with every activation range scaled by 0.8 / 1.0 / 1.2 (means over seeds): does the "
@@ -293,8 +313,14 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=CACHE, help="rows and sets (default bench/cache/peers)")
     p.add_argument("--doc", type=Path, help="write the page here instead of docs/peers.md (e.g. for a trial run)")
     p.add_argument("--adaround", action="store_true", help="also the AdaRound cells (minutes per set on a CPU)")
+    p.add_argument("--recon-iters", type=int, default=RECON_ITERS,
+                   help=f"AdaRound's Adam steps per layer (default {RECON_ITERS}, the pixel-range control's)")
+    p.add_argument("--sources", default=",".join(SOURCES), help="comma-separated, of: " + ", ".join(SOURCES))
     p.add_argument("--setup", help="a bench module whose register() adds --model first (unseen_model: vgg_bn_mnist)")
     args = p.parse_args()
+    chosen = tuple(v.strip() for v in args.sources.split(",") if v.strip())
+    if not chosen or set(chosen) - set(SOURCES):
+        raise SystemExit(f"--sources: choose from {', '.join(SOURCES)} (got {args.sources!r})")
     register_models(args.setup)
     rows = Rows(args.cache / "rows.jsonl", key_of)
     if args.part != "doc":
@@ -303,7 +329,8 @@ def main() -> None:
             speed(res, rows, samples=args.samples, iterations=args.iterations, repeats=args.repeats)
         else:
             quality(res, rows, seeds=[int(s) for s in args.seeds.split(",")], samples=args.samples,
-                    iterations=args.iterations, adaround=args.adaround, cache=args.cache)
+                    iterations=args.iterations, adaround=args.adaround, cache=args.cache,
+                    recon_iters=args.recon_iters, sources=chosen)
     text = render(rows.rows)
     if args.doc:
         args.doc.write_text(text)

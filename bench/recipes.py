@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from best import against_real
+from best import against_real, like_recipes
 from best import cell_name as bits_cell
 from best import read as read_results
 from common import Rows, header, register_models, write_doc
@@ -151,7 +151,7 @@ def render(allow_mixed: bool = False) -> str:
     out = [header("Widening the reference objective's activation ranges: one change at a time (how `best` was chosen)",
                   timing=False), "", *mixed,
            *(para.strip() + "\n" for para in __doc__.split("\n\n")[2:5]),
-           f"64 images, {ITERATIONS} generation iterations, AdaRound {RECON_ITERS} steps per block, pixels "
+           f"64 images, {ITERATIONS} generation iterations, AdaRound {RECON_ITERS} Adam steps per layer, pixels "
            "clamped to the valid range after generation (as in `best`). Top-1 % on the 1,000-image MNIST test "
            "split, mean ± std over seeds (n); jitter mean: top-1 averaged over every calibrated activation "
            "range scaled by 0.8, 1, 1.2. Range ratio: the set's min/max activation ranges over those of the "
@@ -171,7 +171,8 @@ def mct_section(cells: pd.DataFrame, mct: pd.DataFrame) -> list[str]:
     """Each variant of ten seeds beside MCT's generator (``bench/peers.py``, its default pipeline) at
     the cells MCT was measured at: top-1 (jitter mean), and whether the variant is at least as good in
     both, as issue 18 asks."""
-    mct = mct[mct.source == "mct"].assign(cell=lambda d: [bits_cell(b, q) for b, q in zip(d.bits, d.quantizer)])
+    mct = like_recipes(mct[mct.source == "mct"])  # its AdaRound cells with our steps
+    mct = mct.assign(cell=[bits_cell(b, q) for b, q in zip(mct.bits, mct.quantizer)])
     ten = cells[cells.groupby(["model", "variant", "cell"]).seed.transform("nunique") >= STAGES["test"]["seeds"].stop]
     out = []
     for model_name in [m for m in (*EMBEDDED, *HELD_OUT) if m in set(mct.model) and m in set(ten.model)]:

@@ -87,3 +87,14 @@ def test_goal_rows_are_recipes_no_sda_rows_named_best(tmp_path):
     assert ratios[("m", *B.BEST)] == 0.9
     lines = B.goal_lines("m", goal, pd.DataFrame(columns=goal.columns), title="m (held out)")
     assert lines[0] == "### m (held out)" and "| W3A3 adaround | 97.0 ± 0.0 (n=1) | 98.0 ± 0.0 (n=1) |" in lines[6]
+
+
+def test_mct_is_held_against_best_with_the_same_reconstruction_steps_only():
+    def step_rows(source, steps, top1):
+        return [{**r, "recon_iters": steps} for r in rows(source, "free", "m", (0, 1), top1, top1, B.GOAL_CELLS[2:3])]
+    peers = pd.DataFrame(step_rows("mct", 200, 99.0) + step_rows("mct", 100, 97.0) + step_rows("best", 200, 98.0)
+                         + rows("mct", "free", "m", (0, 1), 90.0, 90.0, B.GOAL_CELLS[:1]))
+    kept = B.like_recipes(peers)
+    assert sorted(kept.recon_iters.fillna(0).unique()) == [0, 100]  # range-rule rows and 100-step AdaRound rows
+    side = [line for line in B.peers_lines(peers) if line.startswith("| W3A3 adaround")]
+    assert side == ["| W3A3 adaround (200 steps) | 98.5 ± 0.5 (n=2) (98.5) | 99.5 ± 0.5 (n=2) (99.5) | - | - |"]
