@@ -616,7 +616,7 @@ def reconstruction_section(b: Bundle, model: str) -> None:
         st.markdown(f"DSG vs ZeroQ at {bits} {q} (n = {int(eff.n.min())} seeds each) — " + "; ".join(notes) + "."
                     + b.memo(noise_note, model, bits, q))
     st.markdown("**What this shows:** " + b.memo(reconstruction_takeaway, model))
-    st.caption("AdaRound learns each layer's weight rounding from the calibration images (100 steps per block); "
+    st.caption("AdaRound learns each layer's weight rounding from the calibration images (100 Adam steps per layer); "
                "activation ranges as in the other cells. Dots: seeds; bars: mean ± std; hollow diamonds: range "
                "jitter.")
 
