@@ -113,7 +113,7 @@ PROFILES = {
                  samples=8, iterations=10, recon_iters=10, epsilons=[0.5]),
 }
 SWING_STD = 5.0  # points of top-1: a cell that spreads this much over the profile's seeds gets swing_seeds
-DEFAULT_BITS, DEFAULT_QUANTIZER = "4/4", "minmax"  # the project's default view (see docs/results-quick.md)
+DEFAULT_BITS, DEFAULT_QUANTIZER = "4/4", "minmax"  # the project's default view (see docs/results.md)
 PAPER_TABLE3 = [("ResNet-18", "4/4", 65.22, 26.04, 39.90, 66.67), ("ResNet-18", "6/6", 71.18, 69.74, 70.46, 71.18),
                 ("ResNet-18", "8/8", 71.48, 71.43, 71.49, 71.46), ("ResNet-50", "4/4", 68.13, 8.20, 56.12, 68.30),
                 ("InceptionV3", "4/4", 73.50, 12.00, 57.17, 74.02), ("ShuffleNet", "6/6", 56.25, 39.92, 60.71, 61.94)]

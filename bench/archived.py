@@ -1,0 +1,79 @@
+"""A rerun beside an archived reproduction page: which cells moved (issue 18, item 2).
+
+    python bench/archived.py --profile quick --archived docs/results-quick-2026-11-26.md
+
+The 2026-11-26 pages were rendered from rows that are no longer on this machine and predate the
+provenance stamps, so the only record of them is their markdown. This reads its tables (mean ± std
+[min, max] per source, quantizer and width) and sets each beside the same cell of the rerun's rows
+(`bench/cache/<profile>/rows.jsonl`, the seeds the rerun has), printing a markdown table of every cell
+whose mean moved by more than the larger of the two seed spreads (and at least one point): a change
+the seeds cannot explain. The archived cells may have more seeds (5-9 were added where cells swing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+CELL = re.compile(r"(-?[\d.]+) ± ([\d.]+)")
+
+
+def archived_cells(path: Path) -> pd.DataFrame:
+    """Every table cell of a reproduction page: model, quantizer, source, bits, mean, std."""
+    out, model, quantizer, bits = [], None, None, []
+    for line in path.read_text().splitlines():
+        if line.startswith("## ") and "(FP32" in line:
+            model = line[3:].split(" ")[0]
+        elif line.startswith("### quantizer"):
+            quantizer = line.split("`")[1]
+        elif line.startswith("| source | n |"):
+            bits = [c.strip()[1:].replace("A", "/") for c in line.strip("|").split("|")[2:]]
+        elif line.startswith("| ") and model and quantizer and bits and not line.startswith("| source"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            for b, c in zip(bits, cells[2:]):
+                m = CELL.match(c)
+                if m:
+                    out.append(dict(model=model, quantizer=quantizer, source=cells[0], bits=b,
+                                    mean=float(m.group(1)), std=float(m.group(2))))
+        elif line.startswith("## "):
+            model, quantizer, bits = None, None, []
+    return pd.DataFrame(out)
+
+
+def rerun_cells(path: Path) -> pd.DataFrame:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    df = pd.DataFrame([r for r in rows if r.get("kind") == "main"])
+    df = df.drop_duplicates(["model", "source", "seed", "bits", "quantizer"], keep="last")
+    g = df.groupby(["model", "quantizer", "source", "bits"]).top1
+    stats = [g.mean().rename("mean"), g.std(ddof=0).rename("std"), g.count().rename("n")]
+    return pd.concat(stats, axis=1).reset_index()
+
+
+def moved(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """The cells of both whose means differ by more than max(1, either spread)."""
+    both = old.merge(new, on=["model", "quantizer", "source", "bits"], suffixes=(" archived", " rerun"))
+    both["change"] = both["mean rerun"] - both["mean archived"]
+    limit = both[["std archived", "std rerun"]].max(axis=1).clip(lower=1.0)
+    return both, both[both.change.abs() > limit]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--archived", type=Path, required=True)
+    args = ap.parse_args()
+    rows = Path(__file__).resolve().parent / "cache" / args.profile / "rows.jsonl"
+    both, out = moved(archived_cells(args.archived), rerun_cells(rows))
+    print(f"{len(both)} cells in both; {len(out)} moved by more than the larger seed spread (and 1 point):\n")
+    print("| model | quantizer | source | bits | archived | rerun (n) | change |\n|---|---|---|---|---|---|---|")
+    for _, r in out.sort_values(["model", "quantizer", "bits", "source"]).iterrows():
+        print(f"| {r.model} | {r.quantizer} | {r.source} | W{r.bits.replace('/', 'A')} | {r['mean archived']:.1f} ± "
+              f"{r['std archived']:.1f} | {r['mean rerun']:.1f} ± {r['std rerun']:.1f} ({r.n}) | {r.change:+.1f} |")
+
+
+if __name__ == "__main__":
+    main()
