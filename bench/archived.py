@@ -67,6 +67,9 @@ def main() -> None:
     ap.add_argument("--archived", type=Path, required=True)
     args = ap.parse_args()
     rows = Path(__file__).resolve().parent / "cache" / args.profile / "rows.jsonl"
+    for path, what in ((args.archived, "the archived page"), (rows, f"the {args.profile} profile's rows")):
+        if not path.is_file():
+            raise SystemExit(f"{what} not found: {path}")
     both, out = moved(archived_cells(args.archived), rerun_cells(rows))
     print(f"{len(both)} cells in both; {len(out)} moved by more than the larger seed spread (and 1 point):\n")
     print("| model | quantizer | source | bits | archived | rerun (n) | change |\n|---|---|---|---|---|---|---|")
