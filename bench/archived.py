@@ -45,16 +45,16 @@ def archived_cells(path: Path) -> pd.DataFrame:
 
 
 def rerun_cells(path: Path) -> pd.DataFrame:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    df = pd.DataFrame([r for r in rows if r.get("kind") == "main"])
-    df = df.drop_duplicates(["model", "source", "seed", "bits", "quantizer"], keep="last")
-    g = df.groupby(["model", "quantizer", "source", "bits"]).top1
+    """Mean, std and seeds of every cell of the rerun's rows, one row per key as the page renders them."""
+    from reproduce import frame  # here: it loads the engine, which the page parsing does not need
+    df = frame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    g = df[df.kind == "main"].groupby(["model", "quantizer", "source", "bits"]).top1
     stats = [g.mean().rename("mean"), g.std(ddof=0).rename("std"), g.count().rename("n")]
     return pd.concat(stats, axis=1).reset_index()
 
 
-def moved(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """The cells of both whose means differ by more than max(1, either spread)."""
+def moved(old: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the cells of both, those whose means differ by more than max(1, either spread))."""
     both = old.merge(new, on=["model", "quantizer", "source", "bits"], suffixes=(" archived", " rerun"))
     both["change"] = both["mean rerun"] - both["mean archived"]
     limit = both[["std archived", "std rerun"]].max(axis=1).clip(lower=1.0)

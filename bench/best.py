@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 from common import header, write_doc
 
+from dsg_core.quant.ptq import RECONSTRUCTORS
 from dsg_core.sources import label
 
 CACHE = Path(__file__).resolve().parent / "cache"
@@ -31,7 +32,6 @@ RANGE_CELLS = (("3/3", "minmax"), ("3/3", "dsg-avg"), ("4/4", "dsg-avg"), ("4/4"
 GOAL_CELLS = (("3/3", "minmax"), ("3/3", "dsg-avg"), ("3/3", "adaround"),
               ("4/4", "minmax"), ("4/4", "dsg-avg"), ("4/4", "adaround"))
 WITHIN, MAX_STD = 0.5, 1.0  # issue 18: within 0.5 points of real data, std at most 1 point over 10 seeds
-RECON = ("adaround", "brecq")  # quantizers with reconstruction steps
 PIXELS = {"free": "as generated", "clamp-after": "clamped after", "clip": "clipped every step"}
 
 
@@ -62,7 +62,7 @@ def like_recipes(mct: pd.DataFrame) -> pd.DataFrame:
     its steps (``bench/peers.py --recon-iters``), so `best` is never held against MCT given more steps."""
     import recipes
     steps = mct.get("recon_iters", pd.Series(index=mct.index, dtype=float))
-    return mct[~mct.quantizer.isin(RECON) | (steps == recipes.RECON_ITERS)]
+    return mct[~mct.quantizer.isin(RECONSTRUCTORS) | (steps == recipes.RECON_ITERS)]
 
 
 def recipe_rows(path: Path) -> tuple[pd.DataFrame, pd.Series]:
@@ -251,9 +251,9 @@ def render(control: pd.DataFrame, goal: pd.DataFrame, mct: pd.DataFrame, ratios:
             "the same 100 steps); where it was not run, its check is `not measured`; where `best` is below it, "
             "the check gives the larger shortfall (top-1 or jitter mean) with the standard error of the "
             "difference of the two means over seeds.", ""]
-    models = list(goal.model.unique())
+    models, same_steps = list(goal.model.unique()), like_recipes(mct)
     for model in [m for m in models if m not in held_out] + [m for m in models if m in held_out]:
-        out += goal_lines(model, goal, like_recipes(mct), title=f"{model} (held out)" if model in held_out else model)
+        out += goal_lines(model, goal, same_steps, title=f"{model} (held out)" if model in held_out else model)
     out += peers_lines(mct)
     out += why_lines(goal, ratios if ratios is not None else pd.Series(dtype=float))
     return "\n".join(out) + "\n"

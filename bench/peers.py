@@ -46,6 +46,7 @@ from dsg_core.diagnostics import REAL, diagnose
 from dsg_core.experiments import Plan, Resources, SetCache, generated_sets, quantize_and_evaluate, real_calibration
 from dsg_core.generation import GenerationConfig, generate
 from dsg_core.quant import QuantConfig
+from dsg_core.quant.ptq import RECONSTRUCTORS
 from dsg_core.sources import source_config
 
 CACHE = Path(__file__).resolve().parent / "cache" / "peers"
@@ -59,7 +60,6 @@ LABELS = {"zeroq": "ZeroQ (ours)", "dsg": "DSG (ours)", "dsg-clip": "DSG, pixels
 CELLS = (("3/3", "minmax"), ("4/4", "dsg-avg"))
 ADAROUND_CELLS = (("3/3", "adaround"), ("4/4", "adaround"))
 RECON_ITERS = 100  # the control's (bench/reproduce.py, bench/recipes.py); rows made before the option used 200
-RECON = ("adaround", "brecq")  # the quantizers whose rows carry recon_iters
 JITTER = (0.8, 1.0, 1.2)
 SHORT = 5  # iterations of the short timing run, whose time is the set-up plus SHORT iterations
 REFERENCE_IMAGES = 512  # the first training images: every set's metrics on one scale
@@ -203,7 +203,7 @@ def quality(res: Resources, rows: Rows, *, seeds: list[int], samples: int, itera
 
 def steps(quantizer: str, recon_iters: int) -> int | None:
     """The reconstruction steps a cell of ``quantizer`` runs (None for the range rules, which have none)."""
-    return recon_iters if quantizer in RECON else None
+    return recon_iters if quantizer in RECONSTRUCTORS else None
 
 
 def key_of(row: dict) -> tuple:
@@ -250,8 +250,7 @@ def jittered(c: pd.DataFrame) -> str:
 
 
 def top1_table(top1: pd.DataFrame, cells: list[tuple[str, str, float | None]], show) -> list[str]:
-    """One row per set, one column per (bits, quantizer, reconstruction steps)."""
-    top1 = top1.assign(recon_iters=top1.get("recon_iters", pd.Series(index=top1.index, dtype=float)))
+    """One row per set, one column per (bits, quantizer, reconstruction steps); ``top1`` has ``recon_iters``."""
     out = ["| set | " + " | ".join(f"W{b.replace('/', 'A')} {q}" + (f" ({n:.0f} steps)" if pd.notna(n) else "")
                                    for b, q, n in cells) + " |",
            "|---|" + "---|" * len(cells)]
@@ -279,7 +278,7 @@ def quality_tables(df: pd.DataFrame) -> list[str]:
         top1 = top1.assign(recon_iters=top1.get("recon_iters", pd.Series(index=top1.index, dtype=float)))
         steps_of = [None if pd.isna(n) else int(n) for n in top1["recon_iters"]]  # NaN never equals NaN: None
         cells = sorted(dict.fromkeys(zip(top1["bits"], top1["quantizer"], steps_of)),
-                       key=lambda c: (c[1] in RECON, c[1], -1 if pd.isna(c[2]) else c[2], c[0]))
+                       key=lambda c: (c[1] in RECONSTRUCTORS, c[1], -1 if pd.isna(c[2]) else c[2], c[0]))
         out += ["", "Top-1 % (mean ± std over seeds; in brackets the mean over range jitter 0.8/1.0/1.2):", ""]
         out += top1_table(top1, cells, calibrated)
         out += ["", "Top-1 % with every activation range scaled by 0.8 / 1.0 / 1.2 (means over seeds): does the "
