@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
 from common import header, write_doc
 
+from dsg_core.experiments.goal import MAX_STD, WITHIN, against_real, versus_peer
 from dsg_core.quant.ptq import RECONSTRUCTORS
 from dsg_core.sources import label
 
@@ -31,7 +31,6 @@ FROM_RECIPES = {"no-sda": BEST, "reference": STEP1, "real": ("real", "free")}  #
 RANGE_CELLS = (("3/3", "minmax"), ("3/3", "dsg-avg"), ("4/4", "dsg-avg"), ("4/4", "minmax"))
 GOAL_CELLS = (("3/3", "minmax"), ("3/3", "dsg-avg"), ("3/3", "adaround"),
               ("4/4", "minmax"), ("4/4", "dsg-avg"), ("4/4", "adaround"))
-WITHIN, MAX_STD = 0.5, 1.0  # issue 18: within 0.5 points of real data, std at most 1 point over 10 seeds
 PIXELS = {"free": "as generated", "clamp-after": "clamped after", "clip": "clipped every step"}
 
 
@@ -113,15 +112,6 @@ def stat(v: pd.Series) -> str:
     return "-" if v.empty else f"{v.mean():.1f} ± {v.std(ddof=0):.1f} (n={len(v)})"
 
 
-def against_real(top1: pd.Series, jitter: pd.Series, real_top1: pd.Series, real_jitter: pd.Series) -> dict:
-    """Issue 18's tests of one cell against real data: top-1 and jitter mean within WITHIN of real
-    data's or above (None without real rows), std over seeds at most MAX_STD."""
-    have = not real_top1.empty
-    return dict(top1=top1.mean() >= real_top1.mean() - WITHIN if have else None,
-                std=top1.std(ddof=0) <= MAX_STD,
-                jitter=jitter.mean() >= real_jitter.mean() - WITHIN if have else None)
-
-
 def goal_lines(model: str, df: pd.DataFrame, mct: pd.DataFrame, title: str | None = None) -> list[str]:
     """Per goal cell: best, real and MCT (top-1 and jitter mean over seeds) and the goal's four checks."""
     out = [f"### {title or model}", "",
@@ -138,24 +128,20 @@ def goal_lines(model: str, df: pd.DataFrame, mct: pd.DataFrame, title: str | Non
                        "| | | | | | | |")
             continue
         vs_real = against_real(best.top1, best.jitter_mean, real.top1, real.jitter_mean)
-        checks = [yes(vs_real["top1"]), yes(vs_real["std"]), yes(vs_real["jitter"]), versus_peer(best, peer)]
+        checks = [yes(vs_real["top1"]), yes(vs_real["std"]), yes(vs_real["jitter"]), peer_check(best, peer)]
         out.append(f"| {cell_name(bits, q)} | {stat(best.top1)} | {stat(real.top1)} | {stat(peer.top1)} "
                    f"| {stat(best.jitter_mean)} | {stat(real.jitter_mean)} | {stat(peer.jitter_mean)} | "
                    + " | ".join(checks) + " |")
     return out + [""]
 
 
-def versus_peer(best: pd.DataFrame, peer: pd.DataFrame) -> str:
-    """Issue 18's test against MCT (top-1 and jitter mean both at least MCT's); where it fails, the larger
-    shortfall with the standard error of the difference of means, so a tie in the noise reads as one."""
-    if peer.empty:
-        return yes(None)
-    gaps = {name: (best[col].mean() - peer[col].mean(),
-                   math.sqrt(best[col].var(ddof=1) / len(best) + peer[col].var(ddof=1) / len(peer))
-                   if min(len(best), len(peer)) > 1 else float("nan"))
-            for name, col in (("top-1", "top1"), ("jitter", "jitter_mean"))}
-    name, (d, se) = min(gaps.items(), key=lambda kv: kv[1][0])
-    return yes(True) if d >= 0 else f"{yes(False)} ({name} {d:+.2f} ± {se:.2f} s.e.)"
+def peer_check(best: pd.DataFrame, peer: pd.DataFrame) -> str:
+    """The test against MCT in words; where it fails, the larger shortfall with the standard error of the
+    difference of means, so a tie in the noise reads as one."""
+    gap = versus_peer(best, peer)
+    if gap is None or gap.ok:
+        return yes(None if gap is None else True)
+    return f"{yes(False)} ({gap.name} {gap.gap:+.2f} ± {gap.se:.2f} s.e.)"
 
 
 def why_lines(df: pd.DataFrame, ratios: pd.Series) -> list[str]:

@@ -8,7 +8,9 @@ source, pixel range and cell, and the diversity metrics), then runs the engine's
 what a page needs besides numbers: for one seed per model, source and pixel range the sample grid
 and per-sample BN statistics; snapshots of the optimization (the replay); and the small multiples
 (DSG at several ε and with each component set, over seeds). Generated sets are shared with the
-reproduction through its set cache. The bundle records the code version and this command.
+reproduction through its set cache. It also carries the shipped preset `best` against real data
+and MCT's generator at issue 18's goal cells, from ``bench/recipes.py``'s and ``bench/peers.py``'s rows
+(``docs/best.md`` renders the same rows). The bundle records the code version and this command.
 """
 
 from __future__ import annotations
@@ -84,6 +86,31 @@ def read_rows(path: Path, allow_mixed: bool = False) -> tuple[list[dict], list[d
             metrics.append({**base, **{k: v for k, v in r.items() if isinstance(v, (int, float)) and k not in base
                                        and k not in ("epsilon",)}})
     return cells, metrics, provenance.versions(rows)
+
+
+def goal_rows(recipes_rows: Path, peers_rows: Path) -> tuple[list[dict], dict]:
+    """`best`, real data and MCT at the goal cells, one row per model, set and seed, as ``bench/best.py``
+    reads them (MCT's AdaRound rows with the recipes' steps only); and what they came from."""
+    import best
+    import recipes
+    ours, _ = best.recipe_rows(recipes_rows)
+    ours = ours[[(s, p) in (best.BEST, ("real", "free")) for s, p in zip(ours.source, ours.pixel_range)]]
+    mct = best.like_recipes(best.read(peers_rows))
+    mct = mct[mct.source == "mct"]
+    out = []
+    for part in (ours, mct):
+        for r in part.to_dict("records"):
+            if (r["bits"], r["quantizer"]) not in best.GOAL_CELLS:
+                continue
+            w, a = r["bits"].split("/")
+            out.append({"model": r["model"], "set": r["source"], "seed": int(r["seed"]), "bits": f"W{w}A{a}",
+                        "quantizer": r["quantizer"], "top1": r["top1"], "jitter_mean": r["jitter_mean"],
+                        "held_out": r["model"] in recipes.HELD_OUT})
+    used = ((recipes_rows, [r for r in best.lines(recipes_rows) if r.get("variant") in ("no-sda", "real")]),
+            (peers_rows, [r for r in best.lines(peers_rows) if r.get("source") == "mct"]))
+    versions = {str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path): provenance.versions(rows)
+                for path, rows in used}
+    return out, {"rows": versions, "renders": "python bench/best.py (docs/best.md)"}
 
 
 def component_rows(path: Path, model: str, ranges: set[str]) -> list[dict]:
@@ -224,6 +251,10 @@ def main() -> None:
     ap.add_argument("--parts", default="examples,variants,bundle",
                     help="examples and variants are kept in bench/cache/evidence/ (run them in parallel processes); "
                          "bundle assembles them with the rows")
+    ap.add_argument("--recipes", type=Path, default=REPO / "bench/cache/recipes/rows.jsonl",
+                    help="bench/recipes.py's rows: `best` (its no-sda variant) and real data at the goal cells")
+    ap.add_argument("--peers", type=Path, default=REPO / "bench/cache/peers/rows.jsonl",
+                    help="bench/peers.py's rows: MCT's generator at the same cells and seeds")
     ap.add_argument("--work", type=Path, default=REPO / "bench/cache/evidence")
     ap.add_argument("--out", type=Path, default=DOCS / "data" / "evidence.json.gz")
     ap.add_argument("--allow-mixed", action="store_true",
@@ -254,18 +285,19 @@ def main() -> None:
         variant_rows = [r for r in variant_rows if r["family"] != "components"] + controlled
     seeds = {f: len({r["seed"] for r in variant_rows if r["family"] == f}) for f in ("components", "epsilon")}
     parts_made = [p.read_text() for p in sorted(args.work.glob("*.command"))]
+    goal, goal_meta = goal_rows(args.recipes, args.peers)
     bundle = {"meta": {**code_version(), "row_versions": versions, "command": command(), "parts": parts_made,
                        "rows": str(args.rows.relative_to(REPO)) if args.rows.is_relative_to(REPO) else str(args.rows),
                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        "machine": machine(), "samples": SAMPLES, "iterations": args.iterations,
                        "seeds": int(max((c["seed"] for c in cells), default=-1)) + 1,
-                       "variant_seeds": seeds},
+                       "variant_seeds": seeds, "goal": goal_meta},
               "models": facts, "cells": cells, "metrics": metrics, "examples": grids + variant_grids,
-              "variants": variant_rows, "snapshots": replays}
+              "variants": variant_rows, "snapshots": replays, "goal": goal}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(gzip.compress(json.dumps(bundle, separators=(",", ":")).encode(), mtime=0))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): {len(cells)} cells, {len(metrics)} metric rows, "
-          f"{len(grids) + len(variant_grids)} sample grids, {len(variant_rows)} variant rows")
+          f"{len(grids) + len(variant_grids)} sample grids, {len(variant_rows)} variant rows, {len(goal)} goal rows")
 
 
 if __name__ == "__main__":

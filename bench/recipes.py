@@ -41,12 +41,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from best import against_real, like_recipes
 from best import cell_name as bits_cell
+from best import like_recipes
 from best import read as read_results
 from common import Rows, header, register_models, write_doc
 
 from dsg_core.diagnostics import activation_ranges, range_ratios
+from dsg_core.experiments.goal import against_real
 from dsg_core.experiments.plan import Plan
 from dsg_core.experiments.run import Resources, quantize_and_evaluate
 from dsg_core.experiments.sets import SetCache, generated_sets, real_calibration

@@ -13,8 +13,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 COLORS = {"DSG": "#d62728", "ZeroQ": "#1f77b4", "Gaussian": "#8c8c8c", "Real": "#2ca02c", "BN Gaussian": "#000000",
-          "SDA": "#ff7f0e", "LSE": "#9467bd", "SCI": "#8c564b", "SDA+LSE": "#e377c2", "SDA+LSE+SCI": "#d62728"}
-ORDER = {"set": ["DSG", "ZeroQ", "Gaussian", "Real", "BN Gaussian"]}
+          "SDA": "#ff7f0e", "LSE": "#9467bd", "SCI": "#8c564b", "SDA+LSE": "#e377c2", "SDA+LSE+SCI": "#d62728",
+          "Best": "#17becf", "MCT": "#bcbd22"}
+ORDER = {"set": ["DSG", "ZeroQ", "Gaussian", "Real", "BN Gaussian", "Best", "MCT"]}
 
 
 def _style(fig: go.Figure, height: int = 380) -> go.Figure:

@@ -32,6 +32,8 @@ class Bundle:
     examples: list[dict]   # one seed per (model, source, pixel_range[, variant]): images, predictions, stats
     variants: pd.DataFrame  # small multiples: model, family, variant, seed, bits, quantizer, top1, jitter_mean, spread
     snapshots: list[dict]  # per-sample statistics over iterations (the replay)
+    goal: pd.DataFrame = field(default_factory=pd.DataFrame)  # `best`, real and MCT at issue 18's goal cells:
+    # model, set, seed, bits, quantizer, top1, jitter_mean, held_out (empty in a bundle made before it)
     # what the page derives from the bundle (figures, verdicts), made once per process: the bundle is
     # loaded once, so every visitor after the first (and the first, after ``dashboard.serve`` warmed it)
     # gets ready figures instead of rebuilding a dozen charts
@@ -67,7 +69,8 @@ def load(path: str | Path = BUNDLE) -> Bundle | None:
     d = json.loads(gzip.decompress(path.read_bytes()))
     return Bundle(meta=d["meta"], models=d["models"], cells=pd.DataFrame(d["cells"]),
                   metrics=pd.DataFrame(d["metrics"]), examples=d.get("examples", []),
-                  variants=pd.DataFrame(d.get("variants", [])), snapshots=d.get("snapshots", []))
+                  variants=pd.DataFrame(d.get("variants", [])), snapshots=d.get("snapshots", []),
+                  goal=pd.DataFrame(d.get("goal", [])))
 
 
 def summary(cells: pd.DataFrame) -> pd.DataFrame:

@@ -50,6 +50,22 @@ def test_first_page_is_the_evidence_without_a_run(tmp_path):
         shot(page, "00_evidence")
 
 
+def test_more_evidence_draws_the_shipped_recipe_against_real_data_and_mct(tmp_path):
+    """Its first chart: `best`, real data and MCT at the goal cells, ten seeds each as dots, and the table."""
+    with b.server(tmp_path / "runs") as (url, _, _), b.browser_page() as page:
+        page.goto(url + "more")
+        b.wait_idle(page, 90)
+        page.locator(b.CHART).first.wait_for(timeout=60_000)
+        assert page.locator(b.EXCEPTION).count() == 0
+        assert page.get_by_text("meets every test of the goal at", exact=False).count() == 1
+        first = page.locator(".vega-embed").first
+        for name in ("Best", "Real", "MCT"):
+            dots = first.locator(f"[aria-roledescription='circle'][aria-label*='set: {name}']")
+            assert dots.count() >= 6 * 10 if name != "MCT" else dots.count() >= 4 * 10, name
+        assert page.locator("[data-testid='stTable']").count() >= 1
+        shot(page, "01_more_evidence")
+
+
 def test_run_stale_notice_and_a_link_that_reopens_the_run(tmp_path):
     with b.server(tmp_path / "runs", log=tmp_path / "streamlit.log") as (url, _, _), b.browser_page() as page:
         page.goto(b.url_with(url + "explore", TINY))

@@ -141,6 +141,25 @@ def test_inside_dsg_shows_the_small_multiples_and_the_replay_from_the_bundle(tmp
     assert replay["params"][0]["bind"]["input"] == "range", "under a slider"
 
 
+def test_more_evidence_opens_on_the_shipped_recipe_against_real_data_and_mct(tmp_path, monkeypatch):
+    """`best` at the goal cells, ten seeds per set as dots, the verdict table and the computed takeaway;
+    the radio reaches a held-out model."""
+    monkeypatch.setenv("DSG_RUNS_DIR", str(tmp_path))
+    at = open_page(new_app(), "more")
+    assert not at.exception and not errors(at)
+    assert any("shipped recipe" in h.value for h in at.subheader)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Over 5 models, `best` meets every test of the goal at" in text
+    assert "`best` meets every test at" in text and "on resnet20_mnist" in text
+    spec = next(s for s in vega_specs(at) if "goal cells" in vega_title(s))
+    seeds = pd.concat([d for d in spec["datasets"].values() if "seed" in d]).groupby(["set", "cell"]).seed.nunique()
+    assert set(seeds.index.get_level_values("set")) == {"Best", "Real", "MCT"} and seeds.min() == 10
+    assert at.table, "the goal's tests per cell"
+    at.radio(key="ev_goal_model").set_value("lenet_bn_mnist").run()
+    assert not at.exception
+    assert "on lenet_bn_mnist" in " ".join(m.value for m in at.markdown)
+
+
 def test_every_page_renders_before_a_run(tmp_path, monkeypatch):
     monkeypatch.setenv("DSG_RUNS_DIR", str(tmp_path))
     at = new_app()

@@ -229,3 +229,47 @@ def test_the_w2a4_note_says_who_leads_and_error_bars_stay_on_the_axis():
     layers = seed_dots(df, 99.2, "t").to_dict()
     bars = [v for name, rows in layers["datasets"].items() for v in rows if "hi" in v]
     assert bars and all(0 <= b["lo"] and b["hi"] <= 100 for b in bars)
+
+
+def test_the_goal_rows_are_the_ones_docs_best_reports(bundle):
+    """`best`, real data and MCT at the goal cells: ten seeds each, and the page's verdicts are the table's
+    in docs/best.md (the same rows, the same tests)."""
+    from dashboard.views.evidence import goal_tests
+
+    g = bundle.goal
+    assert set(g.model) == {"resnet20_mnist", "mobilenetv2_mnist", "vgg_bn_mnist", "allconv_bn_mnist",
+                            "lenet_bn_mnist"}
+    assert set(g[g.held_out].model) == {"vgg_bn_mnist", "allconv_bn_mnist", "lenet_bn_mnist"}
+    assert g.groupby(["model", "set", "bits", "quantizer"]).seed.nunique().min() == 10
+    text = (DOCS / "best.md").read_text()
+    for model in ("resnet20_mnist", "lenet_bn_mnist"):
+        for t in goal_tests(bundle, model):
+            b = t["best_rows"].top1
+            words = ["yes" if t[k] else "**no**" for k in ("top1", "std", "jitter")]
+            row = f"| {t['cell']} | {b.mean():.1f} ± {b.std(ddof=0):.1f} (n=10) |"
+            line = next(x for x in text.splitlines() if x.startswith(row))
+            assert " | ".join(words) in line, (row, words)
+            assert ("**no**" in line.split("|")[-2]) == (t["peer"] is False), line
+
+
+def goal_bundle(best, real, peer=None, cell=("W3A3", "minmax")):
+    from dashboard.evidence_bundle import Bundle
+    rows = [{"model": "m", "set": s, "seed": k, "bits": cell[0], "quantizer": cell[1], "top1": v, "jitter_mean": v,
+             "held_out": False} for s, values in (("best", best), ("real", real), ("mct", peer or []))
+            for k, v in enumerate(values)]
+    return Bundle({}, {"m": {}}, pd.DataFrame(), pd.DataFrame(), [], pd.DataFrame(), [], goal=pd.DataFrame(rows))
+
+
+def test_the_goal_takeaway_follows_the_data():
+    """Met, a spread that real data shares, and a shortfall against MCT within the noise each read as such."""
+    from dashboard.views.evidence import goal_overall, goal_takeaway
+
+    met = goal_takeaway(goal_bundle([98.0, 98.1, 98.0], [98.2, 98.0, 98.1]), "m")
+    assert "meets every test at 1 of 1 cells" in met and "misses" not in met
+    spread = goal_bundle([90.0, 95.0, 99.0], [85.0, 92.0, 99.0])
+    assert "std 3.7 over 3 seeds, real data's own 5.7" in goal_takeaway(spread, "m")
+    assert "Real data's own top-1 spreads beyond the std test at W3A3 minmax on 1 of 1 models" in goal_overall(spread)
+    tie = goal_takeaway(goal_bundle([98.0, 98.4, 98.2], [98.0, 98.2, 98.1], [98.1, 98.5, 98.3]), "m")
+    assert "top-1 below MCT's by 0.10" in tie and "a tie in the noise" in tie
+    clear = goal_takeaway(goal_bundle([90.0, 90.1, 90.0], [98.0, 98.2, 98.1], [98.1, 98.0, 98.1]), "m")
+    assert "below MCT's by 8.03" in clear and "tie" not in clear
