@@ -98,3 +98,13 @@ def test_mct_is_held_against_best_with_the_same_reconstruction_steps_only():
     assert sorted(kept.recon_iters.fillna(0).unique()) == [0, 100]  # range-rule rows and 100-step AdaRound rows
     side = [line for line in B.peers_lines(peers) if line.startswith("| W3A3 adaround")]
     assert side == ["| W3A3 adaround (200 steps) | 98.5 ± 0.5 (n=2) (98.5) | 99.5 ± 0.5 (n=2) (99.5) | - | - |"]
+
+
+def test_real_datas_own_spread_is_listed_only_where_it_fails_the_std_test():
+    df = pd.DataFrame(rows(*B.BEST, "m", (0, 1), 98.0, 98.0, B.GOAL_CELLS[:1])      # std 0.5
+                      + rows("real", "free", "m", (0, 3), 90.0, 90.0, B.GOAL_CELLS[:1])  # std 1.5
+                      + rows(*B.BEST, "m", (0, 1), 98.0, 98.0, B.GOAL_CELLS[1:2])
+                      + rows("real", "free", "m", (0, 1), 98.0, 98.0, B.GOAL_CELLS[1:2]))  # real steady: not listed
+    lines = B.spread_lines(df)
+    assert [line for line in lines if line.startswith("| W")] == ["| W3A3 minmax | m | 1.5 | 0.5 |"]
+    assert B.spread_lines(df[df.source == "real"]) == [] and B.spread_lines(df[df.seed < 2].assign(top1=98.0)) == []
