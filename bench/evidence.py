@@ -110,7 +110,20 @@ def goal_rows(recipes_rows: Path, peers_rows: Path) -> tuple[list[dict], dict]:
             (peers_rows, [r for r in best.lines(peers_rows) if r.get("source") == "mct"]))
     versions = {str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path): provenance.versions(rows)
                 for path, rows in used}
-    return out, {"rows": versions, "renders": "python bench/best.py (docs/best.md)"}
+    fp32 = {m: fp32_top1(m) for m in dict.fromkeys(r["model"] for r in out)}
+    return out, {"rows": versions, "renders": "python bench/best.py (docs/best.md)", "fp32_top1": fp32}
+
+
+def fp32_top1(model_name: str) -> float:
+    """The FP32 model's top-1 on the test images ``bench/recipes.py`` scored (the held-out models have no
+    facts in the bundle otherwise)."""
+    import recipes
+    from common import register_models
+
+    from dsg_core.evaluate import top1_of
+    register_models("unseen_model")
+    test = recipes.resources(model_name).test
+    return round(top1_of(test.fp_logits, test.y), 2)
 
 
 def component_rows(path: Path, model: str, ranges: set[str]) -> list[dict]:

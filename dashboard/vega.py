@@ -42,14 +42,15 @@ def _finish(chart, title: str | alt.TitleParams, height: int):
 # ------------------------------------------------------------------------------------ seeds as dots
 def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set", group: str | None = None,
               reference: pd.DataFrame | None = None, lines: dict[str, float] | None = None, height: int = 360,
-              test_images: int | None = None, floor: float = 0):
+              test_images: int | None = None, floor: float = 0, marks: tuple = ()):
     """Top-1 per group, every seed a dot, mean ± std (population std) an error bar with a tick at the
     mean, the range-jitter mean of each seed a hollow diamond. ``group`` splits each x position by
     set (side by side, e.g. x = pixel handling); ``reference`` (the bundle's seeds for the same cell)
     is a grey min-max bar behind ("your run against 10 seeds"); ``lines``: name -> a dashed level
     (e.g. ZeroQ's and real data's means); FP32 is a black dashed line, labelled with ``test_images``
     when given (a live run scores fewer images than the bundle, so its FP32 differs). ``floor``: the
-    axis' lower end, above 0 where the differences that matter are a point or less (no value lies below it)."""
+    axis' lower end, above 0 where the differences that matter are a point or less (no value lies below it);
+    ``marks``: more layers on the same axes (e.g. a pass line per x position)."""
     by = [x] + ([group] if group else [])
     colour_field = group or x
     order = _order(df[colour_field])
@@ -70,6 +71,7 @@ def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
             tooltip=[alt.Tooltip("lo:Q", title="bundle min", format=".1f"),
                      alt.Tooltip("hi:Q", title="bundle max", format=".1f"), alt.Tooltip("n:Q", title="seeds")]))
     layers.append(base.mark_circle(size=70, opacity=0.7).encode(y=y, tooltip=tip, **enc))
+    layers += list(marks)
     stats = df.groupby(by, sort=False).top1.agg(mean="mean", std=lambda v: v.std(ddof=0), n="count").reset_index()
     # the bar stops at the axis' ends: top-1 cannot leave 0-100, and a bar past 100 reads as a value
     stats = stats.assign(lo=(stats["mean"] - stats["std"]).clip(lower=floor),

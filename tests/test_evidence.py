@@ -262,14 +262,17 @@ def goal_bundle(best, real, peer=None, cell=("W3A3", "minmax")):
 
 def test_the_goal_takeaway_follows_the_data():
     """Met, a spread that real data shares, and a shortfall against MCT within the noise each read as such."""
-    from dashboard.views.evidence import goal_overall, goal_takeaway
+    from dashboard.views.evidence import goal_overall, goal_table, goal_takeaway
 
     met = goal_takeaway(goal_bundle([98.0, 98.1, 98.0], [98.2, 98.0, 98.1]), "m")
     assert "meets every test at 1 of 1 cells" in met and "misses" not in met
     spread = goal_bundle([90.0, 95.0, 99.0], [85.0, 92.0, 99.0])
     assert "std 3.7 over 3 seeds, real data's own 5.7" in goal_takeaway(spread, "m")
     assert "Real data's own top-1 spreads beyond the std test at W3A3 minmax on 1 of 1 models" in goal_overall(spread)
-    tie = goal_takeaway(goal_bundle([98.0, 98.4, 98.2], [98.0, 98.2, 98.1], [98.1, 98.5, 98.3]), "m")
+    tied = goal_bundle([98.0, 98.4, 98.2], [98.0, 98.2, 98.1], [98.1, 98.5, 98.3])
+    tie = goal_takeaway(tied, "m")
     assert "top-1 below MCT's by 0.10" in tie and "a tie in the noise" in tie
+    assert goal_table(tied, "m").loc["W3A3 minmax", "≥ MCT"] == "no (-0.10, under 2 s.e.)"
+    assert "(0 of them without MCT's test" in goal_overall(tied) and "(1 of them" in goal_overall(spread)
     clear = goal_takeaway(goal_bundle([90.0, 90.1, 90.0], [98.0, 98.2, 98.1], [98.1, 98.0, 98.1]), "m")
     assert "below MCT's by 8.03" in clear and "tie" not in clear
