@@ -478,8 +478,8 @@ def nowhere_section(b: Bundle) -> None:
                      f"{len(none)} of {len(eff)} cell × pixel-range combinations{behind}.")
     st.markdown("\n".join(f"- {n}" for n in notes) or "No cells in the bundle.")
     if not b.goal.empty:
-        st.markdown("**What to use instead, the preset `best`** (DSG's reference objective without SDA, pixels in "
-                    "range; More evidence has every seed): " + b.memo(goal_overall))
+        st.markdown("**The recipe the app ships, the preset `best`** (DSG's reference objective without SDA, pixels "
+                    "in range; More evidence has every seed): " + b.memo(goal_overall))
     st.caption("What reconstruction (AdaRound) changes is on the next page, More evidence; docs/results.md also "
                "records where reconstruction reverses the ranking at W2A4 (SDA is the part that costs it there: "
                "the small multiples show it), and that LSE and SCI add nothing measurable on these models.")
@@ -594,7 +594,7 @@ def render(present: bool = False, parts_page=None) -> None:
     predicts_section(b, model)
     nowhere_section(b)
     if parts_page is not None:
-        st.page_link(parts_page, label="Next: more evidence — the shipped recipe `best` against real data and "
+        st.page_link(parts_page, label="Next: more evidence — the shipped recipe (best) against real data and "
                      "MCT, what SDA, LSE, SCI and ε change (small multiples), "
                      "what reconstruction changes, and homogenization replayed step by step",
                      icon=":material/arrow_forward:")
