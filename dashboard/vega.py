@@ -100,6 +100,15 @@ def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
     return _finish(alt.layer(*layers), title, height)
 
 
+def level_ticks(levels: pd.Series, x: str, order: list[str], name: str):
+    """A black tick across each x position at its own level (``levels``: x value -> level), e.g. the
+    pass line of each cell; a layer for ``seed_dots(marks=...)``."""
+    df = pd.DataFrame({x: levels.index, "level": levels.values})
+    return alt.Chart(df).mark_tick(color="black", thickness=2, size=90, opacity=0.8).encode(
+        x=alt.X(f"{x}:N", sort=order), y="level:Q",
+        tooltip=[alt.Tooltip(f"{x}:N"), alt.Tooltip("level:Q", title=name, format=".1f")])
+
+
 LABEL_PX = 13       # height of a reference line's label
 LABEL_POINTS = 5.0  # levels closer than this (top-1 points, about 15 px at the usual height) would overlap
 

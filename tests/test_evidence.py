@@ -273,6 +273,8 @@ def test_the_goal_takeaway_follows_the_data():
     tie = goal_takeaway(tied, "m")
     assert "top-1 below MCT's by 0.10" in tie and "a tie in the noise" in tie
     assert goal_table(tied, "m").loc["W3A3 minmax", "≥ MCT"] == "no (-0.10, under 2 s.e.)"
-    assert "(0 of them without MCT's test" in goal_overall(tied) and "(1 of them" in goal_overall(spread)
+    assert "0 of the 1 where MCT ran (all four tests)" in goal_overall(tied)
+    assert "(1 of the other 1 within two standard errors)" in goal_overall(tied)
+    assert "0 of the 0 where MCT ran (all four tests) and 0 of the 1 where it did not" in goal_overall(spread)
     clear = goal_takeaway(goal_bundle([90.0, 90.1, 90.0], [98.0, 98.2, 98.1], [98.1, 98.0, 98.1]), "m")
     assert "below MCT's by 8.03" in clear and "tie" not in clear
