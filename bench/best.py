@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from common import header, write_doc
 
-from dsg_core.experiments.goal import MAX_STD, WITHIN, against_real, versus_peer
+from dsg_core.experiments.goal import MAX_STD, WITHIN, against_real, std_text, versus_peer
 from dsg_core.quant.ptq import RECONSTRUCTORS
 from dsg_core.sources import label
 
@@ -179,15 +179,13 @@ def why_lines(df: pd.DataFrame, ratios: pd.Series) -> list[str]:
 def spread_lines(df: pd.DataFrame) -> list[str]:
     """Where real data's own top-1 spreads over seeds beyond the std test: there the test asks a synthetic
     set for a steadiness that calibrating on real images does not have (best's std beside it)."""
-    def std(v: float) -> str:
-        return f"{v:.2f}" if round(v, 1) == MAX_STD else f"{v:.1f}"
     out = []
     for bits, q in GOAL_CELLS:
         at = df[(df.bits == bits) & (df.quantizer == q)]
         stds = at.groupby(["model", "source"]).top1.std(ddof=0).unstack("source")
         if "real" not in stds or BEST[0] not in stds:
             continue
-        out += [f"| {cell_name(bits, q)} | {m} | {std(r.real)} | {std(r[BEST[0]])} |"
+        out += [f"| {cell_name(bits, q)} | {m} | {std_text(r.real)} | {std_text(r[BEST[0]])} |"
                 for m, r in stds[stds.real > MAX_STD].iterrows()]
     if not out:
         return []

@@ -36,4 +36,7 @@ def test_the_peer_test_reports_the_larger_shortfall_with_its_standard_error():
     assert tests["peer"] is False and not goal.met(tests)
     assert gap.name == "jitter" and math.isclose(gap.gap, -4.0)
     assert math.isclose(gap.se, math.sqrt(2.0 / 2 + 0.0 / 2)), "var(ddof=1)/n summed over both sets"
+    assert not gap.tie, "4 points behind at s.e. 1 is no tie"
+    assert goal.PeerGap("top-1", -0.1, 0.07).tie and not goal.PeerGap("top-1", 0.1, 0.07).tie
+    assert goal.std_text(1.04) == "1.04" and goal.std_text(2.83) == "2.8"
     assert goal.cell_tests(peer.assign(top1=99.0, jitter_mean=96.0), pd.DataFrame(), peer)["peer"] is True

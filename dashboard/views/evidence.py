@@ -740,34 +740,25 @@ def goal_tests(b: Bundle, model: str) -> list[dict]:
     return out
 
 
-def std_text(rows: pd.DataFrame) -> str:
-    """Top-1's std over seeds, with a second decimal where one would read as the std test's limit."""
-    v = rows.top1.std(ddof=0)
-    return f"{v:.2f}" if round(v, 1) == goal.MAX_STD else f"{v:.1f}"
-
-
 def goal_table(b: Bundle, model: str) -> pd.DataFrame:
     def stat(rows: pd.DataFrame) -> str:
-        return "–" if rows.empty else f"{rows.top1.mean():.1f} ± {std_text(rows)} ({rows.jitter_mean.mean():.1f})"
+        if rows.empty:
+            return "–"
+        return f"{rows.top1.mean():.1f} ± {goal.std_text(rows.top1.std(ddof=0))} ({rows.jitter_mean.mean():.1f})"
 
     def mark(ok: bool | None) -> str:
         return "not run" if ok is None else ("yes" if ok else "no")
 
     def peer(t: dict) -> str:
         g = t["peer_gap"]
-        return mark(t["peer"]) if t["peer"] is not False else f"no ({g.gap:+.2f}{', under 2 s.e.' * tie(g)})"
+        return mark(t["peer"]) if t["peer"] is not False else f"no ({g.gap:+.2f}{', under 2 s.e.' * g.tie})"
 
     return pd.DataFrame([{"cell": t["cell"], "Best: top-1 ± std (jitter mean)": stat(t["best_rows"]),
                           "Real": stat(t["real_rows"]), "MCT": stat(t["peer_rows"]),
                           f"top-1 ≥ real − {goal.WITHIN}": mark(t["top1"]), f"std ≤ {goal.MAX_STD:g}": mark(t["std"]),
                           f"jitter mean ≥ real's − {goal.WITHIN}": mark(t["jitter"]),
                           "≥ MCT": peer(t), "all tests": "met" if goal.met(t) else "missed"}
-                         for t in goal_tests(b, model)]).set_index("cell")
-
-
-def tie(g: goal.PeerGap) -> bool:
-    """A shortfall against MCT under two standard errors of the difference: a tie in the noise."""
-    return -g.gap < 2 * g.se
+                         for t in b.memo(goal_tests, model)]).set_index("cell")
 
 
 def misses(t: dict) -> list[str]:
@@ -777,19 +768,19 @@ def misses(t: dict) -> list[str]:
         out.append(f"top-1 {best.top1.mean():.1f} against real data's {real.top1.mean():.1f}")
     if t["std"] is False:
         own = real.top1.std(ddof=0) if len(real) else float("nan")
-        out.append(f"std {std_text(best)} over {len(best)} seeds"
+        out.append(f"std {goal.std_text(best.top1.std(ddof=0))} over {len(best)} seeds"
                    + (f", real data's own {own:.1f}" if own > goal.MAX_STD else ""))
     if t["jitter"] is False:
         out.append(f"jitter mean {best.jitter_mean.mean():.1f} against real data's {real.jitter_mean.mean():.1f}")
     if t["peer"] is False:
         g = t["peer_gap"]
-        words = " — under two standard errors, a tie in the noise" if tie(g) else ""
+        words = " — under two standard errors, a tie in the noise" if g.tie else ""
         out.append(f"{g.name} below MCT's by {-g.gap:.2f} ± {g.se:.2f} s.e.{words}")
     return out
 
 
 def goal_takeaway(b: Bundle, model: str) -> str:
-    tests = goal_tests(b, model)
+    tests = b.memo(goal_tests, model)
     met = [t["cell"] for t in tests if goal.met(t)]
     missed = [f"{t['cell']} ({'; '.join(misses(t))})" for t in tests if not goal.met(t)]
     head = f"`best` meets every test at {len(met)} of {len(tests)} cells on {model}"
@@ -799,12 +790,12 @@ def goal_takeaway(b: Bundle, model: str) -> str:
 def goal_overall(b: Bundle) -> str:
     """Over every model of the bundle: cells met, cells at least MCT's where MCT ran, and where real data's
     own seeds spread beyond the std test."""
-    per = {m: goal_tests(b, m) for m in dict.fromkeys(b.goal.model)}
+    per = {m: b.memo(goal_tests, m) for m in dict.fromkeys(b.goal.model)}
     tests = [t for ts in per.values() for t in ts]
     peer = [t for t in tests if t["peer"] is not None]
     met, met_peer, ahead = (sum(goal.met(t) for t in tests), sum(goal.met(t) for t in peer),
                             sum(t["peer"] for t in peer))
-    ties = sum(1 for t in peer if t["peer"] is False and tie(t["peer_gap"]))
+    ties = sum(1 for t in peer if t["peer"] is False and t["peer_gap"].tie)
     wide = [t["cell"] for t in tests if len(t["real_rows"]) and t["real_rows"].top1.std(ddof=0) > goal.MAX_STD]
     wide_n = {c: wide.count(c) for c in (" ".join(c) for c in GOAL_CELLS) if c in wide}
     return (f"Over {len(per)} models, `best` meets every test of the goal at {met} of {len(tests)} cells: "

@@ -29,6 +29,11 @@ class PeerGap:
     def ok(self) -> bool:
         return self.gap >= 0
 
+    @property
+    def tie(self) -> bool:
+        """A shortfall under two standard errors of the difference: a tie in the noise."""
+        return not self.ok and -self.gap < 2 * self.se
+
 
 def against_real(top1: pd.Series, jitter: pd.Series, real_top1: pd.Series, real_jitter: pd.Series) -> dict:
     """The goal's three tests against real data: top-1 and jitter mean within WITHIN of real data's or
@@ -50,6 +55,11 @@ def versus_peer(best: pd.DataFrame, peer: pd.DataFrame) -> PeerGap | None:
               if min(len(best), len(peer)) > 1 else float("nan"))
         gaps[name] = PeerGap(name, float(best[col].mean() - peer[col].mean()), se)
     return min(gaps.values(), key=lambda g: g.gap)
+
+
+def std_text(std: float) -> str:
+    """A std over seeds for the std test, with a second decimal where one would read as its limit."""
+    return f"{std:.2f}" if round(std, 1) == MAX_STD else f"{std:.1f}"
 
 
 def cell_tests(best: pd.DataFrame, real: pd.DataFrame, peer: pd.DataFrame) -> dict:
