@@ -12,7 +12,7 @@ more bit, moves it. This benchmark measures:
    min/max and DSG-avg ranges. A result that swings over +-10% of the range is the grid's luck.
 
     python bench/aliasing.py                 # about 20 minutes on one core -> docs/aliasing.md
-    python bench/aliasing.py --render-only   # the doc again from bench/cache/aliasing.jsonl
+    python bench/aliasing.py --render-only   # the doc again from bench/rows/aliasing.jsonl
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from common import header, write_doc
+from common import header, rows_file, write_doc
 
 from dsg_core.data import real_split
 from dsg_core.experiments import SetCache, calibration_set
@@ -41,7 +41,7 @@ BITS = ((4, 4), (3, 3))
 RULES = ("minmax", "dsg-avg")
 FACTORS = (0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2)
 CACHE = Path(__file__).resolve().parent / "cache" / "quick" / "sets"
-ROWS = Path(__file__).resolve().parent / "cache" / "aliasing.jsonl"
+ROWS = rows_file("aliasing")
 BASE = dict(samples=64, batch_size=64, iterations=200)  # the quick profile's sets
 
 
@@ -99,7 +99,7 @@ Compare sources by such averages, or by many seeds, not by one cell."""
 
 def render(shares: list[tuple[str, float]], rows: list[dict]) -> str:
     lines = [header("Grid aliasing of MNIST's constant background", timing=False), "",
-             "The rows (`bench/cache/aliasing.jsonl`) come from `python bench/aliasing.py`; `--render-only` "
+             "The rows (`bench/rows/aliasing.jsonl`) come from `python bench/aliasing.py`; `--render-only` "
              "rebuilds this page from them.", "", READING, ""]
     lines += ["## 1. How much of each activation is the background",
               "", "Share of the values (200 test images) equal to the value of a blank image at the same "

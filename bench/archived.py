@@ -5,7 +5,7 @@
 The 2026-11-26 pages were rendered from rows that are no longer on this machine and predate the
 provenance stamps, so the only record of them is their markdown. This reads its tables (mean ± std
 [min, max] per source, quantizer and width) and sets each beside the same cell of the rerun's rows
-(`bench/cache/<profile>/rows.jsonl`, the seeds the rerun has), printing a markdown table of every cell
+(`bench/rows/<profile>.jsonl`, the seeds the rerun has), printing a markdown table of every cell
 whose mean moved by more than the larger of the two seed spreads (and at least one point): a change
 the seeds cannot explain. The archived cells may have more seeds (5-9 were added where cells swing).
 """
@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from common import rows_file
 
 CELL = re.compile(r"(-?[\d.]+) ± ([\d.]+)")
 
@@ -66,7 +67,7 @@ def main() -> None:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--archived", type=Path, required=True)
     args = ap.parse_args()
-    rows = Path(__file__).resolve().parent / "cache" / args.profile / "rows.jsonl"
+    rows = rows_file(args.profile)
     for path, what in ((args.archived, "the archived page"), (rows, f"the {args.profile} profile's rows")):
         if not path.is_file():
             raise SystemExit(f"{what} not found: {path}")

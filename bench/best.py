@@ -2,11 +2,11 @@
 
     python bench/best.py            # docs/best.md, from rows already measured:
 
-- bench/cache/control/rows.jsonl: `bench/reproduce.py --profile control` and `control-sources` (every
+- bench/rows/control.jsonl: `bench/reproduce.py --profile control` and `control-sources` (every
   source free, clamped after and clipped): step 1 of the choice;
-- bench/cache/recipes/rows.jsonl: `bench/recipes.py` (one change to the reference objective at a time, on
+- bench/rows/recipes.jsonl: `bench/recipes.py` (one change to the reference objective at a time, on
   the embedded and three held-out models): step 2, and the goal tables (its `no-sda` rows are `best`);
-- bench/cache/peers/rows.jsonl: `bench/peers.py quality` (MCT's generator, same seeds and protocol).
+- bench/rows/peers.jsonl: `bench/peers.py quality` (MCT's generator, same seeds and protocol).
 
 It only reads and renders: every number comes from those runs.
 """
@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from common import header, write_doc
+from common import header, rows_file, write_doc
 
 from dsg_core.experiments.goal import MAX_STD, WITHIN, against_real, std_text, versus_peer
 from dsg_core.quant.ptq import RECONSTRUCTORS
@@ -270,7 +270,7 @@ def recipes_lines() -> list[str]:
     """Step 2, from ``bench/recipes.py`` (``docs/recipes.md``): its per-model count of goal cells met, the
     outcome of its rule and of the confirmation; nothing before it has run."""
     import recipes  # here, not at the top: recipes imports this module
-    rows = recipes.Rows(recipes.CACHE / "rows.jsonl", recipes.key).rows
+    rows = recipes.Rows(recipes.ROWS, recipes.key).rows
     cells = pd.DataFrame([r for r in rows if r.get("cell") is not None])
     if cells.empty:
         return []
@@ -284,9 +284,9 @@ def recipes_lines() -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--control", type=Path, default=CACHE / "control" / "rows.jsonl")
-    ap.add_argument("--recipes", type=Path, default=CACHE / "recipes" / "rows.jsonl")
-    ap.add_argument("--peers", type=Path, default=CACHE / "peers" / "rows.jsonl")
+    ap.add_argument("--control", type=Path, default=rows_file("control"))
+    ap.add_argument("--recipes", type=Path, default=rows_file("recipes"))
+    ap.add_argument("--peers", type=Path, default=rows_file("peers"))
     args = ap.parse_args()
     import recipes
     goal, ratios = recipe_rows(args.recipes)

@@ -16,6 +16,9 @@ from typing import Callable, Hashable
 import torch
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+# Result rows are committed (bench/rows/<name>.jsonl): a page is re-rendered and a long rerun resumed
+# from them on any clone. Generated sets stay in the ignored bench/cache/: they are remade from their seeds.
+ROWS = Path(__file__).resolve().parent / "rows"
 
 
 def machine() -> str:
@@ -55,6 +58,11 @@ def write_doc(name: str, text: str) -> Path:
     path.write_text(text)
     print(f"wrote {path}")
     return path
+
+
+def rows_file(name: str) -> Path:
+    """The committed rows of one benchmark or profile, e.g. ``rows_file("quick")``."""
+    return ROWS / f"{name}.jsonl"
 
 
 class Rows:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import DOCS, machine
+from common import DOCS, machine, rows_file
 
 from dsg_core import provenance
 from dsg_core.diagnostics import REAL
@@ -254,7 +254,7 @@ def keep(path: Path, data) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=Path, default=REPO / "bench/cache/control/rows.jsonl",
+    ap.add_argument("--rows", type=Path, default=rows_file("control"),
                     help="the control profile's rows (bench/reproduce.py --profile control)")
     ap.add_argument("--sets", type=Path, default=REPO / "bench/cache/control/sets", help="its set cache")
     ap.add_argument("--models", default=",".join(MODELS))
@@ -264,9 +264,9 @@ def main() -> None:
     ap.add_argument("--parts", default="examples,variants,bundle",
                     help="examples and variants are kept in bench/cache/evidence/ (run them in parallel processes); "
                          "bundle assembles them with the rows")
-    ap.add_argument("--recipes", type=Path, default=REPO / "bench/cache/recipes/rows.jsonl",
+    ap.add_argument("--recipes", type=Path, default=rows_file("recipes"),
                     help="bench/recipes.py's rows: `best` (its no-sda variant) and real data at the goal cells")
-    ap.add_argument("--peers", type=Path, default=REPO / "bench/cache/peers/rows.jsonl",
+    ap.add_argument("--peers", type=Path, default=rows_file("peers"),
                     help="bench/peers.py's rows: MCT's generator at the same cells and seeds")
     ap.add_argument("--work", type=Path, default=REPO / "bench/cache/evidence")
     ap.add_argument("--out", type=Path, default=DOCS / "data" / "evidence.json.gz")

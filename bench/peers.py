@@ -22,7 +22,7 @@ seconds per iteration over our DSG's: read the ratios. ``quality`` adds, per see
 0.8/1.0/1.2 (``quantize_and_evaluate``); ``--adaround`` adds the AdaRound cells, ``--recon-iters`` Adam
 steps per layer (default 100, the pixel-range control's; rows record it: runs before it was an option
 used the engine's default, 200). ``--sources`` runs some sources only. Finished rows are kept in
-bench/cache/peers/rows.jsonl, so a stopped run resumes.
+bench/rows/peers.jsonl (committed), so a stopped run resumes.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from common import Rows, header, register_models, write_doc
+from common import Rows, header, register_models, rows_file, write_doc
 from peer_adapter import FirstChannel, channel0_affine, peer_normalization, to_model_space
 from safetensors.torch import load_file, save_file
 
@@ -309,7 +309,8 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--cache", type=Path, default=CACHE, help="rows and sets (default bench/cache/peers)")
+    p.add_argument("--cache", type=Path, default=CACHE, help="sets (default bench/cache/peers)")
+    p.add_argument("--rows", type=Path, default=rows_file("peers"), help="rows (default bench/rows/peers.jsonl)")
     p.add_argument("--doc", type=Path, help="write the page here instead of docs/peers.md (e.g. for a trial run)")
     p.add_argument("--adaround", action="store_true", help="also the AdaRound cells (minutes per set on a CPU)")
     p.add_argument("--recon-iters", type=int, default=RECON_ITERS,
@@ -321,7 +322,7 @@ def main() -> None:
     if not chosen or set(chosen) - set(SOURCES):
         raise SystemExit(f"--sources: choose from {', '.join(SOURCES)} (got {args.sources!r})")
     register_models(args.setup)
-    rows = Rows(args.cache / "rows.jsonl", key_of)
+    rows = Rows(args.rows, key_of)
     if args.part != "doc":
         res = Resources.load(Plan(args.model))
         if args.part == "speed":

@@ -6,7 +6,7 @@ PTQ with the same quantizer calibrated on the same source, at several bit-widths
     python bench/qat.py --quick                 # the smallest settings: checks the pipeline (about a minute)
     python bench/qat.py --render-only           # rebuild the page from saved rows
 
-Resumable: every finished run is appended to bench/cache/qat/<profile>.jsonl and skipped next time;
+Resumable: every finished run is appended to bench/rows/qat-<profile>.jsonl and skipped next time;
 stop it any time and start it again. Writes docs/qat.md (docs/qat-quick.md with --quick).
 """
 
@@ -16,10 +16,9 @@ import argparse
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
-from common import Rows, header, write_doc
+from common import Rows, header, rows_file, write_doc
 
 from dsg_core.gdfq import QATConfig, train_qat
 from dsg_core.models import get_spec, load_model
@@ -114,7 +113,7 @@ def main() -> None:
     args = p.parse_args()
     name = "quick" if args.quick else "full"
     profile = PROFILES[name]
-    rows = Rows(Path(__file__).resolve().parent / "cache" / "qat" / f"{name}.jsonl", row_key)
+    rows = Rows(rows_file(f"qat-{name}"), row_key)
     if not args.render_only:
         bits = args.bits.split(",") if args.bits else profile["bits"]
         run(args.model, profile, list(range(args.seeds or profile["seeds"])), bits, rows)

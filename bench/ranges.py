@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from common import Rows, header, write_doc
+from common import Rows, header, rows_file, write_doc
 from reproduce import PROFILES, row_key
 
 from dsg_core.diagnostics import activation_ranges, range_ratios
@@ -48,7 +48,7 @@ def cached_sets(model, profile: dict):
 
 
 def accuracies() -> pd.DataFrame:
-    rows = Rows(ROOT / "rows.jsonl", row_key).rows
+    rows = Rows(rows_file("quick"), row_key).rows
     df = pd.DataFrame(r for r in rows if r.get("kind") == "main" and r["model"] == MODEL
                       and r["quantizer"] == "minmax" and r["bits"] in ("4/4", "3/3"))
     df = df.drop_duplicates(["source", "seed", "bits"], keep="last")

@@ -28,7 +28,7 @@ ran, the confirmation: on a third held-out model, ``lenet_bn_mnist`` (trained af
 `no-sda` meets more goal cells than `reference`. Only if it does is `no-sda` the recommended change (the
 outcome below says whether it did; ``dsg_core/generation/config.py`` ships the result as `best`).
 
-Resumable: rows go to bench/cache/recipes/rows.jsonl (one line per set and cell) and are skipped when
+Resumable: rows go to bench/rows/recipes.jsonl (one line per set and cell) and are skipped when
 there; several processes (``--shard i/n``) can share the file.
 """
 
@@ -44,7 +44,7 @@ import torch
 from best import cell_name as bits_cell
 from best import like_recipes
 from best import read as read_results
-from common import Rows, header, register_models, write_doc
+from common import Rows, header, register_models, rows_file, write_doc
 
 from dsg_core.diagnostics import activation_ranges, range_ratios
 from dsg_core.experiments.goal import against_real
@@ -56,7 +56,7 @@ from dsg_core.provenance import check_versions, stamp
 from dsg_core.quant import QuantConfig
 
 CACHE = Path(__file__).resolve().parent / "cache" / "recipes"
-PEERS = CACHE.parent / "peers" / "rows.jsonl"  # bench/peers.py quality: MCT's generator, same seeds and cells
+ROWS, PEERS = rows_file("recipes"), rows_file("peers")  # bench/peers.py quality: MCT's generator, same seeds and cells
 EMBEDDED = ("resnet20_mnist", "mobilenetv2_mnist")
 HELD_OUT = ("vgg_bn_mnist", "allconv_bn_mnist", "lenet_bn_mnist")  # bench/unseen_model.py
 INCUMBENT, CONFIRMATION = "reference", "lenet_bn_mnist"  # the recipe the rule could replace; the pre-stated test
@@ -126,7 +126,7 @@ def cell_name(c: tuple[int, int, str]) -> str:
 def run_stage(stage: str, variants: list[str], models: list[str] | None, shard: tuple[int, int]) -> None:
     spec = STAGES[stage]
     register_models("unseen_model")
-    rows, cache = Rows(CACHE / "rows.jsonl", key), SetCache(CACHE / "sets")
+    rows, cache = Rows(ROWS, key), SetCache(CACHE / "sets")
     k = 0
     for seed in spec["seeds"]:  # seeds outermost: partial results cover every variant
         for model_name in models or spec["models"]:
@@ -145,7 +145,7 @@ def resources(model_name: str) -> Resources:
 
 # ------------------------------------------------------------------------------------------ render
 def render(allow_mixed: bool = False) -> str:
-    rows = Rows(CACHE / "rows.jsonl", key).rows
+    rows = Rows(ROWS, key).rows
     mixed = check_versions(rows, allow_mixed=allow_mixed)  # refuses rows of several code versions unless allowed
     df = pd.DataFrame(rows)
     ratio, cells = df[df.cell.isna()], df[df.cell.notna()]

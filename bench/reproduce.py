@@ -7,8 +7,8 @@ embedded model, plus the epsilon ablation and which diversity metric predicts ac
     python bench/reproduce.py --profile control        # the pixel-range control (docs/pixel-range.md)
     python bench/reproduce.py --profile unseen         # the control on a held-out model (bench/unseen_model.py)
 
-Resumable: every finished row is appended to bench/cache/<profile>/rows.jsonl and skipped on the
-next run; generated sets are cached beside it. Stop it any time and start it again.
+Resumable: every finished row is appended to bench/rows/<profile>.jsonl (committed) and skipped on the
+next run; generated sets are cached in bench/cache/<profile>/sets. Stop it any time and start it again.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from common import Rows, header, register_models, write_doc
+from common import Rows, header, register_models, rows_file, write_doc
 
 from dsg_core.errors import DSGError
 from dsg_core.experiments import Plan, Resources, SetCache, generate_ahead, parse_bits, run
@@ -689,7 +689,7 @@ def main() -> None:
     profile = PROFILES[args.profile]
     setup(profile)
     root = Path(__file__).resolve().parent / "cache" / profile.get("cache", args.profile)
-    rows = Rows(root / "rows.jsonl", row_key)
+    rows = Rows(rows_file(profile.get("cache", args.profile)), row_key)
     if not args.render_only:
         i, n = (int(v) for v in args.shard.split("/"))
         only = [int(v) for v in args.only_seeds.split(",")] if args.only_seeds else None

@@ -35,7 +35,7 @@ if [ "$(left 40)" -gt 30 ]; then
 fi
 cat /tmp/shard*.log > "$OUT/reproduce.log" 2>/dev/null  # a fresh machine: only this call's logs
 tail -n 3 /tmp/shard*.log
-cp bench/cache/quick/rows.jsonl "$OUT/"
+cp bench/rows/quick.jsonl "$OUT/rows.jsonl"
 find bench/cache/quick/sets -newer /tmp/marker -name '*.safetensors' | tar czf /tmp/sets.tgz -T -
 split -b 15M /tmp/sets.tgz "$OUT/sets.tgz.part"
 ls -la "$OUT"

@@ -44,7 +44,8 @@ def test_real_data_is_compared_on_the_variants_own_seeds():
 
 def test_the_page_counts_met_cells_per_model(tmp_path, monkeypatch):
     import json
-    monkeypatch.setattr(RC, "CACHE", tmp_path)
+    monkeypatch.setattr(RC, "ROWS", tmp_path / "rows.jsonl")
+    monkeypatch.setattr(RC, "PEERS", tmp_path / "no-peers.jsonl")
     prov = {"code_version": "c", "source_hash": "s", "config_hash": "h"}
     lines = [*rows("real", "resnet20_mnist", "W4A4 minmax", [99.0, 99.0]),
              *rows("reference", "resnet20_mnist", "W4A4 minmax", [99.0, 99.2]),
