@@ -408,6 +408,11 @@ def test_scaled_ranges_scale_every_calibrated_range_and_restore_them():
             assert float(a.hi) == pytest.approx(1.5 * before[n][1])
             assert float(a.scale) == pytest.approx(1.5 * before[n][2])
     assert {n: (float(a.lo), float(a.hi), float(a.scale)) for n, a in act_quantizers(q).items()} == before
+    first = next(iter(before))
+    with scaled_ranges(q, 0.5, only=[first]):  # one range alone: the others stay as calibrated
+        now = {n: float(a.hi) for n, a in act_quantizers(q).items()}
+        assert now == pytest.approx({n: (0.5 if n == first else 1.0) * b[1] for n, b in before.items()})
+    assert {n: (float(a.lo), float(a.hi), float(a.scale)) for n, a in act_quantizers(q).items()} == before
     with pytest.raises(ConfigError, match="> 0"):
         with scaled_ranges(q, 0.0):
             pass

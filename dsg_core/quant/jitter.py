@@ -10,7 +10,7 @@ measures that: a result that holds over 0.8-1.2x is the data's; one that swings 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Collection, Iterator
 
 import torch
 import torch.nn as nn
@@ -24,12 +24,13 @@ SPAN_FACTORS = (0.8, 1.0, 1.2)  # the span's ends and middle: the evidence bundl
 
 
 @contextmanager
-def scaled_ranges(q_model: nn.Module, factor: float) -> Iterator[nn.Module]:
-    """Every calibrated activation range [lo, hi] of ``q_model`` as [factor lo, factor hi] inside
-    the block, restored after it (weights untouched)."""
+def scaled_ranges(q_model: nn.Module, factor: float, only: Collection[str] | None = None) -> Iterator[nn.Module]:
+    """Every calibrated activation range [lo, hi] of ``q_model`` (or those of the quantizers named in
+    ``only``: which layer's range a result hangs on) as [factor lo, factor hi] inside the block,
+    restored after it (weights untouched)."""
     if not factor > 0:
         raise ConfigError(f"a range factor must be > 0, got {factor}")
-    quants = {n: q for n, q in act_quantizers(q_model).items() if bool(q.calibrated)}
+    quants = {n: q for n, q in act_quantizers(q_model).items() if bool(q.calibrated) and (only is None or n in only)}
     base = {n: (float(q.lo), float(q.hi)) for n, q in quants.items()}
     try:
         for n, q in quants.items():
