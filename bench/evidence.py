@@ -268,6 +268,8 @@ def main() -> None:
                     help="bench/recipes.py's rows: `best` (its no-sda variant) and real data at the goal cells")
     ap.add_argument("--peers", type=Path, default=rows_file("peers"),
                     help="bench/peers.py's rows: MCT's generator at the same cells and seeds")
+    ap.add_argument("--layer-jitter", type=Path, default=rows_file("layer-jitter"),
+                    help="bench/layer_jitter.py's rows: resnet20's W3A3 AdaRound over a dense grid of range factors")
     ap.add_argument("--work", type=Path, default=REPO / "bench/cache/evidence")
     ap.add_argument("--out", type=Path, default=DOCS / "data" / "evidence.json.gz")
     ap.add_argument("--allow-mixed", action="store_true",
@@ -299,6 +301,8 @@ def main() -> None:
     seeds = {f: len({r["seed"] for r in variant_rows if r["family"] == f}) for f in ("components", "epsilon")}
     parts_made = [p.read_text() for p in sorted(args.work.glob("*.command"))]
     goal, goal_meta = goal_rows(args.recipes, args.peers)
+    import best
+    import layer_jitter
     bundle = {"meta": {**code_version(), "row_versions": versions, "command": command(), "parts": parts_made,
                        "rows": str(args.rows.relative_to(REPO)) if args.rows.is_relative_to(REPO) else str(args.rows),
                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -306,7 +310,8 @@ def main() -> None:
                        "seeds": int(max((c["seed"] for c in cells), default=-1)) + 1,
                        "variant_seeds": seeds, "goal": goal_meta},
               "models": facts, "cells": cells, "metrics": metrics, "examples": grids + variant_grids,
-              "variants": variant_rows, "snapshots": replays, "goal": goal}
+              "variants": variant_rows, "snapshots": replays, "goal": goal,
+              "jitter_grid": layer_jitter.bundle_part(best.lines(args.layer_jitter), args.allow_mixed)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(gzip.compress(json.dumps(bundle, separators=(",", ":")).encode(), mtime=0))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): {len(cells)} cells, {len(metrics)} metric rows, "

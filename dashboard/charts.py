@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 
 COLORS = {"DSG": "#d62728", "ZeroQ": "#1f77b4", "Gaussian": "#8c8c8c", "Real": "#2ca02c", "BN Gaussian": "#000000",
           "SDA": "#ff7f0e", "LSE": "#9467bd", "SCI": "#8c564b", "SDA+LSE": "#e377c2", "SDA+LSE+SCI": "#d62728",
-          "Best": "#17becf", "MCT": "#bcbd22"}
+          "Best": "#17becf", "MCT": "#f5b700"}  # amber: apart from Real's green and Best's cyan
 ORDER = {"set": ["DSG", "ZeroQ", "Gaussian", "Real", "BN Gaussian", "Best", "MCT"]}
 
 

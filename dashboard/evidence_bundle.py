@@ -34,6 +34,8 @@ class Bundle:
     snapshots: list[dict]  # per-sample statistics over iterations (the replay)
     goal: pd.DataFrame = field(default_factory=pd.DataFrame)  # `best`, real and MCT at issue 18's goal cells:
     # model, set, seed, bits, quantizer, top1, jitter_mean, held_out (empty in a bundle made before it)
+    jitter_grid: dict = field(default_factory=dict)  # bench/layer_jitter.py: model, cell, goal_factors, grid (set,
+    # seed, factor, top1 with every activation range scaled by factor), finding (markdown lines); empty before it
     # what the page derives from the bundle (figures, verdicts), made once per process: the bundle is
     # loaded once, so every visitor after the first (and the first, after ``dashboard.serve`` warmed it)
     # gets ready figures instead of rebuilding a dozen charts
@@ -70,7 +72,7 @@ def load(path: str | Path = BUNDLE) -> Bundle | None:
     return Bundle(meta=d["meta"], models=d["models"], cells=pd.DataFrame(d["cells"]),
                   metrics=pd.DataFrame(d["metrics"]), examples=d.get("examples", []),
                   variants=pd.DataFrame(d.get("variants", [])), snapshots=d.get("snapshots", []),
-                  goal=pd.DataFrame(d.get("goal", [])))
+                  goal=pd.DataFrame(d.get("goal", [])), jitter_grid=d.get("jitter_grid", {}))
 
 
 def summary(cells: pd.DataFrame) -> pd.DataFrame:

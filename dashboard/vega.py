@@ -100,6 +100,28 @@ def seed_dots(df: pd.DataFrame, fp32: float | None, title: str, *, x: str = "set
     return _finish(alt.layer(*layers), title, height)
 
 
+def factor_lines(df: pd.DataFrame, title: str, marked: list[float], height: int = 340):
+    """Top-1 (``df``: set, seed, factor, top1) against a range factor: a line through each set's means, every
+    seed a small dot, and a grey dashed rule at each ``marked`` factor (e.g. the ones a test samples)."""
+    order = _order(df["set"])
+    colour = alt.Color("set:N", scale=_colour(df["set"]), sort=order, legend=alt.Legend(title=None, symbolOpacity=1))
+    ticks = sorted(set(round(f, 1) for f in df.factor))  # tenths: the grid's own steps read as 0.7, 0.8, ...
+    x = alt.X("factor:Q", title="every activation range scaled by", scale=alt.Scale(zero=False),
+              axis=alt.Axis(values=ticks, format=".1f"))
+    y = alt.Y("top1:Q", title="top-1 (%)", scale=alt.Scale(domain=[0, 101]))
+    means = df.groupby(["set", "factor"], sort=False).top1.agg(mean="mean", n="count").reset_index()
+    rules = alt.Chart(pd.DataFrame({"factor": marked})).mark_rule(strokeDash=[4, 4], color="#888888").encode(
+        x="factor:Q", tooltip=[alt.Tooltip("factor:Q", title="factor the goal samples")])
+    dots = alt.Chart(df).mark_circle(size=28, opacity=0.45).encode(
+        x=x, y=y, color=colour, tooltip=["set:N", "seed:O", alt.Tooltip("factor:Q"),
+                                         alt.Tooltip("top1:Q", format=".1f")])
+    line = alt.Chart(means).mark_line(point=True, strokeWidth=2.5).encode(
+        x=x, y=alt.Y("mean:Q", title="top-1 (%)"), color=colour,
+        tooltip=["set:N", alt.Tooltip("factor:Q"), alt.Tooltip("mean:Q", format=".1f"),
+                 alt.Tooltip("n:Q", title="seeds")])
+    return _finish(alt.layer(rules, dots, line), title, height)
+
+
 def level_ticks(levels: pd.Series, x: str, order: list[str], name: str):
     """A black tick across each x position at its own level (``levels``: x value -> level), e.g. the
     pass line of each cell; a layer for ``seed_dots(marks=...)``."""

@@ -63,6 +63,12 @@ def test_more_evidence_draws_the_shipped_recipe_against_real_data_and_mct(tmp_pa
             dots = first.locator(f"[aria-roledescription='circle'][aria-label*='set: {name}']")
             assert dots.count() >= 6 * 10 if name != "MCT" else dots.count() >= 4 * 10, name
         page.locator("[data-testid='stTable']").first.wait_for(timeout=60_000)  # drawn after the chart on a busy CPU
+        assert page.get_by_text("A closer look at the range jitter", exact=False).count() == 1
+        grid = page.locator(".vega-embed").nth(1)  # the goal section's second chart: resnet20's dense factor grid
+        grid.locator("[aria-roledescription='circle']").first.wait_for(timeout=60_000)
+        for name in ("Best", "Real", "MCT"):
+            dots = grid.locator(f"[aria-roledescription='circle'][aria-label*='set: {name}']")
+            assert dots.count() >= 5 * 13, name  # five seeds at 13 factors
         shot(page, "01_more_evidence")
 
 

@@ -155,9 +155,14 @@ def test_more_evidence_opens_on_the_shipped_recipe_against_real_data_and_mct(tmp
     seeds = pd.concat([d for d in spec["datasets"].values() if "seed" in d]).groupby(["set", "cell"]).seed.nunique()
     assert set(seeds.index.get_level_values("set")) == {"Best", "Real", "MCT"} and seeds.min() == 10
     assert at.table, "the goal's tests per cell"
+    assert "A closer look at the range jitter, W3A3 adaround" in text and "**Every range at once:**" in text
+    grid = next(s for s in vega_specs(at) if "every range is scaled" in vega_title(s))
+    dots = pd.concat([d for d in grid["datasets"].values() if "seed" in d])
+    assert dots.groupby("set").seed.nunique().min() == 5 and dots.factor.nunique() == 13
     at.radio(key="ev_goal_model").set_value("lenet_bn_mnist").run()
     assert not at.exception
-    assert "on lenet_bn_mnist" in " ".join(m.value for m in at.markdown)
+    text = " ".join(m.value for m in at.markdown)
+    assert "on lenet_bn_mnist" in text and "A closer look at the range jitter" not in text, "resnet20's grid only"
 
 
 def test_every_page_renders_before_a_run(tmp_path, monkeypatch):

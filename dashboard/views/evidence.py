@@ -691,7 +691,34 @@ def goal_section(b: Bundle) -> None:
         "AdaRound: 100 Adam steps per layer. The tests (issue 18's goal): top-1 and range-jitter mean within "
         f"{goal.WITHIN} points of real data's or above, std over seeds at most {goal.MAX_STD:g} point, and neither "
         "mean below MCT's. Held-out models played no part in choosing the recipe.")
+    if b.jitter_grid.get("model") == model:
+        jitter_grid_section(b)
     st.divider()  # the controls below choose the model of the sections after this one, not of this one
+
+
+def jitter_grid_section(b: Bundle) -> None:
+    """The goal's range jitter samples three factors; on a denser grid, where each set's cliff lies and what
+    the measurements say about it (bench/layer_jitter.py computed the words; docs/layer-jitter.md)."""
+    g = b.jitter_grid
+    st.markdown(f"**A closer look at the range jitter, {g['cell']}:** every activation range scaled by one factor, "
+                "on a denser grid than the goal's three.")
+    st.vega_lite_chart(spec=b.memo(jitter_grid_figure), key="ev_jitter_grid", width="stretch")
+    for line in g["finding"]:
+        st.markdown(line)
+    seeds = pd.DataFrame(g["grid"]).groupby("set").seed.nunique()
+    st.caption(
+        "Lines: top-1 mean over seeds; dots: seeds (" + ", ".join(f"{s} {n}" for s, n in seeds.items()) + "); grey "
+        f"dashes: the factors the goal's jitter mean averages ({', '.join(f'{f:g}' for f in g['goal_factors'])}). "
+        "AdaRound fitted the weights at each set's calibrated ranges; the ranges are then scaled, the weights kept. "
+        "Reference (SDA): the recipe before `best` (with SDA). Measured by `python bench/layer_jitter.py` "
+        "(docs/layer-jitter.md has every range alone, and every range but one).")
+
+
+def jitter_grid_figure(b: Bundle) -> dict:
+    g = b.jitter_grid
+    df = pd.DataFrame(g["grid"])
+    return vega.spec(vega.factor_lines(df, f"{g['model']}, {g['cell']}: top-1 as every range is scaled",
+                                       list(g["goal_factors"])))
 
 
 def peer_reach(b: Bundle) -> str:
