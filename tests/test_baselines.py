@@ -87,14 +87,16 @@ def test_a_stored_config_records_what_was_in_force_and_old_dicts_keep_their_mean
 
 def test_dsg_and_gaussian_sets_are_those_of_the_code_before_the_baselines(tiny_net):
     """Values the code before this change produced (same net, config and torch): a changed loss,
-    start or schedule for the default DSG or Gaussian set moves them far beyond rounding."""
+    start or schedule for the default DSG or Gaussian set moves them far beyond rounding (the lr x1.01
+    moves the DSG sum by 1e-2). Another CPU's kernels round differently: 30 steps carry that to 1e-5 of
+    the sum (299.0766 on one machine, 299.0796 on another, same torch), so the pins allow 1e-4."""
     dsg = generate(tiny_net, SHAPE, PINNED, num_classes=10)
     assert dsg.config == OLD_DSG_DICT
-    assert dsg.images.double().abs().sum().item() == pytest.approx(299.07657812628895, rel=1e-5)
+    assert dsg.images.double().abs().sum().item() == pytest.approx(299.07657812628895, rel=1e-4)
     assert dsg.history[-1]["loss"] == pytest.approx(0.0007617548108100891, rel=1e-3)
     priors = generate(tiny_net, SHAPE, PINNED.replace(ce_weight=1.0, tv_weight=0.1, l2_weight=0.05, jitter=2,
                                                       init="uniform"), num_classes=10)
-    assert priors.images.double().abs().sum().item() == pytest.approx(85.47435944876634, rel=1e-5)
+    assert priors.images.double().abs().sum().item() == pytest.approx(85.47435944876634, rel=1e-4)
     assert priors.history[-1]["loss"] == pytest.approx(3.637983798980713, rel=1e-4)
     gauss = generate(tiny_net, SHAPE, PINNED.replace(method="gaussian"))
     assert gauss.images.double().abs().sum().item() == pytest.approx(291.45598729728954, rel=1e-6)
