@@ -58,7 +58,8 @@ def calibration(res, variant: str, seed: int, cache: SetCache):
 
 
 def one_row(res, variant: str, seed: int, cache: SetCache) -> dict:
-    """AdaRound at the calibrated ranges, then top-1 with ranges scaled: all, each alone, all but each."""
+    """AdaRound at the calibrated ranges, then top-1 with ranges scaled: all (on the dense grid), each alone
+    (at 0.8 and on the sweep), all but each."""
     x = calibration(res, variant, seed, cache)
     real = real_calibration(MODEL, recipes.SAMPLES, seed, res.pool)
     w, a, q = CELL
@@ -72,11 +73,12 @@ def one_row(res, variant: str, seed: int, cache: SetCache) -> dict:
             return acc(qm)
 
     ours, theirs = named_activation_ranges(res.model, x), named_activation_ranges(res.model, real)
-    return dict(variant=variant, seed=seed, top1=acc(qm), all_scaled=scaled(names),
+    dense = [scaled(names, f) for f in DENSE]  # FACTOR among them: every range x0.8 is read from here
+    return dict(variant=variant, seed=seed, top1=acc(qm), all_scaled=dense[DENSE.index(FACTOR)],
                 alone={n: scaled([n]) for n in names}, spared={n: scaled([m for m in names if m != n]) for n in names},
                 ratio={n: ours[n] / max(theirs[n], 1e-8) for n in names},
                 sweep={n: [scaled([n], f) for f in SWEEP] for n in names}, sweep_factors=list(SWEEP),
-                dense=[scaled(names, f) for f in DENSE], dense_factors=list(DENSE))
+                dense=dense, dense_factors=list(DENSE))
 
 
 def run(seeds: range, variants: list[str], rows: Rows) -> None:
