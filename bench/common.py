@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import gzip
 import importlib
 import json
 import os
@@ -58,6 +59,11 @@ def write_doc(name: str, text: str) -> Path:
     path.write_text(text)
     print(f"wrote {path}")
     return path
+
+
+def write_bundle(path: Path, data: dict) -> None:
+    """The evidence bundle as compact gzipped JSON, byte-stable (no timestamp in the gzip header)."""
+    path.write_bytes(gzip.compress(json.dumps(data, separators=(",", ":")).encode(), mtime=0))
 
 
 def rows_file(name: str) -> Path:

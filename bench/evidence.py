@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
-import gzip
 import json
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import DOCS, machine, rows_file
+from common import DOCS, machine, rows_file, write_bundle
 
 from dsg_core import provenance
 from dsg_core.diagnostics import REAL
@@ -313,7 +312,7 @@ def main() -> None:
               "variants": variant_rows, "snapshots": replays, "goal": goal,
               "jitter_grid": layer_jitter.bundle_part(best.lines(args.layer_jitter), args.allow_mixed)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(gzip.compress(json.dumps(bundle, separators=(",", ":")).encode(), mtime=0))
+    write_bundle(args.out, bundle)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): {len(cells)} cells, {len(metrics)} metric rows, "
           f"{len(grids) + len(variant_grids)} sample grids, {len(variant_rows)} variant rows, {len(goal)} goal rows")
 

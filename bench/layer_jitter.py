@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import recipes
-from common import DOCS, Rows, header, rows_file, write_doc
+from common import DOCS, Rows, header, rows_file, write_bundle, write_doc
 
 from dsg_core.diagnostics import named_activation_ranges
 from dsg_core.evaluate import logits, top1_of
@@ -152,6 +152,14 @@ def render(rows: list[dict], allow_mixed: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+def factor_means(recs: list[dict]) -> pd.DataFrame:
+    """Mean top-1 over seeds per variant (rows, in VARIANTS' order) and range factor (columns)."""
+    if not recs:
+        return pd.DataFrame()
+    t = pd.DataFrame(recs).groupby(["variant", "factor"]).top1.mean().unstack("factor")
+    return t.reindex([v for v in VARIANTS if v in t.index])
+
+
 def sweep_table(rows: list[dict], layer: str) -> pd.DataFrame:
     """Mean top-1 per variant (rows) with only ``layer``'s range scaled by each factor (columns; 1 is the
     calibrated model, 0.8 the `alone` column)."""
@@ -160,8 +168,7 @@ def sweep_table(rows: list[dict], layer: str) -> pd.DataFrame:
         pts = {1.0: r["top1"], FACTOR: r["alone"][layer]}
         pts.update(zip(r.get("sweep_factors", []), r.get("sweep", {}).get(layer, [])))
         recs += [dict(variant=r["variant"], factor=f, top1=v) for f, v in pts.items()]
-    t = pd.DataFrame(recs).groupby(["variant", "factor"]).top1.mean().unstack("factor")
-    return t.reindex([v for v in VARIANTS if v in t.index])
+    return factor_means(recs)
 
 
 def first_break(row: pd.Series, drop: float = 10.0) -> float | None:
@@ -223,12 +230,8 @@ def sweep_lines(rows: list[dict], layer: str, t: pd.DataFrame) -> list[str]:
 
 def dense_table(rows: list[dict]) -> pd.DataFrame:
     """Per variant (rows), mean top-1 over seeds with every range scaled by each factor (columns, 1 = calibrated)."""
-    recs = [dict(variant=r["variant"], factor=f, top1=v) for r in rows if "dense" in r
-            for f, v in [(1.0, r["top1"]), *zip(r["dense_factors"], r["dense"])]]
-    if not recs:
-        return pd.DataFrame()
-    t = pd.DataFrame(recs).groupby(["variant", "factor"]).top1.mean().unstack("factor")
-    return t.reindex([v for v in VARIANTS if v in t.index])
+    return factor_means([dict(variant=r["variant"], factor=f, top1=v) for r in rows if "dense" in r
+                         for f, v in [(1.0, r["top1"]), *zip(r["dense_factors"], r["dense"])]])
 
 
 def dense_lines(rows: list[dict]) -> list[str]:
@@ -362,7 +365,7 @@ def patch_bundle(path: Path, part: dict) -> None:
     """Put ``part`` into the committed evidence bundle in place (the rest of it as it was)."""
     d = json.loads(gzip.decompress(path.read_bytes()))
     d["jitter_grid"] = part
-    path.write_bytes(gzip.compress(json.dumps(d, separators=(",", ":")).encode(), mtime=0))
+    write_bundle(path, d)
     print(f"wrote {path} (jitter_grid: {len(part.get('grid', []))} points)")
 
 

@@ -705,13 +705,18 @@ def jitter_grid_section(b: Bundle) -> None:
     st.vega_lite_chart(spec=b.memo(jitter_grid_figure), key="ev_jitter_grid", width="stretch")
     for line in g["finding"]:
         st.markdown(line)
+    st.caption(b.memo(jitter_grid_caption))
+
+
+def jitter_grid_caption(b: Bundle) -> str:
+    g = b.jitter_grid
     seeds = pd.DataFrame(g["grid"]).groupby("set").seed.nunique()
-    st.caption(
-        "Lines: top-1 mean over seeds; dots: seeds (" + ", ".join(f"{s} {n}" for s, n in seeds.items()) + "); grey "
-        f"dashes: the factors the goal's jitter mean averages ({', '.join(f'{f:g}' for f in g['goal_factors'])}). "
-        "AdaRound fitted the weights at each set's calibrated ranges; the ranges are then scaled, the weights kept. "
-        "Reference (SDA): the recipe before `best` (with SDA). Measured by `python bench/layer_jitter.py` "
-        "(docs/layer-jitter.md has every range alone, and every range but one).")
+    return ("Lines: top-1 mean over seeds; dots: seeds (" + ", ".join(f"{s} {n}" for s, n in seeds.items()) + "); "
+            f"grey dashes: the factors the goal's jitter mean averages "
+            f"({', '.join(f'{f:g}' for f in g['goal_factors'])}). AdaRound fitted the weights at each set's "
+            "calibrated ranges; the ranges are then scaled, the weights kept. Reference (SDA): the recipe before "
+            "`best` (with SDA). Measured by `python bench/layer_jitter.py` (docs/layer-jitter.md has every range "
+            "alone, and every range but one).")
 
 
 def jitter_grid_figure(b: Bundle) -> dict:
