@@ -16,6 +16,8 @@ from typing import Callable, Hashable
 
 import torch
 
+from dsg_core import provenance
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 # Result rows are committed (bench/rows/<name>.jsonl): a page is re-rendered and a long rerun resumed
 # from them on any clone. Generated sets stay in the ignored bench/cache/: they are remade from their seeds.
@@ -23,8 +25,9 @@ ROWS = Path(__file__).resolve().parent / "rows"
 
 
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+    """The machine a page was made on: the rows' own stamp (``provenance.machine``) plus cores and threads."""
+    return (f"{provenance.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, "
+            f"Python {platform.python_version()}")
 
 
 def header(title: str, timing: bool = True) -> str:

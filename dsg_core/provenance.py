@@ -1,15 +1,18 @@
 """Provenance: which code and which settings made a result row or a synthetic set.
 
 Tables that mix rows computed before and after a fix that changed results are wrong in a way no
-reader can see, so every row and set carries a stamp of three short strings:
+reader can see, so every row and set carries a stamp of four short strings:
 
 * ``code_version``: the git commit of the checkout (``+dirty`` when ``dsg_core``'s files differ from
   it), or ``dsg_core-<version>`` for an installed package without git;
 * ``source_hash``: a hash of every ``.py`` file under ``dsg_core`` (paths sorted, contents hashed),
   the version renderers compare: two checkouts with the same engine code agree on it;
-* ``config_hash``: a hash of the settings (generation config or plan) as canonical JSON.
+* ``config_hash``: a hash of the settings (generation config or plan) as canonical JSON;
+* ``machine``: the CPU (or GPU) and torch build that computed it. The same code and seed on another
+  CPU differs in the last float bits, and a 2- or 3-bit cell can turn that into points of top-1
+  (``docs/results.md``, "Same recipe, two names"), so a single cell is only comparable on one machine.
 
-The code's two are computed once per process. Rows without a stamp (older ones) count as
+The code's two and the machine are computed once per process. Rows without a stamp (older ones) count as
 version :data:`UNKNOWN`.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import platform
 import subprocess
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -27,7 +31,7 @@ from .errors import DataError
 
 PACKAGE = Path(__file__).resolve().parent
 UNKNOWN = "unknown"
-FIELDS = ("code_version", "source_hash", "config_hash")
+FIELDS = ("code_version", "source_hash", "config_hash", "machine")
 DIGITS = 12  # hex digits kept of each hash: short enough to read, ample to tell versions apart
 
 
@@ -77,9 +81,30 @@ def code_version() -> str:
     return f"dsg_core-{__version__}"
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def machine() -> str:
+    """What computed a row: CPU model, architecture and torch build, plus the GPU when torch sees one
+    (a stamp says where a result could come out otherwise, not which device a run chose). Once per process."""
+    import torch  # here: the hashes above need no torch
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu_name()} ({platform.machine()}), torch {torch.__version__}{gpu}"
+
+
 def stamp(config: Mapping | None) -> dict[str, str]:
     """The provenance fields of a row or set made now from ``config``."""
-    return {"code_version": code_version(), "source_hash": source_hash(), "config_hash": config_hash(config)}
+    return {"code_version": code_version(), "source_hash": source_hash(), "config_hash": config_hash(config),
+            "machine": machine()}
 
 
 def version_of(row: Mapping, field: str = "source_hash") -> str:

@@ -191,3 +191,16 @@ def test_the_small_multiples_take_the_components_from_every_seed_of_the_control(
     path.write_text("\n".join(json.dumps(r) for r in main + metrics + [recon, {**recon, "bits": "3/3"}]) + "\n")
     assert {(r["bits"], r["quantizer"]) for r in E.component_rows(path, "m", {"free"})} == {
         ("W3A3", "minmax"), ("W2A4", "adaround")}
+
+
+def test_the_stamp_names_the_machine_because_low_bit_cells_differ_between_cpus(monkeypatch):
+    """Same code, seed and set on two CPUs gave W2A4 cells 10 points apart (docs/results.md), so a row
+    says which CPU and torch build computed it."""
+    import platform
+
+    import torch
+    m = P.stamp({})["machine"]
+    assert m == P.machine() and f"torch {torch.__version__}" in m and platform.machine() in m
+    assert P.cpu_name() in m and P.cpu_name()
+    monkeypatch.setattr(P, "Path", lambda *_: (_ for _ in ()).throw(OSError("no /proc")))
+    assert P.cpu_name() == (platform.processor() or platform.machine())  # not Linux: what platform knows
