@@ -8,9 +8,9 @@ reader can see, so every row and set carries a stamp of four short strings:
 * ``source_hash``: a hash of every ``.py`` file under ``dsg_core`` (paths sorted, contents hashed),
   the version renderers compare: two checkouts with the same engine code agree on it;
 * ``config_hash``: a hash of the settings (generation config or plan) as canonical JSON;
-* ``machine``: the CPU (or GPU) and torch build that computed it. The same code and seed on another
-  CPU differs in the last float bits, and a 2- or 3-bit cell can turn that into points of top-1
-  (``docs/results.md``, "Same recipe, two names"), so a single cell is only comparable on one machine.
+* ``machine``: the CPU (or GPU) and torch build that computed it. The same code and seed gave 2-bit
+  cells points apart in runs from different sessions (other machines), which one machine repeats
+  exactly (``docs/results.md``, "Same recipe, two names"): a single cell is comparable on one machine.
 
 The code's two and the machine are computed once per process. Rows without a stamp (older ones) count as
 version :data:`UNKNOWN`.

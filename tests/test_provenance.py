@@ -194,8 +194,8 @@ def test_the_small_multiples_take_the_components_from_every_seed_of_the_control(
 
 
 def test_the_stamp_names_the_machine_because_low_bit_cells_differ_between_cpus(monkeypatch):
-    """Same code, seed and set on two CPUs gave W2A4 cells 10 points apart (docs/results.md), so a row
-    says which CPU and torch build computed it."""
+    """Same code, seed and set gave W2A4 cells 10 points apart in runs from different sessions, which
+    repeat exactly on one machine (docs/results.md), so a row says which CPU and torch build computed it."""
     import platform
 
     import torch
