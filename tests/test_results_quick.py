@@ -1,5 +1,5 @@
-"""The committed quick-profile rerun: its page and the table of moved cells in docs/results.md come
-from the committed rows (bench/rows/quick.jsonl), computed on one code version (issue 18, item 2)."""
+"""The committed quick- and full-profile reruns: their pages and the table of moved cells in docs/results.md come
+from the committed rows (bench/rows/quick.jsonl, full.jsonl), each computed on one code version (issue 18, item 2)."""
 
 import json
 import sys
@@ -32,6 +32,14 @@ def test_page_is_the_render_of_the_rows(rows):
     page = R.render(rows, "quick", R.PROFILES["quick"])
     assert page.splitlines()[3:] == PAGE.read_text().splitlines()[3:]
     assert "Not run yet" not in page
+
+
+def test_the_full_profiles_page_is_the_render_of_its_rows_and_says_what_has_not_run():
+    rows = [json.loads(line) for line in rows_file("full").read_text().splitlines() if line.strip()]
+    assert len({r["source_hash"] for r in rows}) == 1
+    page = R.render(rows, "full", R.PROFILES["full"])
+    assert page.splitlines()[3:] == (REPO / "docs" / "results-full.md").read_text().splitlines()[3:]
+    assert "**Not run yet on this code:** quantizers `adaround`, `brecq`" in page
 
 
 def test_results_md_lists_exactly_the_cells_the_rerun_moved():
