@@ -1,7 +1,6 @@
 """The committed quick- and full-profile reruns: their pages and the table of moved cells in docs/results.md come
 from the committed rows (bench/rows/quick.jsonl, full.jsonl), each computed on one code version (issue 18, item 2)."""
 
-import json
 import sys
 from pathlib import Path
 
@@ -11,35 +10,29 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 import archived as A  # noqa: E402 - bench/ is not a package: its path goes first
 import reproduce as R  # noqa: E402
-from common import rows_file  # noqa: E402
+from common import Rows, rows_file  # noqa: E402
 
-PAGE = REPO / "docs" / "results-quick.md"
 RESULTS = REPO / "docs" / "results.md"
 
 
-@pytest.fixture(scope="module")
-def rows() -> list[dict]:
-    return [json.loads(line) for line in rows_file("quick").read_text().splitlines() if line.strip()]
+def committed(profile: str) -> list[dict]:
+    """The profile's committed rows, read as the benchmark reads them."""
+    return Rows(rows_file(profile), R.row_key).rows
 
 
-def test_rows_share_one_code_version_and_cover_both_models(rows):
+def test_quick_rows_share_one_code_version_and_cover_both_models():
+    rows = committed("quick")
     assert {r["source_hash"] for r in rows} == {"91c7dc37b7bb"}
     assert {r["model"] for r in rows} == set(R.PROFILES["quick"]["models"])
 
 
-def test_page_is_the_render_of_the_rows(rows):
-    """Everything below the header (date, machine) is what the renderer makes of the committed rows."""
-    page = R.render(rows, "quick", R.PROFILES["quick"])
-    assert page.splitlines()[3:] == PAGE.read_text().splitlines()[3:]
-    assert "Not run yet" not in page
-
-
-def test_the_full_profiles_page_is_the_render_of_its_rows_and_says_what_has_not_run():
-    rows = [json.loads(line) for line in rows_file("full").read_text().splitlines() if line.strip()]
-    assert len({r["source_hash"] for r in rows}) == 1
-    page = R.render(rows, "full", R.PROFILES["full"])
-    assert page.splitlines()[3:] == (REPO / "docs" / "results-full.md").read_text().splitlines()[3:]
-    assert "**Not run yet on this code:** quantizers `adaround`, `brecq`" in page
+@pytest.mark.parametrize("profile, missing", [("quick", None), ("full", "quantizers `adaround`, `brecq`")])
+def test_page_is_the_render_of_the_rows_and_says_what_has_not_run(profile, missing):
+    """Everything below the header (date, machine) is what the renderer makes of the committed rows,
+    which come from one code version (the renderer refuses a mix)."""
+    page = R.render(committed(profile), profile, R.PROFILES[profile])
+    assert page.splitlines()[3:] == (REPO / "docs" / f"results-{profile}.md").read_text().splitlines()[3:]
+    assert (f"**Not run yet on this code:** {missing}" in page) if missing else ("Not run yet" not in page)
 
 
 def test_results_md_lists_exactly_the_cells_the_rerun_moved():
