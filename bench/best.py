@@ -20,7 +20,9 @@ from pathlib import Path
 import pandas as pd
 from common import header, rows_file, write_doc
 
-from dsg_core.experiments.goal import MAX_STD, WITHIN, against_real, std_text, versus_peer
+from dsg_core.experiments.goal import GOAL_CELLS as GOAL
+from dsg_core.experiments.goal import MAX_STD, WITHIN, against_real, bits_text, cell_name, std_text, versus_peer
+from dsg_core.experiments.goal import RANGE_CELLS as RANGE
 from dsg_core.quant.ptq import RECONSTRUCTORS
 from dsg_core.sources import label
 
@@ -28,9 +30,8 @@ CACHE = Path(__file__).resolve().parent / "cache"
 STEP1 = ("dsg-reference", "clamp-after")  # the control's winner: the reference objective clamped after
 BEST = ("best", "clamp-after")  # the shipped preset: recipes' `no-sda` (tests/test_baselines.py: the same configs)
 FROM_RECIPES = {"no-sda": BEST, "reference": STEP1, "real": ("real", "free")}  # recipes' variant -> (source, pixels)
-RANGE_CELLS = (("3/3", "minmax"), ("3/3", "dsg-avg"), ("4/4", "dsg-avg"), ("4/4", "minmax"))
-GOAL_CELLS = (("3/3", "minmax"), ("3/3", "dsg-avg"), ("3/3", "adaround"),
-              ("4/4", "minmax"), ("4/4", "dsg-avg"), ("4/4", "adaround"))
+RANGE_CELLS = tuple((bits_text(w, a), q) for w, a, q in RANGE)  # ("3/3", "minmax"), ...
+GOAL_CELLS = tuple((bits_text(w, a), q) for w, a, q in GOAL)
 PIXELS = {"free": "as generated", "clamp-after": "clamped after", "clip": "clipped every step"}
 
 
@@ -76,10 +77,6 @@ def recipe_rows(path: Path) -> tuple[pd.DataFrame, pd.Series]:
               **{f"at {f}": r.get(f"at_{f}") for f in FACTORS}} for r in named if r.get("cell")]
     cols = KEYS + ["top1", "jitter_mean", *(f"at {f}" for f in FACTORS)]
     return pd.DataFrame(cells, columns=cols).drop_duplicates(KEYS, keep="last"), ratios
-
-
-def cell_name(bits: str, quantizer: str) -> str:
-    return f"W{bits.replace('/', 'A')} {quantizer}"
 
 
 def ranking(df: pd.DataFrame) -> pd.DataFrame:

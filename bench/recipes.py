@@ -41,13 +41,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from best import cell_name as bits_cell
 from best import like_recipes
 from best import read as read_results
 from common import Rows, header, register_models, rows_file, write_doc
 
 from dsg_core.diagnostics import activation_ranges, range_ratios
-from dsg_core.experiments.goal import against_real
+from dsg_core.experiments.goal import GOAL_CELLS as GOAL
+from dsg_core.experiments.goal import RANGE_CELLS, against_real, bits_text
+from dsg_core.experiments.goal import cell_name as bits_cell
 from dsg_core.experiments.plan import Plan
 from dsg_core.experiments.run import Resources, quantize_and_evaluate
 from dsg_core.experiments.sets import SetCache, generated_sets, real_calibration
@@ -70,8 +71,7 @@ VARIANTS = {
     "no-sda": (dict(sda=False), "no SDA (exact BN matching, LSE and SCI kept): the `best` preset now"),
     "gaussian-start-no-l2": (dict(init="gaussian", l2_weight=0.0), "N(0,1) start and no L2 prior"),
 }
-RANGE_CELLS = ((3, 3, "minmax"), (3, 3, "dsg-avg"), (4, 4, "dsg-avg"), (4, 4, "minmax"))
-GOAL_CELLS = RANGE_CELLS + ((3, 3, "adaround"), (4, 4, "adaround"))
+GOAL_CELLS = RANGE_CELLS + tuple(c for c in GOAL if c not in RANGE_CELLS)  # range rules first, then AdaRound
 STAGES = {"select": dict(models=EMBEDDED, seeds=range(3), cells=RANGE_CELLS),
           "test": dict(models=(*EMBEDDED, *HELD_OUT), seeds=range(10), cells=GOAL_CELLS)}
 JITTER = (0.8, 1.0, 1.2)
@@ -120,7 +120,7 @@ def one_set(res: Resources, model_name: str, variant: str, seed: int, cells, row
 def cell_name(c: tuple[int, int, str]) -> str:
     """(3, 3, "minmax") -> "W3A3 minmax", as bench/best.py names its cells."""
     w, a, q = c
-    return bits_cell(f"{w}/{a}", q)
+    return bits_cell(bits_text(w, a), q)
 
 
 def run_stage(stage: str, variants: list[str], models: list[str] | None, shard: tuple[int, int]) -> None:

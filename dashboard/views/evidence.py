@@ -26,8 +26,7 @@ VARIANT_CELLS = (("W3A3", "minmax"), ("W4A4", "dsg-avg"), ("W2A4", "adaround"))
 RANGE_WORDS = {"free": "as generated (free pixels, the paper)", "clamp-after": "clamped to the valid range after "
                "generation", "clip": "kept in the valid range at every step (clip)"}
 SOURCES = ("dsg", "zeroq", "gaussian", "real")
-GOAL_CELLS = (("W3A3", "minmax"), ("W3A3", "dsg-avg"), ("W3A3", "adaround"),
-              ("W4A4", "minmax"), ("W4A4", "dsg-avg"), ("W4A4", "adaround"))  # issue 18's goal cells
+GOAL_CELLS = tuple((goal.width_name(w, a), q) for w, a, q in goal.GOAL_CELLS)  # issue 18's: ("W3A3", "minmax"), ...
 GOAL_SETS = {"best": "Best", "real": "Real", "mct": "MCT"}
 POINTS = 2.0  # the smallest difference of top-1 worth naming (a measured effect also needs 2 s.e.)
 

@@ -15,6 +15,26 @@ from dataclasses import dataclass
 import pandas as pd
 
 WITHIN, MAX_STD = 0.5, 1.0  # points of top-1: the goal's tolerance against real data, and its std over seeds
+# The goal's cells as (wbits, abits, quantizer), the one spelling every caller derives its own from
+# (``bits_text``, ``width_name``, ``cell_name``); the range-rule cells are those without reconstruction.
+GOAL_CELLS = ((3, 3, "minmax"), (3, 3, "dsg-avg"), (3, 3, "adaround"),
+              (4, 4, "minmax"), (4, 4, "dsg-avg"), (4, 4, "adaround"))
+RANGE_CELLS = ((3, 3, "minmax"), (3, 3, "dsg-avg"), (4, 4, "dsg-avg"), (4, 4, "minmax"))
+
+
+def bits_text(wbits: int, abits: int) -> str:
+    """(3, 3) -> "3/3": the result rows' and the CLI's spelling of a bit-width."""
+    return f"{wbits}/{abits}"
+
+
+def width_name(wbits: int | str, abits: int | str) -> str:
+    """(3, 3) -> "W3A3": the pages' and the dashboard's spelling of a bit-width."""
+    return f"W{wbits}A{abits}"
+
+
+def cell_name(bits: str, quantizer: str) -> str:
+    """("3/3", "minmax") -> "W3A3 minmax"."""
+    return f"{width_name(*bits.split('/'))} {quantizer}"
 
 
 @dataclass(frozen=True)
