@@ -1,6 +1,7 @@
 """A rerun beside an archived reproduction page: which cells moved (issue 18, item 2).
 
     python bench/archived.py --profile quick --archived docs/results-quick-2026-11-26.md
+    python bench/archived.py --profile full --against quick --quantizers adaround,brecq   # two profiles
 
 The 2026-11-26 pages were rendered from rows that are no longer on this machine and predate the
 provenance stamps, so the only record of them is their markdown. This reads its tables (mean ± std
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 from common import rows_file
+
+from dsg_core.sources import REPRODUCTION
 
 CELL = re.compile(r"(-?[\d.]+) ± ([\d.]+)")
 
@@ -62,12 +65,44 @@ def moved(old: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     return both, both[both.change.abs() > limit]
 
 
+def against(rows: Path, other: Path, quantizers: list[str]) -> list[str]:
+    """A markdown table of every ``quantizers`` cell two profiles' rows share, one line per model, width
+    and quantizer, one column per source: "this (n) / other (n)" means, and the change where it exceeds
+    the larger seed spread (and 1 point), as ``moved`` counts it."""
+    both, _ = moved(rerun_cells(other), rerun_cells(rows))  # "archived" = the other profile
+    both = both[both.quantizer.isin(quantizers)].sort_values(["model", "bits", "quantizer"],
+                                                             ascending=[False, False, True])
+    sources = [s for s in REPRODUCTION if s in set(both.source)]
+    out = ["| model, cell | " + " | ".join(sources) + " |", "|---" * (len(sources) + 1) + "|"]
+    for (model, bits, q), g in both.groupby(["model", "bits", "quantizer"], sort=False):
+        cells = []
+        for source in sources:
+            r = g[g.source == source]
+            if r.empty:
+                cells.append("-")
+                continue
+            r = r.iloc[0]
+            moved_by = max(1.0, r["std archived"], r["std rerun"])
+            change = f" **{r.change:+.1f}**" if abs(r.change) > moved_by else ""
+            cells.append(f"{r['mean rerun']:.1f} ± {r['std rerun']:.1f} ({r['n rerun']}) / "
+                         f"{r['mean archived']:.1f} ({r['n archived']}){change}")
+        out.append(f"| {model.split('_')[0]}, W{bits.replace('/', 'A')} {q} | " + " | ".join(cells) + " |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="quick")
-    ap.add_argument("--archived", type=Path, required=True)
+    ap.add_argument("--archived", type=Path, help="an archived page of the profile")
+    ap.add_argument("--against", help="instead, another profile's rows (e.g. quick)")
+    ap.add_argument("--quantizers", default="adaround,brecq", help="with --against: the quantizers to show")
     args = ap.parse_args()
     rows = rows_file(args.profile)
+    if args.against:
+        print("\n".join(against(rows, rows_file(args.against), args.quantizers.split(","))))
+        return
+    if args.archived is None:
+        raise SystemExit("give --archived PAGE or --against PROFILE")
     for path, what in ((args.archived, "the archived page"), (rows, f"the {args.profile} profile's rows")):
         if not path.is_file():
             raise SystemExit(f"{what} not found: {path}")

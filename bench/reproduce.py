@@ -331,7 +331,7 @@ def render(rows: list[dict], profile_name: str, profile: dict, allow_mixed: bool
         out += [f"{on_gpu} of the {len(main)} results (and the sets they used) were computed on a GPU "
                 "(`\"device\": \"cuda\"` in the rows; see `docs/gpu.md`), the rest on the CPU: both are draws of "
                 "the same method, not bit-identical for a seed.", ""]
-    out += coverage(main, profile, profile_name)
+    out += coverage(df, profile, profile_name)
     for model_name, dm in main.groupby("model"):
         out += [f"## {model_name} (FP32 {dm.fp32_top1.iloc[0]:.2f}%)", ""]
         for qz, dq in dm.groupby("quantizer", sort=False):
@@ -362,17 +362,25 @@ def render(rows: list[dict], profile_name: str, profile: dict, allow_mixed: bool
     return "\n".join(out) + "\n"
 
 
-def coverage(main: pd.DataFrame, profile: dict, name: str) -> list[str]:
-    """A line naming the profile's quantizers and models without a single row yet (a run stopped early
-    or limited with --quantizers/--models), so a missing table reads as not run, not as left out."""
-    missing = [q for q in dict.fromkeys(profile["quantizers"] + profile.get("recon_quantizers", []))
-               if q not in set(main.get("quantizer", ()))]
-    models = [m for m in profile["models"] if m not in set(main.get("model", ()))]
-    if not missing and not models:
+def coverage(df: pd.DataFrame, profile: dict, name: str) -> list[str]:
+    """A line naming what the profile asks for and no row has yet: quantizers, models, sources,
+    widths, the epsilon ablation (a run stopped early or limited with --quantizers/--models/--sources/
+    --bits), so a missing table or column reads as not run, not as left out."""
+    main = df[df.kind == "main"] if "kind" in df else df.iloc[:0]
+
+    def absent(column: str, wanted: list[str]) -> list[str]:
+        return [v for v in dict.fromkeys(wanted) if v not in set(main.get(column, ()))]
+
+    eps_wanted = any(for_model(profile, m)["epsilons"] for m in profile["models"])
+    named = {"quantizers": absent("quantizer", profile["quantizers"] + profile.get("recon_quantizers", [])),
+             "models": absent("model", profile["models"]), "sources": absent("source", profile["sources"]),
+             "widths": absent("bits", profile["bits"] + profile.get("recon_bits", []))}
+    parts = [f"{what} {', '.join(f'`{v}`' for v in values)}" for what, values in named.items() if values]
+    if eps_wanted and not ("kind" in df and (df.kind == "epsilon").any()):
+        parts.append("the epsilon ablation")
+    if not parts:
         return []
-    said = "; ".join(part for part in (
-        f"quantizers {', '.join(f'`{q}`' for q in missing)}" if missing else "",
-        f"models {', '.join(f'`{m}`' for m in models)}" if models else "") if part)
+    said = "; ".join(parts)
     return [f"**Not run yet on this code:** {said} (`python bench/reproduce.py --profile {name}` resumes).", ""]
 
 

@@ -122,14 +122,21 @@ def test_control_sources_page_shows_the_reconstruction_cells_its_sibling_profile
     assert recon_line.endswith("| 51.0 ± 0.5 |")  # top-1 (not the jitter mean), each seed's cells averaged first
 
 
-def test_the_reproduction_page_says_which_quantizers_and_models_have_not_run():
+def test_the_reproduction_page_says_what_has_not_run():
+    """Quantizers, models, sources, widths and the epsilon ablation the profile asks for and no row has."""
+    profile = R.PROFILES["quick"]
     rows = [dict(kind="main", model="resnet20_mnist", source=s, seed=0, bits=b, quantizer=q, top1=90.0,
                  fp32_top1=99.2, epsilon=None) for s in ("zeroq", "dsg") for b in ("4/4", "3/3")
             for q in ("minmax", "dsg-avg")]
-    page = R.render(rows, "quick", R.PROFILES["quick"])
-    assert ("**Not run yet on this code:** quantizers `adaround`, `brecq`; models `mobilenetv2_mnist` "
+    page = R.render(rows, "quick", profile)
+    others = ", ".join(f"`{s}`" for s in profile["sources"] if s not in ("zeroq", "dsg"))
+    assert (f"**Not run yet on this code:** quantizers `adaround`, `brecq`; models `mobilenetv2_mnist`; "
+            f"sources {others}; widths `8/8`, `6/6`, `2/4`; the epsilon ablation "
             "(`python bench/reproduce.py --profile quick` resumes).") in page
     assert "### quantizer `minmax`" in page
-    full = [dict(r, quantizer=q, model=m) for r in rows for q in ("adaround", "brecq", "minmax", "dsg-avg")
-            for m in R.PROFILES["quick"]["models"]]
-    assert "Not run yet" not in R.render(full, "quick", R.PROFILES["quick"])
+    full = [dict(r, quantizer=q, model=m, source=s, bits=b) for r in rows[:1]
+            for q in ("adaround", "brecq", "minmax", "dsg-avg") for m in profile["models"]
+            for s in profile["sources"] for b in profile["bits"]]
+    eps = dict(full[0], kind="epsilon", epsilon=0.5)
+    assert "Not run yet" not in R.render(full + [eps], "quick", profile)
+    assert R.render(full, "quick", profile).count("Not run yet on this code:** the epsilon ablation (") == 1
