@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 from common import rows_file
 
+from dsg_core.experiments.goal import cell_name
 from dsg_core.sources import REPRODUCTION
 
 CELL = re.compile(r"(-?[\d.]+) ± ([\d.]+)")
@@ -86,7 +87,7 @@ def against(rows: Path, other: Path, quantizers: list[str]) -> list[str]:
             change = f" **{r.change:+.1f}**" if abs(r.change) > moved_by else ""
             cells.append(f"{r['mean rerun']:.1f} ± {r['std rerun']:.1f} ({r['n rerun']}) / "
                          f"{r['mean archived']:.1f} ({r['n archived']}){change}")
-        out.append(f"| {model.split('_')[0]}, W{bits.replace('/', 'A')} {q} | " + " | ".join(cells) + " |")
+        out.append(f"| {model.split('_')[0]}, {cell_name(bits, q)} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -99,6 +100,9 @@ def main() -> None:
     args = ap.parse_args()
     rows = rows_file(args.profile)
     if args.against:
+        for path in (rows, rows_file(args.against)):
+            if not path.is_file():
+                raise SystemExit(f"no rows for that profile: {path}")
         print("\n".join(against(rows, rows_file(args.against), args.quantizers.split(","))))
         return
     if args.archived is None:
