@@ -27,7 +27,8 @@ from reproduce import PROFILES
 
 from dsg_core.diagnostics import mean_offdiag_cosine
 from dsg_core.diagnostics.pixels import pixel_range_metrics
-from dsg_core.experiments import Plan, Resources, quantize_and_evaluate
+from dsg_core.experiments import Plan, Resources, parse_bits, quantize_and_evaluate
+from dsg_core.experiments.goal import cell_name
 from dsg_core.generation import GenerationConfig
 from dsg_core.generation.generator import generate
 from dsg_core.provenance import check_versions, stamp
@@ -69,9 +70,9 @@ def measure(res: Resources, plan: Plan, step: int, images: torch.Tensor, loss: f
     row = {"step": step, "bn_loss": loss, "cosine": mean_offdiag_cosine(images.flatten(1)),
            **pixel_range_metrics(images, res.spec.valid_range)}
     for bits, q in CELLS:
-        w, a = (int(b) for b in bits.split("/"))
+        (w, a), = parse_bits(bits)
         out = quantize_and_evaluate(res.model, images, plan.quant_config(w, a, q, seed), res.test, jitter=JITTER)
-        name = f"W{w}A{a} {q}"
+        name = cell_name(bits, q)
         row[name] = out["quant_top1"]
         row[name + " jitter"] = out["range_jitter_mean"]
     return row
