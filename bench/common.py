@@ -69,6 +69,15 @@ def write_bundle(path: Path, data: dict) -> None:
     path.write_bytes(gzip.compress(json.dumps(data, separators=(",", ":")).encode(), mtime=0))
 
 
+def patch_bundle(path: Path, key: str, part: dict) -> None:
+    """Put one benchmark's ``part`` under ``key`` in an evidence bundle in place (the rest of it as it was):
+    a part renders from its own committed rows, so it can be refreshed without the control's."""
+    d = json.loads(gzip.decompress(path.read_bytes()))
+    d[key] = part
+    write_bundle(path, d)
+    print(f"wrote {path} ({key})")
+
+
 def rows_file(name: str) -> Path:
     """The committed rows of one benchmark or profile, e.g. ``rows_file("quick")``."""
     return ROWS / f"{name}.jsonl"

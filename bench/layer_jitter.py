@@ -18,14 +18,12 @@ steps of 0.05) than the goal's three factors, with MCT's set beside ours and rea
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import time
 from pathlib import Path
 
 import pandas as pd
 import recipes
-from common import DOCS, Rows, header, rows_file, write_bundle, write_doc
+from common import DOCS, Rows, header, patch_bundle, rows_file, write_doc
 
 from dsg_core.diagnostics import named_activation_ranges
 from dsg_core.evaluate import logits, top1_of
@@ -361,14 +359,6 @@ def bundle_part(rows: list[dict], allow_mixed: bool = False) -> dict:
             "command": "python bench/layer_jitter.py --render-only --bundle"}
 
 
-def patch_bundle(path: Path, part: dict) -> None:
-    """Put ``part`` into the committed evidence bundle in place (the rest of it as it was)."""
-    d = json.loads(gzip.decompress(path.read_bytes()))
-    d["jitter_grid"] = part
-    write_bundle(path, d)
-    print(f"wrote {path} (jitter_grid: {len(part.get('grid', []))} points)")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -387,7 +377,7 @@ def main() -> None:
         run(range(args.seeds), variants, rows)
     write_doc("layer-jitter.md", render(rows.rows, args.allow_mixed))
     if args.bundle:
-        patch_bundle(args.bundle, bundle_part(rows.rows, args.allow_mixed))
+        patch_bundle(args.bundle, "jitter_grid", bundle_part(rows.rows, args.allow_mixed))
 
 
 if __name__ == "__main__":

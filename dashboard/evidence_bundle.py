@@ -36,6 +36,9 @@ class Bundle:
     # model, set, seed, bits, quantizer, top1, jitter_mean, held_out (empty in a bundle made before it)
     jitter_grid: dict = field(default_factory=dict)  # bench/layer_jitter.py: model, cell, goal_factors, grid (set,
     # seed, factor, top1 with every activation range scaled by factor), finding (markdown lines); empty before it
+    steps: dict = field(default_factory=dict)  # bench/zeroq_steps.py: model (the replayed one), iterations (500),
+    # cells (the full profile's top-1 at the page's cells: a frame like ``cells``, jitter_mean where measured),
+    # replay (source, seed, step, cell, top1, jitter_mean, out_of_range per snapshot), rows, command; empty before it
     # what the page derives from the bundle (figures, verdicts), made once per process: the bundle is
     # loaded once, so every visitor after the first (and the first, after ``dashboard.serve`` warmed it)
     # gets ready figures instead of rebuilding a dozen charts
@@ -72,7 +75,13 @@ def load(path: str | Path = BUNDLE) -> Bundle | None:
     return Bundle(meta=d["meta"], models=d["models"], cells=pd.DataFrame(d["cells"]),
                   metrics=pd.DataFrame(d["metrics"]), examples=d.get("examples", []),
                   variants=pd.DataFrame(d.get("variants", [])), snapshots=d.get("snapshots", []),
-                  goal=pd.DataFrame(d.get("goal", [])), jitter_grid=d.get("jitter_grid", {}))
+                  goal=pd.DataFrame(d.get("goal", [])), jitter_grid=d.get("jitter_grid", {}),
+                  steps=_frames(d.get("steps", {}), ("cells", "replay")))
+
+
+def _frames(part: dict, keys: tuple[str, ...]) -> dict:
+    """``part`` with its lists of rows at ``keys`` as data frames (missing ones empty)."""
+    return {**part, **{k: pd.DataFrame(part.get(k, [])) for k in keys}} if part else {}
 
 
 def summary(cells: pd.DataFrame) -> pd.DataFrame:

@@ -122,6 +122,31 @@ def factor_lines(df: pd.DataFrame, title: str, marked: list[float], height: int 
     return _finish(alt.layer(rules, dots, line), title, height)
 
 
+def step_lines(df: pd.DataFrame, title: str, height: int = 300):
+    """Top-1 (``df``: set, seed, step, cell, ranges, value) along the generation steps, one panel per cell: a
+    line through each set's mean (solid at the calibrated ranges, dashed under range jitter) and the seeds'
+    min-max as a faint band, so a mean that only one seed moves reads as such."""
+    stats = df.groupby(["cell", "set", "ranges", "step"], sort=False).value.agg(
+        mean="mean", lo="min", hi="max", n="count").reset_index()
+    colour = alt.Color("set:N", scale=_colour(stats["set"]), legend=alt.Legend(title=None, symbolOpacity=1))
+    kinds = sorted(set(df["ranges"]))  # "calibrated" first: solid; range jitter dashed
+    # the dash is named in the subtitle: a strokeDash legend draws no symbol under Streamlit's theme
+    dash = alt.StrokeDash("ranges:N", scale=alt.Scale(domain=kinds, range=[[1, 0], [6, 4]][:len(kinds)]), legend=None)
+    x = alt.X("step:Q", title="generation step")
+    tip = ["set:N", "ranges:N", "step:Q", alt.Tooltip("mean:Q", format=".1f"), alt.Tooltip("lo:Q", format=".1f"),
+           alt.Tooltip("hi:Q", format=".1f"), alt.Tooltip("n:Q", title="seeds")]
+    y = alt.Scale(domain=[0, 101], nice=False)
+    band = alt.Chart().mark_area(opacity=0.12).encode(x=x, y=alt.Y("lo:Q", title="top-1 (%)", scale=y), y2="hi:Q",
+                                                      color=colour, detail="ranges:N")
+    line = alt.Chart().mark_line(point=True, strokeWidth=2.5).encode(
+        x=x, y=alt.Y("mean:Q", title="top-1 (%)", scale=y), color=colour,
+        strokeDash=dash, tooltip=tip)
+    chart = alt.layer(band, line, data=stats).properties(height=height, width=320).facet(
+        column=alt.Column("cell:N", title=None))
+    subtitle = " · ".join(f"{'solid' if i == 0 else 'dashed'}: {k}" for i, k in enumerate(kinds))
+    return chart.properties(title=alt.TitleParams(title, subtitle=subtitle)).configure_legend(orient="bottom")
+
+
 def level_ticks(levels: pd.Series, x: str, order: list[str], name: str):
     """A black tick across each x position at its own level (``levels``: x value -> level), e.g. the
     pass line of each cell; a layer for ``seed_dots(marks=...)``."""

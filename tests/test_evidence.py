@@ -278,3 +278,95 @@ def test_the_goal_takeaway_follows_the_data():
     assert "0 of the 0 where MCT ran (all four tests) and 0 of the 1 where it did not" in goal_overall(spread)
     clear = goal_takeaway(goal_bundle([90.0, 90.1, 90.0], [98.0, 98.2, 98.1], [98.1, 98.0, 98.1]), "m")
     assert "below MCT's by 8.03" in clear and "tie" not in clear
+
+
+def steps_bundle(short_zeroq, long_zeroq, long_jitter=None):
+    """A page bundle at 200 steps (DSG 97 on every seed, ZeroQ ``short_zeroq``) and a full profile at 500 (ZeroQ
+    ``long_zeroq``, range jitter ``long_jitter`` or none), W3A3 min/max, pixels as generated."""
+    from dashboard.evidence_bundle import Bundle
+    dsg = [97.0, 96.0, 98.0, 97.0, 96.0]
+    short = cells([("free", "dsg", dsg), ("free", "zeroq", short_zeroq)])
+    long = cells([("free", "dsg", dsg), ("free", "zeroq", long_zeroq)])
+    long["jitter_mean"] = long.top1 if long_jitter is None else [*dsg, *long_jitter]
+    if long_jitter is None:
+        long["jitter_mean"] = float("nan")
+    return Bundle({"iterations": 200}, {"m": {}}, short, pd.DataFrame(), [], pd.DataFrame(), [],
+                  steps={"model": "other", "iterations": 500, "cells": long})
+
+
+def test_the_steps_lesson_says_which_verdicts_hold_at_the_papers_steps():
+    """A lead that stays holds, one that goes does not, and one whose range jitter was not measured says so;
+    a cell without a verdict that moves by more than POINTS is named, one that does not is not."""
+    from dashboard.views.evidence import steps_lesson
+
+    far = [50.0, 60.0, 40.0, 55.0, 45.0]
+    held = steps_lesson(steps_bundle(far, [52.0, 58.0, 44.0, 50.0, 47.0]), "m")
+    assert "With the paper's 500 generation steps" in held and "the measured verdicts above **hold** at W3A3 minmax" \
+        in held and "range jitter not measured there" in held and "do not hold" not in held
+    gone = steps_lesson(steps_bundle(far, [97.0, 96.5, 97.5, 96.5, 96.0]), "m")
+    assert "no measured verdict above to check" not in gone
+    assert "the measured verdicts above **do not hold** at W3A3 minmax" in gone
+    reversed_ = steps_lesson(steps_bundle(far, [60.0, 50.0, 45.0, 55.0, 40.0], [99.0] * 5), "m")
+    assert "do not hold" in reversed_ and "range jitter +" not in reversed_ and "range jitter -2.2" in reversed_
+    tied = [97.0, 96.0, 98.0, 97.0, 96.0]
+    moved = steps_lesson(steps_bundle(tied, [97.0, 96.0, 98.0, 97.0, 96.0], [99.9] * 5), "m")
+    assert "no measured verdict above to check" in moved and "under range jitter +0.0 → -2.9, ZeroQ now ahead" not in \
+        moved  # the page's jitter equals its top-1 here, so there is no lead under jitter at 200 to reverse
+    b = steps_bundle(tied, tied, [99.9] * 5)
+    b.cells.loc[b.cells.source == "zeroq", "jitter_mean"] = 90.0  # DSG ahead under jitter at 200 steps only
+    assert "W3A3 minmax: under range jitter +6.8 → -3.1, ZeroQ now ahead" in steps_lesson(b, "m")
+    assert steps_lesson(steps_bundle(tied, tied), "m").endswith("no measured verdict above to check.")
+    assert steps_lesson(steps_bundle(tied, tied), "unknown") == ""
+
+
+def test_the_replay_takeaway_says_when_the_order_under_jitter_reverses():
+    from dashboard.views.evidence import steps_replay_takeaway
+
+    def replay(zeroq_jitter_long):
+        return pd.DataFrame([{"source": src, "seed": seed, "step": step, "cell": "W4A4 dsg-avg", "top1": 98.0,
+                              "jitter_mean": {"dsg": 90.0, "zeroq": 84.0 if step == 200 else zeroq_jitter_long}[src]
+                              + seed / 10, "out_of_range": 0.4}
+                             for src in ("dsg", "zeroq") for seed in range(3) for step in (0, 200, 500)])
+    flips = steps_replay_takeaway(replay(97.0), 200, 500)
+    assert "+6.0 at 200 steps (DSG ahead on 3 of 3 seeds); -7.0 at 500 steps (DSG ahead on 0 of 3 seeds)" in flips
+    assert "**A 200-step verdict does not settle W4A4 dsg-avg" in flips and "ZeroQ 40.0% → 40.0%" in flips
+    same = steps_replay_takeaway(replay(86.0), 200, 500)
+    assert "**The order under range jitter is the same at 200 and 500 steps at every replayed cell.**" in same
+
+
+def test_the_committed_steps_part_is_the_render_of_the_committed_rows(bundle):
+    """docs/data/evidence.json.gz's `steps` is what bench/zeroq_steps.py makes of bench/rows/ (and its 500-step
+    verdicts at W3A3 min/max on resnet20 carry the replay's range jitter)."""
+    import json
+    import sys
+    sys.path.insert(0, str(DOCS.parent / "bench"))
+    import zeroq_steps as Z
+    from common import Rows
+    from reproduce import row_key
+
+    part = Z.bundle_part(Rows(Z.ROWS, Z.key).rows, Rows(Z.FULL, row_key).rows)
+    for key in ("cells", "replay"):
+        assert bundle.steps[key].equals(pd.DataFrame(json.loads(json.dumps(part[key])))), key
+    assert bundle.steps["rows"] == json.loads(json.dumps(part["rows"]))
+    from dashboard.views.evidence import steps_table
+    t = steps_table(bundle, Z.MODEL).set_index("cell")
+    assert t.loc["W3A3 minmax", "n_long"] == 10 and not pd.isna(t.loc["W3A3 minmax", "jitter_gap_long"])
+
+
+def test_docs_results_quotes_the_pages_500_step_check(bundle):
+    """docs/results.md's paragraph on the page's 500-step check: its numbers are the bundle's."""
+    from dashboard.views.evidence import steps_table
+
+    text = " ".join((DOCS / "results.md").read_text().split())
+    r20 = steps_table(bundle, "resnet20_mnist").set_index("cell")
+    mnv2 = steps_table(bundle, "mobilenetv2_mnist").set_index("cell")
+    m = r20.loc["W3A3 minmax"]
+    said = f"W3A3 min/max (DSG ahead by {m.gap_long:.1f} ± {m.se_long:.1f} s.e., range jitter {m.jitter_gap_long:+.1f})"
+    assert said in text and m.effect_short
+    m = r20.loc["W4A4 minmax"]
+    assert f"W4A4 min/max (ZeroQ ahead by {-m.gap_long:.1f} ± {m.se_long:.1f})" in text and m.effect_short
+    m = mnv2.loc["W3A3 dsg-avg"]
+    assert f"W3A3 DSG-avg (DSG ahead by {m.gap_long:.1f} ± {m.se_long:.1f})" in text and m.effect_short
+    m = r20.loc["W4A4 dsg-avg"]
+    assert f"goes from {m.jitter_gap_short:+.1f} (the control) to {m.jitter_gap_long:.1f}" in text
+    assert not m.effect_short and sum(r20.effect_short) + sum(mnv2.effect_short) == 3, "three measured verdicts"

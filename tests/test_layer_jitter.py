@@ -120,7 +120,7 @@ def test_the_bundle_part_carries_every_seed_on_the_dense_grid_and_the_computed_f
     assert part["rows"] == {"bench/rows/layer-jitter.jsonl": {"h": ["x"]}} and part["goal_factors"] == [0.8, 1.0, 1.2]
     bundle = tmp_path / "b.json.gz"
     bundle.write_bytes(gzip.compress(json.dumps({"meta": {"commit": "c"}, "cells": [1]}).encode()))
-    LJ.patch_bundle(bundle, part)
+    LJ.patch_bundle(bundle, "jitter_grid", part)
     d = json.loads(gzip.decompress(bundle.read_bytes()))
     assert d["meta"] == {"commit": "c"} and d["cells"] == [1] and d["jitter_grid"]["cell"] == "W3A3 adaround"
     mixed = [{**rows[0], "source_hash": "other"}, *rows[1:]]

@@ -51,10 +51,15 @@ def effects(b: Bundle, model: str, cells: tuple = CELLS) -> pd.DataFrame:
 
 
 def _effects(b: Bundle, model: str, cells: tuple = CELLS) -> pd.DataFrame:
+    return effects_of(b.cells, model, cells)
+
+
+def effects_of(frame: pd.DataFrame, model: str, cells: tuple = CELLS) -> pd.DataFrame:
+    """DSG minus ZeroQ at each of ``cells`` and pixel handling that ``frame`` (rows like ``Bundle.cells``) has."""
     rows = []
     for bits, q in cells:
         for pr in ("free", "clamp-after", "clip"):
-            e = effect(b.cells, model, bits, q, pr)
+            e = effect(frame, model, bits, q, pr)
             if e is not None:
                 rows.append({"cell": f"{bits} {q}", "pixels": pr, **e})
     return pd.DataFrame(rows)
@@ -64,7 +69,8 @@ def verdict(e: dict) -> str:
     """In words, with the standard error of the difference (s.e.) and the range-jitter difference."""
     who = "DSG ahead" if e["gap"] > 0 else "ZeroQ ahead"
     if e["effect"]:
-        return f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e. (range jitter {e['jitter_gap']:+.1f})"
+        jit = "not measured" if math.isnan(e["jitter_gap"]) else f"{e['jitter_gap']:+.1f}"
+        return f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e. (range jitter {jit})"
     if abs(e["gap"]) >= POINTS and abs(e["gap"]) >= 2 * e["se"]:  # a clear gap that range jitter does not keep
         return (f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e., but range jitter gives "
                 f"{e['jitter_gap']:+.1f}: the grid's luck (the lead does not hold with the ranges moved)")
@@ -484,6 +490,139 @@ def nowhere_section(b: Bundle) -> None:
                "the small multiples show it), and that LSE and SCI add nothing measurable on these models.")
 
 
+# ------------------------------------------------------------------------------------------ more steps
+def lead(gap_points: float, se: float) -> int:
+    """Who is ahead at the calibrated ranges: +1 DSG, -1 ZeroQ, 0 neither (under POINTS or 2 s.e.)."""
+    return int(math.copysign(1, gap_points)) if abs(gap_points) >= POINTS and abs(gap_points) >= 2 * se else 0
+
+
+def jitter_lead(jit: float) -> int | None:
+    """Who is ahead under range jitter (by at least POINTS), None where it was not measured."""
+    return None if math.isnan(jit) else int(math.copysign(1, jit)) if abs(jit) >= POINTS else 0
+
+
+def steps_table(b: Bundle, model: str) -> pd.DataFrame:
+    """Per page cell, pixels as generated: the page's effect (control, its steps) beside the full profile's at
+    the paper's generation steps (``b.steps``), columns suffixed ``_short`` and ``_long``; empty without both."""
+    long = b.steps.get("cells", pd.DataFrame())
+    if long.empty or model not in set(long.model):
+        return pd.DataFrame()
+    short, after = effects(b, model), effects_of(long, model)
+    short, after = (e[e.pixels == "free"].set_index("cell") for e in (short, after))
+    return short.merge(after, left_index=True, right_index=True, suffixes=("_short", "_long")).reset_index()
+
+
+def steps_lesson(b: Bundle, model: str) -> str:
+    """Whether the page's measured verdicts (pixels as generated) hold at the paper's generation steps, and
+    which unmeasured cells move by more than POINTS, at the calibrated ranges or under range jitter."""
+    t = b.memo(steps_table, model)
+    if t.empty:
+        return ""
+    held, lost, moved = [], [], []
+    for r in t.to_dict("records"):
+        jit = ("range jitter not measured there" if math.isnan(r["jitter_gap_long"])
+               else f"range jitter {r['jitter_gap_long']:+.1f}")
+        said = f"{r['cell']} ({r['gap_long']:+.1f} ± {r['se_long']:.1f}, {jit})"
+        same = (lead(r["gap_long"], r["se_long"]) == lead(r["gap_short"], r["se_short"])
+                and jitter_lead(r["jitter_gap_long"]) in (None, jitter_lead(r["jitter_gap_short"])))
+        if r["effect_short"]:
+            (held if same else lost).append(said)
+            continue
+        moves = []
+        if lead(r["gap_long"], r["se_long"]) != lead(r["gap_short"], r["se_short"]) \
+                and abs(r["gap_long"] - r["gap_short"]) >= POINTS:
+            moves.append(f"calibrated {r['gap_short']:+.1f} → {r['gap_long']:+.1f}")
+        a, z = jitter_lead(r["jitter_gap_short"]), jitter_lead(r["jitter_gap_long"])
+        if a and z and a != z:
+            moves.append(f"under range jitter {r['jitter_gap_short']:+.1f} → {r['jitter_gap_long']:+.1f}, "
+                         f"{'DSG' if z > 0 else 'ZeroQ'} now ahead")
+        if moves:
+            moved.append(f"{r['cell']}: " + ", ".join(moves))
+    steps, n = b.steps.get("iterations"), int(t.n_long.min())
+    parts = [f"**With the paper's {steps} generation steps** ({model}, full profile, n = {n} seeds, pixels as "
+             f"generated, DSG − ZeroQ): "]
+    said = ([("the measured verdicts above **hold** at " + "; ".join(held))] if held else []) + \
+        ([("the measured verdicts above **do not hold** at " + "; ".join(lost))] if lost else [])
+    parts.append(", and ".join(said) or "no measured verdict above to check")
+    if moved:
+        parts.append(". **Cells without a measured verdict that move:** " + "; ".join(moved))
+    return "".join(parts) + "."
+
+
+def steps_section(b: Bundle, model: str) -> None:
+    """Section 7: the page's verdicts at its step count against the paper's, and on the replayed model how
+    top-1 moves along the steps (calibrated and under range jitter)."""
+    t = b.memo(steps_table, model)
+    if t.empty:
+        return
+    steps, short = b.steps["iterations"], b.meta.get("iterations")
+    st.subheader(f"7 · Does it hold with the paper's {steps} steps?")
+    table = pd.DataFrame({"cell": t.cell,
+                          f"{short} steps (this page)": [verdict(_side(r, "short")) for r in t.to_dict("records")],
+                          f"{steps} steps (full profile)": [verdict(_side(r, "long")) for r in t.to_dict("records")]})
+    st.table(table.set_index("cell"))
+    if model == b.steps.get("model"):
+        fig, words = b.memo(steps_replay, model)
+        st.vega_lite_chart(spec=fig, key="ev_steps", width="stretch")
+        st.markdown(words)
+    else:
+        st.caption(f"The step-by-step replay ran on {b.steps.get('model')} only; here the full profile has no range "
+                   f"jitter, so its {steps}-step verdicts are at the calibrated ranges.")
+    st.caption(f"DSG minus ZeroQ with pixels as generated, mean ± standard error (s.e.) over seeds. {steps} steps: "
+               f"the full profile's sets (`bench/reproduce.py --profile full`: 64 images each, the same seeds and "
+               f"cells as above); their range jitter from `bench/zeroq_steps.py`, which replays those sets with a "
+               f"snapshot every 50 steps (seeds 0-4; seeds 5-9 at steps 200, 400 and 500). Put into the bundle by "
+               f"`{b.steps.get('command')}` (docs/zeroq-steps.md, docs/results.md).")
+
+
+def _side(r: dict, which: str) -> dict:
+    return {k: r[f"{k}_{which}"] for k in ("gap", "se", "jitter_gap", "n", "effect")}
+
+
+def steps_replay(b: Bundle, model: str) -> tuple[dict, str]:
+    """The replay's chart (mean and min-max over the seeds with every snapshot) and what it shows, in words
+    computed from the seeds with a snapshot at the page's step count and at the last."""
+    r = b.steps["replay"].assign(set=lambda d: d.source.map(label))
+    every = r.groupby("seed").step.nunique()
+    dense = r[r.seed.isin(every[every == every.max()].index)]
+    long = dense.melt(id_vars=["set", "seed", "step", "cell"], value_vars=["top1", "jitter_mean"],
+                      var_name="ranges", value_name="value")
+    long["ranges"] = long.ranges.map({"top1": "calibrated", "jitter_mean": "range jitter (mean of 0.8/1.0/1.2)"})
+    fig = vega.spec(vega.step_lines(long, f"{model}: top-1 along generation (mean and min-max of seeds "
+                                          f"{', '.join(map(str, sorted(dense.seed.unique())))})"))
+    return fig, steps_replay_takeaway(r, int(b.meta.get("iterations") or 200), int(b.steps["iterations"]))
+
+
+def steps_replay_takeaway(r: pd.DataFrame, short: int, steps: int) -> str:
+    """Per replayed cell, each set's top-1 at ``short`` and ``steps`` steps (calibrated, under range jitter), DSG
+    minus ZeroQ under range jitter at both with the seeds where DSG is ahead, and the headline: whether the
+    order under range jitter is the same at both step counts."""
+    ends = r[r.step.isin([short, steps])].pivot_table(index=["cell", "seed", "step"], columns="source",
+                                                      values=["top1", "jitter_mean"]).dropna()
+    words, flipped = [], []
+    for cell, g in ends.groupby(level="cell"):
+        at = {k: g.xs(k, level="step") for k in (short, steps)}
+        sets = "; ".join(f"{label(src)} {at[short]['top1'][src].mean():.1f} → {at[steps]['top1'][src].mean():.1f} "
+                         f"calibrated, {at[short]['jitter_mean'][src].mean():.1f} → "
+                         f"{at[steps]['jitter_mean'][src].mean():.1f} under range jitter" for src in ("zeroq", "dsg"))
+        gaps = {k: v["jitter_mean"]["dsg"] - v["jitter_mean"]["zeroq"] for k, v in at.items()}
+        order = "; ".join(f"{gaps[k].mean():+.1f} at {k} steps (DSG ahead on {int((gaps[k] > 0).sum())} of "
+                          f"{len(gaps[k])} seeds)" for k in (short, steps))
+        words.append(f"At **{cell}**: {sets}. DSG − ZeroQ under range jitter: {order}.")
+        if jitter_lead(gaps[short].mean()) * (jitter_lead(gaps[steps].mean()) or 0) < 0:
+            flipped.append(cell)
+    out = [f"**What the replay shows** (the seeds with a snapshot at both {short} and {steps} steps): "
+           + " ".join(words)]
+    px = r[r.step.isin([short, steps]) & r.seed.isin(ends.index.get_level_values("seed"))]
+    px = px.groupby(["source", "step"]).out_of_range.mean().mul(100)
+    out.append("Pixels outside the valid range: " + "; ".join(
+        f"{label(src)} {px[(src, short)]:.1f}% → {px[(src, steps)]:.1f}%" for src in ("zeroq", "dsg")) + ".")
+    out.append(f"**A {short}-step verdict does not settle {' or '.join(flipped)}: with {steps} steps the order under "
+               "range jitter reverses.**" if flipped else
+               f"**The order under range jitter is the same at {short} and {steps} steps at every replayed cell.**")
+    return " ".join(out)
+
+
 def replay_section(b: Bundle, model: str, pr: str) -> None:
     snaps = [s for s in b.snapshots if s["model"] == model and s["pixel_range"] == pr]
     if not snaps:
@@ -546,6 +685,9 @@ def prebuild() -> None:
             for bits, q in VARIANT_CELLS:
                 b.memo(variants_figure, model, "free", "components", bits, q)
         b.memo(spread_correlations, model)
+        b.memo(steps_lesson, model)
+        if model == b.steps.get("model"):
+            b.memo(steps_replay, model)
     for model in dict.fromkeys(b.goal.model if not b.goal.empty else []):
         b.memo(goal_figure, model)
         b.memo(goal_table, model)
@@ -584,7 +726,9 @@ def render(present: bool = False, parts_page=None) -> None:
     models = list(b.models)
     eff = effects(b, model)
     others = [m for m in models if m != model]
-    st.info(lesson(eff, model) + "".join(f"\n\n{lesson(effects(b, m), m)}" for m in others),
+    st.info("\n\n".join(filter(None, (lesson(eff, model), b.memo(steps_lesson, model),
+                                       *(t for m in others for t in (lesson(effects(b, m), m),
+                                                                     b.memo(steps_lesson, m)))))),
             icon=":material/lightbulb:")
     samples_section(b, model, pr, present)
     homogenization_section(b, model, pr)
@@ -592,6 +736,7 @@ def render(present: bool = False, parts_page=None) -> None:
     control_table(eff)
     predicts_section(b, model)
     nowhere_section(b)
+    steps_section(b, model)
     if parts_page is not None:
         st.page_link(parts_page, label="Next: more evidence — the shipped recipe (best) against real data and "
                      "MCT, what SDA, LSE, SCI and ε change (small multiples), "
