@@ -122,11 +122,13 @@ def factor_lines(df: pd.DataFrame, title: str, marked: list[float], height: int 
     return _finish(alt.layer(rules, dots, line), title, height)
 
 
-def step_lines(df: pd.DataFrame, title: str, height: int = 300):
-    """Top-1 (``df``: set, seed, step, cell, ranges, value) along the generation steps, one panel per cell: a
-    line through each set's mean (solid at the calibrated ranges, dashed under range jitter) and the seeds'
-    min-max as a faint band, so a mean that only one seed moves reads as such."""
-    stats = df.groupby(["cell", "set", "ranges", "step"], sort=False).value.agg(
+def step_lines(df: pd.DataFrame, title: str, note: str = "", height: int = 400):
+    """Top-1 (``df``: set, seed, step, ranges, value) along the generation steps, one cell per chart (a chart
+    per cell fits the page's width at any size, where facets have a fixed one): a line through each set's
+    mean (solid for the first ``ranges`` value, e.g. the calibrated ranges, dashed for the other) and the
+    seeds' min-max of the solid line as a faint band, so a mean that only one seed moves reads as such.
+    ``note`` goes under the title."""
+    stats = df.groupby(["set", "ranges", "step"], sort=False).value.agg(
         mean="mean", lo="min", hi="max", n="count").reset_index()
     colour = alt.Color("set:N", scale=_colour(stats["set"]), legend=alt.Legend(title=None, symbolOpacity=1))
     kinds = sorted(set(df["ranges"]))  # "calibrated" first: solid; range jitter dashed
@@ -136,15 +138,17 @@ def step_lines(df: pd.DataFrame, title: str, height: int = 300):
     tip = ["set:N", "ranges:N", "step:Q", alt.Tooltip("mean:Q", format=".1f"), alt.Tooltip("lo:Q", format=".1f"),
            alt.Tooltip("hi:Q", format=".1f"), alt.Tooltip("n:Q", title="seeds")]
     y = alt.Scale(domain=[0, 101], nice=False)
-    band = alt.Chart().mark_area(opacity=0.12).encode(x=x, y=alt.Y("lo:Q", title="top-1 (%)", scale=y), y2="hi:Q",
-                                                      color=colour, detail="ranges:N")
+    band = alt.Chart().transform_filter(alt.datum.ranges == kinds[0]).mark_area(opacity=0.15).encode(
+        x=x, y=alt.Y("lo:Q", title="top-1 (%)", scale=y), y2="hi:Q", color=colour)  # one band: the solid line's
     line = alt.Chart().mark_line(point=True, strokeWidth=2.5).encode(
         x=x, y=alt.Y("mean:Q", title="top-1 (%)", scale=y), color=colour,
         strokeDash=dash, tooltip=tip)
-    chart = alt.layer(band, line, data=stats).properties(height=height, width=320).facet(
-        column=alt.Column("cell:N", title=None))
-    subtitle = " · ".join(f"{'solid' if i == 0 else 'dashed'}: {k}" for i, k in enumerate(kinds))
-    return chart.properties(title=alt.TitleParams(title, subtitle=subtitle)).configure_legend(orient="bottom")
+    chart = alt.layer(band, line, data=stats).properties(height=height)
+    # one short line: Streamlit fits title, legend and plot into ``height``, so every title line costs plot
+    subtitle = " · ".join(f"{'solid' if i == 0 else 'dashed'}: {k}" + (" (band: min-max)" if i == 0 else "")
+                          for i, k in enumerate(kinds)) + (f" · {note}" if note else "")
+    return chart.properties(title=alt.TitleParams(title, subtitle=subtitle, subtitleFontSize=12)).configure_legend(
+        orient="bottom")
 
 
 def level_ticks(levels: pd.Series, x: str, order: list[str], name: str):

@@ -174,7 +174,14 @@ def test_verdicts_say_a_wide_gap_is_noise_not_no_difference_and_spread_verdict_f
     from dashboard.views.evidence import spread_verdict, verdict
 
     base = {"effect": False, "jitter_gap": 1.0}
-    assert verdict({**base, "gap": -14.1, "se": 9.7}).startswith("not separable from seed noise (-14.1 ± 9.7 s.e.)")
+    noise = "not separable from seed noise (-14.1 ± 9.7 s.e.; range jitter +1.0)"
+    assert verdict({**base, "gap": -14.1, "se": 9.7}) == noise
+    unmeasured = {**base, "gap": 0.3, "se": 0.2, "jitter_gap": float("nan")}
+    assert verdict(unmeasured) == "no measured difference (+0.3 ± 0.2 s.e.)"
+    reversed_ = verdict({**base, "gap": 4.3, "se": 0.3, "jitter_gap": -7.7})
+    assert reversed_.endswith("range jitter gives -7.7, the other way round: no stable winner")
+    gone = verdict({**base, "gap": 4.3, "se": 0.3, "jitter_gap": 0.5})
+    assert gone.endswith("the grid's luck (the lead does not hold with the ranges moved)")
     assert verdict({**base, "gap": 0.3, "se": 0.2}).startswith("no measured difference (+0.3")
     assert verdict({**base, "gap": 0.8, "se": 0.2}).startswith("a difference under 2 points (+0.8")  # 4 s.e., small
     inside = "the sets inside the valid range"
@@ -314,7 +321,11 @@ def test_the_steps_lesson_says_which_verdicts_hold_at_the_papers_steps():
         moved  # the page's jitter equals its top-1 here, so there is no lead under jitter at 200 to reverse
     b = steps_bundle(tied, tied, [99.9] * 5)
     b.cells.loc[b.cells.source == "zeroq", "jitter_mean"] = 90.0  # DSG ahead under jitter at 200 steps only
-    assert "W3A3 minmax: under range jitter +6.8 → -3.1, ZeroQ now ahead" in steps_lesson(b, "m")
+    assert "W3A3 minmax: under range jitter +6.8 → -3.1 (ZeroQ ahead under range jitter)" in steps_lesson(b, "m")
+    b = steps_bundle(tied, [90.0] * 5, [99.9] * 5)  # and DSG ahead at the calibrated ranges at 500 steps
+    b.cells.loc[b.cells.source == "zeroq", "jitter_mean"] = 90.0
+    assert ("under range jitter +6.8 → -3.1 (no stable order: DSG ahead at the calibrated ranges, ZeroQ under range "
+            "jitter)") in steps_lesson(b, "m")
     assert steps_lesson(steps_bundle(tied, tied), "m").endswith("no measured verdict above to check.")
     assert steps_lesson(steps_bundle(tied, tied), "unknown") == ""
 
@@ -328,8 +339,11 @@ def test_the_replay_takeaway_says_when_the_order_under_jitter_reverses():
                               + seed / 10, "out_of_range": 0.4}
                              for src in ("dsg", "zeroq") for seed in range(3) for step in (0, 200, 500)])
     flips = steps_replay_takeaway(replay(97.0), 200, 500)
-    assert "+6.0 at 200 steps (DSG ahead on 3 of 3 seeds); -7.0 at 500 steps (DSG ahead on 0 of 3 seeds)" in flips
+    assert ("under range jitter +6.0 (DSG ahead on 3 of 3 seeds) at 200 steps, -7.0 (DSG ahead on 0 of 3 seeds) at "
+            "500") in flips
     assert "**A 200-step verdict does not settle W4A4 dsg-avg" in flips and "ZeroQ 40.0% → 40.0%" in flips
+    assert "no stable winner" not in flips, "calibrated, the two are level here"
+    assert "More steps do not push the pixels further outside the valid range" in flips
     same = steps_replay_takeaway(replay(86.0), 200, 500)
     assert "**The order under range jitter is the same at 200 and 500 steps at every replayed cell.**" in same
 

@@ -72,15 +72,17 @@ def verdict(e: dict) -> str:
         jit = "not measured" if math.isnan(e["jitter_gap"]) else f"{e['jitter_gap']:+.1f}"
         return f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e. (range jitter {jit})"
     if abs(e["gap"]) >= POINTS and abs(e["gap"]) >= 2 * e["se"]:  # a clear gap that range jitter does not keep
+        why = ("the other way round: no stable winner" if e["jitter_gap"] * e["gap"] < 0
+               and abs(e["jitter_gap"]) >= POINTS else "the grid's luck (the lead does not hold with the ranges moved)")
         return (f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e., but range jitter gives "
-                f"{e['jitter_gap']:+.1f}: the grid's luck (the lead does not hold with the ranges moved)")
+                f"{e['jitter_gap']:+.1f}, {why}")
     # a sizeable mean gap that the seeds' spread cannot separate from zero is not "no difference"
     none = ("not separable from seed noise" if abs(e["gap"]) >= POINTS else
             f"a difference under {POINTS:g} points" if abs(e["gap"]) >= 2 * e["se"] > 0 else "no measured difference")
     said = f"{none} ({round(e['gap'], 1) + 0.0:+.1f} ± {e['se']:.1f} s.e.)"
     if abs(e["jitter_gap"]) >= 10:  # calibrated ranges agree, but the result hangs on the grid
         return f"{said}, but range jitter gives {e['jitter_gap']:+.1f}: an unstable cell"
-    return said
+    return said if math.isnan(e["jitter_gap"]) else f"{said[:-1]}; range jitter {e['jitter_gap']:+.1f})"
 
 
 def lesson(eff: pd.DataFrame, model: str) -> str:
@@ -110,7 +112,8 @@ def lesson(eff: pd.DataFrame, model: str) -> str:
         if kept:
             pr, left = max(kept.items(), key=lambda kv: kv[1])
             shares.append(max(0.0, 1 - left / g))
-            verdict = f"**a smaller lead survives {pr}: {100 * shares[-1]:.0f}% of it was pixel range**"
+            verdict = (f"**a smaller lead survives {pr}: {100 * shares[-1]:.0f}% of it was pixel range**"
+                       + (" (the larger of the leads left)" if len(after) > 1 else ""))
         else:
             shares.append(1.0)
             verdict = "**all of it was pixel range**"
@@ -119,7 +122,7 @@ def lesson(eff: pd.DataFrame, model: str) -> str:
         parts.append(f"At {c}: {g:+.1f} ± {se:.1f} s.e. points as generated, {words} — {verdict}.")
     if all(x >= 0.5 for x in shares):
         parts.append("**Most of DSG's measured lead here came from pixels outside the valid input range, not from "
-                     "diversity**" + ("; what survives is DSG's own." if any(x < 1 for x in shares) else
+                     "diversity**" + ("; what survives is not pixel range." if any(x < 1 for x in shares) else
                                       ": keep pixels in range and ZeroQ's data calibrates as well."))
     else:
         parts.append("**Part of DSG's lead here is not pixel range: it survives with the pixels kept in range.**")
@@ -534,8 +537,11 @@ def steps_lesson(b: Bundle, model: str) -> str:
             moves.append(f"calibrated {r['gap_short']:+.1f} → {r['gap_long']:+.1f}")
         a, z = jitter_lead(r["jitter_gap_short"]), jitter_lead(r["jitter_gap_long"])
         if a and z and a != z:
-            moves.append(f"under range jitter {r['jitter_gap_short']:+.1f} → {r['jitter_gap_long']:+.1f}, "
-                         f"{'DSG' if z > 0 else 'ZeroQ'} now ahead")
+            calibrated = lead(r["gap_long"], r["se_long"])
+            who = ("no stable order: " + ("DSG" if calibrated > 0 else "ZeroQ") + " ahead at the calibrated ranges, "
+                   + ("ZeroQ" if z < 0 else "DSG") + " under range jitter") if calibrated == -z else \
+                f"{'DSG' if z > 0 else 'ZeroQ'} ahead under range jitter"
+            moves.append(f"under range jitter {r['jitter_gap_short']:+.1f} → {r['jitter_gap_long']:+.1f} ({who})")
         if moves:
             moved.append(f"{r['cell']}: " + ", ".join(moves))
     steps, n = b.steps.get("iterations"), int(t.n_long.min())
@@ -562,8 +568,12 @@ def steps_section(b: Bundle, model: str) -> None:
                           f"{steps} steps (full profile)": [verdict(_side(r, "long")) for r in t.to_dict("records")]})
     st.table(table.set_index("cell"))
     if model == b.steps.get("model"):
-        fig, words = b.memo(steps_replay, model)
-        st.vega_lite_chart(spec=fig, key="ev_steps", width="stretch")
+        figs, words = b.memo(steps_replay, model)
+        st.markdown(f"**Top-1 along the generation steps, pixels as generated** — lines: the mean of the seeds with a "
+                    f"snapshot every 50 steps (the text below uses all seeds, at steps {short} and {steps}); range "
+                    "jitter: every activation range scaled by 0.8, 1.0 and 1.2, top-1 averaged.")
+        for col, (k, fig) in zip(st.columns(len(figs)), enumerate(figs)):
+            col.vega_lite_chart(spec=fig, key=f"ev_steps_{k}", width="stretch")
         st.markdown(words)
     else:
         st.caption(f"The step-by-step replay ran on {b.steps.get('model')} only; here the full profile has no range "
@@ -579,48 +589,79 @@ def _side(r: dict, which: str) -> dict:
     return {k: r[f"{k}_{which}"] for k in ("gap", "se", "jitter_gap", "n", "effect")}
 
 
-def steps_replay(b: Bundle, model: str) -> tuple[dict, str]:
-    """The replay's chart (mean and min-max over the seeds with every snapshot) and what it shows, in words
-    computed from the seeds with a snapshot at the page's step count and at the last."""
+def steps_replay(b: Bundle, model: str) -> tuple[list[dict], str]:
+    """The replay's charts, one per cell (mean and min-max over the seeds with every snapshot), and what it
+    shows in words, computed from the seeds with a snapshot at the page's step count and at the last."""
     r = b.steps["replay"].assign(set=lambda d: d.source.map(label))
     every = r.groupby("seed").step.nunique()
     dense = r[r.seed.isin(every[every == every.max()].index)]
     long = dense.melt(id_vars=["set", "seed", "step", "cell"], value_vars=["top1", "jitter_mean"],
                       var_name="ranges", value_name="value")
     long["ranges"] = long.ranges.map({"top1": "calibrated", "jitter_mean": "range jitter (mean of 0.8/1.0/1.2)"})
-    fig = vega.spec(vega.step_lines(long, f"{model}: top-1 along generation (mean and min-max of seeds "
-                                          f"{', '.join(map(str, sorted(dense.seed.unique())))})"))
-    return fig, steps_replay_takeaway(r, int(b.meta.get("iterations") or 200), int(b.steps["iterations"]))
+    some = sorted(dense.seed.unique())
+    short, steps = int(b.meta.get("iterations") or 200), int(b.steps["iterations"])
+    long["ranges"] = long.ranges.str.replace(" (mean of 0.8/1.0/1.2)", "")
+    figs = [vega.spec(vega.step_lines(g, f"{model}, {cell} (seeds {some[0]}-{some[-1]})"))
+            for cell, g in long.groupby("cell")]  # the order of the words below
+    return figs, steps_replay_takeaway(r, short, steps)
 
 
 def steps_replay_takeaway(r: pd.DataFrame, short: int, steps: int) -> str:
-    """Per replayed cell, each set's top-1 at ``short`` and ``steps`` steps (calibrated, under range jitter), DSG
-    minus ZeroQ under range jitter at both with the seeds where DSG is ahead, and the headline: whether the
-    order under range jitter is the same at both step counts."""
+    """Per replayed cell, each set's top-1 at ``short`` and ``steps`` steps (calibrated, under range jitter; the
+    seeds' range where it is wide), DSG minus ZeroQ both ways at both step counts with the seeds where DSG is
+    ahead, and the headline: whether the order under range jitter is the same at both step counts."""
     ends = r[r.step.isin([short, steps])].pivot_table(index=["cell", "seed", "step"], columns="source",
                                                       values=["top1", "jitter_mean"]).dropna()
+    seeds = ends.index.get_level_values("seed").unique()
     words, flipped = [], []
     for cell, g in ends.groupby(level="cell"):
         at = {k: g.xs(k, level="step") for k in (short, steps)}
-        sets = "; ".join(f"{label(src)} {at[short]['top1'][src].mean():.1f} → {at[steps]['top1'][src].mean():.1f} "
-                         f"calibrated, {at[short]['jitter_mean'][src].mean():.1f} → "
-                         f"{at[steps]['jitter_mean'][src].mean():.1f} under range jitter" for src in ("zeroq", "dsg"))
-        gaps = {k: v["jitter_mean"]["dsg"] - v["jitter_mean"]["zeroq"] for k, v in at.items()}
-        order = "; ".join(f"{gaps[k].mean():+.1f} at {k} steps (DSG ahead on {int((gaps[k] > 0).sum())} of "
-                          f"{len(gaps[k])} seeds)" for k in (short, steps))
-        words.append(f"At **{cell}**: {sets}. DSG − ZeroQ under range jitter: {order}.")
-        if jitter_lead(gaps[short].mean()) * (jitter_lead(gaps[steps].mean()) or 0) < 0:
-            flipped.append(cell)
-    out = [f"**What the replay shows** (the seeds with a snapshot at both {short} and {steps} steps): "
-           + " ".join(words)]
-    px = r[r.step.isin([short, steps]) & r.seed.isin(ends.index.get_level_values("seed"))]
-    px = px.groupby(["source", "step"]).out_of_range.mean().mul(100)
-    out.append("Pixels outside the valid range: " + "; ".join(
-        f"{label(src)} {px[(src, short)]:.1f}% → {px[(src, steps)]:.1f}%" for src in ("zeroq", "dsg")) + ".")
-    out.append(f"**A {short}-step verdict does not settle {' or '.join(flipped)}: with {steps} steps the order under "
-               "range jitter reverses.**" if flipped else
-               f"**The order under range jitter is the same at {short} and {steps} steps at every replayed cell.**")
-    return " ".join(out)
+        sets = "; ".join(f"{label(src)} {_moved(at, 'top1', src)} calibrated{_seed_range(at[steps]['top1'][src])}, "
+                         f"{_moved(at, 'jitter_mean', src)} under range jitter" for src in ("zeroq", "dsg"))
+        gaps = {(k, v): at[k][v]["dsg"] - at[k][v]["zeroq"] for k in (short, steps) for v in ("top1", "jitter_mean")}
+        order = "; ".join(f"{how} {_gap_words(gaps[(short, v)])} at {short} steps, {_gap_words(gaps[(steps, v)])} at "
+                          f"{steps}" for v, how in (("top1", "calibrated"), ("jitter_mean", "under range jitter")))
+        words.append(f"**{cell}**: {sets}. DSG − ZeroQ {order}.")
+        before, after = (jitter_lead(gaps[(k, "jitter_mean")].mean()) for k in (short, steps))
+        if before * (after or 0) < 0:
+            calibrated = lead(gaps[(steps, "top1")].mean(), gaps[(steps, "top1")].sem())
+            flipped.append((cell, calibrated * after < 0))
+    start = r[(r.step == 0) & r.seed.isin(seeds)].groupby(["cell", "source"]).top1.mean()
+    out = [f"**What the replay shows** ({len(seeds)} seeds, at step {short} and step {steps} of the same runs; the "
+           f"page's {short}-step sets above are a separate, earlier run, so their numbers differ a little):", *words,
+           "Step 0 is the starting noise (DSG's N(0,1) noise, ZeroQ's near-constant start as published): "
+           + "; ".join(f"{cell}: " + ", ".join(f"{label(src)} {start[(cell, src)]:.1f}" for src in ("dsg", "zeroq"))
+                       for cell in start.index.get_level_values("cell").unique())
+           + " — unoptimized noise already calibrates some cells (compare Gaussian noise above)."]
+    px = r[r.step.isin([short, steps]) & r.seed.isin(seeds)].groupby(["source", "step"]).out_of_range.mean().mul(100)
+    moved = max(abs(px[(src, steps)] - px[(src, short)]) for src in ("zeroq", "dsg"))
+    out.append(("More steps do not push the pixels further outside the valid range" if moved < POINTS else
+                "More steps move the share of pixels outside the valid range") + " (% of all pixels: " + "; ".join(
+        f"{label(src)} {px[(src, short)]:.1f}% → {px[(src, steps)]:.1f}%" for src in ("zeroq", "dsg")) + ").")
+    verdicts = []
+    for cell, split in flipped:
+        verdicts.append(f"**A {short}-step verdict does not settle {cell}: with {steps} steps the order under range "
+                        "jitter reverses" + (", and the calibrated ranges put the other method ahead: no stable winner "
+                                             "there, the step count and the ranges pick it.**" if split else ".**"))
+    if not flipped:
+        verdicts.append(f"**The order under range jitter is the same at {short} and {steps} steps at every replayed "
+                        "cell.**")
+    return out[0] + "".join(f"\n- {w}" for w in out[1:]) + "\n\n" + " ".join(verdicts)
+
+
+def _seed_range(v: pd.Series) -> str:
+    """The seeds' range where it is wider than 20 points (a mean of such seeds is not a typical run)."""
+    return f" (seeds from {v.min():.1f} to {v.max():.1f})" if v.max() - v.min() > 20 else ""
+
+
+def _moved(at: dict, value: str, src: str) -> str:
+    """One set's mean at the first step count → at the second."""
+    first, last = at.values()
+    return f"{first[value][src].mean():.1f} → {last[value][src].mean():.1f}"
+
+
+def _gap_words(g: pd.Series) -> str:
+    return f"{g.mean():+.1f} (DSG ahead on {int((g > 0).sum())} of {len(g)} seeds)"
 
 
 def replay_section(b: Bundle, model: str, pr: str) -> None:
