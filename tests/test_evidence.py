@@ -308,11 +308,11 @@ def test_the_steps_lesson_says_which_verdicts_hold_at_the_papers_steps():
 
     far = [50.0, 60.0, 40.0, 55.0, 45.0]
     held = steps_lesson(steps_bundle(far, [52.0, 58.0, 44.0, 50.0, 47.0]), "m")
-    assert "With the paper's 500 generation steps" in held and "the measured verdicts above **hold** at W3A3 minmax" \
-        in held and "range jitter not measured there" in held and "do not hold" not in held
+    assert "With the paper's 500 generation steps" in held and "range jitter not measured there" in held
+    assert "the as-generated verdicts above **hold** at W3A3 minmax" in held and "do not hold" not in held
     gone = steps_lesson(steps_bundle(far, [97.0, 96.5, 97.5, 96.5, 96.0]), "m")
     assert "no measured verdict above to check" not in gone
-    assert "the measured verdicts above **do not hold** at W3A3 minmax" in gone
+    assert "the as-generated verdicts above **do not hold** at W3A3 minmax" in gone
     reversed_ = steps_lesson(steps_bundle(far, [60.0, 50.0, 45.0, 55.0, 40.0], [99.0] * 5), "m")
     assert "do not hold" in reversed_ and "range jitter +" not in reversed_ and "range jitter -2.2" in reversed_
     tied = [97.0, 96.0, 98.0, 97.0, 96.0]
@@ -321,11 +321,12 @@ def test_the_steps_lesson_says_which_verdicts_hold_at_the_papers_steps():
         moved  # the page's jitter equals its top-1 here, so there is no lead under jitter at 200 to reverse
     b = steps_bundle(tied, tied, [99.9] * 5)
     b.cells.loc[b.cells.source == "zeroq", "jitter_mean"] = 90.0  # DSG ahead under jitter at 200 steps only
-    assert "W3A3 minmax: under range jitter +6.8 → -3.1 (ZeroQ ahead under range jitter)" in steps_lesson(b, "m")
+    moved = "W3A3 minmax: under range jitter +6.8 at 200 steps → -3.1 at 500 (ZeroQ ahead under range jitter)"
+    assert moved in steps_lesson(b, "m")
     b = steps_bundle(tied, [90.0] * 5, [99.9] * 5)  # and DSG ahead at the calibrated ranges at 500 steps
     b.cells.loc[b.cells.source == "zeroq", "jitter_mean"] = 90.0
-    assert ("under range jitter +6.8 → -3.1 (no stable order: DSG ahead at the calibrated ranges, ZeroQ under range "
-            "jitter)") in steps_lesson(b, "m")
+    assert ("under range jitter +6.8 at 200 steps → -3.1 at 500 (no stable order: DSG ahead at the calibrated "
+            "ranges, ZeroQ under range jitter)") in steps_lesson(b, "m")
     assert steps_lesson(steps_bundle(tied, tied), "m").endswith("no measured verdict above to check.")
     assert steps_lesson(steps_bundle(tied, tied), "unknown") == ""
 
@@ -344,6 +345,9 @@ def test_the_replay_takeaway_says_when_the_order_under_jitter_reverses():
     assert "**A 200-step verdict does not settle W4A4 dsg-avg" in flips and "ZeroQ 40.0% → 40.0%" in flips
     assert "no stable winner" not in flips, "calibrated, the two are level here"
     assert "More steps do not push the pixels further outside the valid range" in flips
+    moving = replay(97.0).assign(top1=lambda d: d.top1 - (d.source == "zeroq") * (d.step == 500) * (6.0 + d.seed))
+    assert ("ZeroQ's by up to 8.0 points (seed 2, W4A4 dsg-avg: 98.0 at step 200, 90.0 at 500); DSG's by up to 0.0"
+            in steps_replay_takeaway(moving, 200, 500))
     same = steps_replay_takeaway(replay(86.0), 200, 500)
     assert "**The order under range jitter is the same at 200 and 500 steps at every replayed cell.**" in same
 
@@ -384,3 +388,27 @@ def test_docs_results_quotes_the_pages_500_step_check(bundle):
     m = r20.loc["W4A4 dsg-avg"]
     assert f"goes from {m.jitter_gap_short:+.1f} (the control) to {m.jitter_gap_long:.1f}" in text
     assert not m.effect_short and sum(r20.effect_short) + sum(mnv2.effect_short) == 3, "three measured verdicts"
+
+
+def test_a_lead_left_by_one_in_range_handling_and_reversed_by_the_other_is_not_called_dsgs_own():
+    from dashboard.evidence_bundle import Bundle
+    from dashboard.views.evidence import effects, lesson
+
+    df = cells([("free", "dsg", [97, 96, 98, 97, 96]), ("free", "zeroq", [50, 60, 40, 55, 45]),
+                ("clamp-after", "dsg", [96, 95, 96, 97, 96]), ("clamp-after", "zeroq", [86, 85, 87, 86, 85]),
+                ("clip", "dsg", [60, 58, 61, 59, 60]), ("clip", "zeroq", [86, 85, 87, 86, 85])])
+    said = lesson(effects(Bundle({}, {"m": {}}, df, pd.DataFrame(), [], pd.DataFrame(), []), "m"), "m")
+    assert "with clip **ZeroQ is ahead instead**" in said and "what is left depends on how the pixels are kept" in said
+    assert "what survives is not pixel range" not in said
+
+
+def test_an_untested_calibrated_lead_at_the_papers_steps_is_not_read_as_a_win():
+    from dashboard.views.evidence import long_verdict
+
+    r = {"gap_short": 4.3, "se_short": 0.3, "jitter_gap_short": -7.7, "n_short": 10, "effect_short": False,
+         "gap_long": 4.2, "se_long": 0.2, "jitter_gap_long": float("nan"), "n_long": 10, "effect_long": True}
+    assert long_verdict(r, 200) == ("DSG ahead by 4.2 ± 0.2 s.e. (range jitter not measured): untested, and at 200 "
+                                    "steps range jitter reversed this cell's lead (-7.7)")
+    assert long_verdict({**r, "jitter_gap_short": 0.5}, 200).endswith("range jitter removed this cell's lead (+0.5)")
+    kept = long_verdict({**r, "jitter_gap_short": 6.0}, 200)
+    assert kept == "DSG ahead by 4.2 ± 0.2 s.e. (range jitter not measured)"
