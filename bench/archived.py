@@ -2,6 +2,7 @@
 
     python bench/archived.py --profile quick --archived docs/results-quick-2026-11-26.md
     python bench/archived.py --profile full --against quick --quantizers adaround,brecq   # two profiles
+    python bench/archived.py --profile control-full --against full --quantizers minmax,dsg-avg
 
 The 2026-11-26 pages were rendered from rows that are no longer on this machine and predate the
 provenance stamps, so the only record of them is their markdown. This reads its tables (mean ± std
@@ -50,10 +51,11 @@ def archived_cells(path: Path) -> pd.DataFrame:
 
 
 def rerun_cells(path: Path) -> pd.DataFrame:
-    """Mean, std and seeds of every cell of the rerun's rows, one row per key as the page renders them."""
+    """Mean, std and seeds of every cell of the rerun's rows with pixels as generated (what a reproduction page
+    shows; a pixel-range profile also has clamped and clipped sets), one row per key as the page renders them."""
     from reproduce import frame  # here: it loads the engine, which the page parsing does not need
     df = frame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
-    g = df[df.kind == "main"].groupby(["model", "quantizer", "source", "bits"]).top1
+    g = df[(df.kind == "main") & (df.pixel_range == "free")].groupby(["model", "quantizer", "source", "bits"]).top1
     stats = [g.mean().rename("mean"), g.std(ddof=0).rename("std"), g.count().rename("n")]
     return pd.concat(stats, axis=1).reset_index()
 

@@ -10,7 +10,10 @@ and per-sample BN statistics; snapshots of the optimization (the replay); and th
 (DSG at several ε and with each component set, over seeds). Generated sets are shared with the
 reproduction through its set cache. It also carries the shipped preset `best` against real data
 and MCT's generator at issue 18's goal cells, from ``bench/recipes.py``'s and ``bench/peers.py``'s rows
-(``docs/best.md`` renders the same rows). The bundle records the code version and this command.
+(``docs/best.md`` renders the same rows), and the check of the page's verdicts at the paper's 500
+generation steps (``--parts steps``: ``bench/reproduce.py --profile control-full``'s rows and
+``bench/zeroq_steps.py``'s replay; this part alone patches the committed bundle). The bundle records
+the code version and this command.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import DOCS, machine, rows_file, write_bundle
+from common import DOCS, machine, patch_bundle, rows_file, write_bundle
 
 from dsg_core import provenance
 from dsg_core.diagnostics import REAL
@@ -111,6 +114,28 @@ def goal_rows(recipes_rows: Path, peers_rows: Path) -> tuple[list[dict], dict]:
                 for path, rows in used}
     fp32 = {m: fp32_top1(m) for m in dict.fromkeys(r["model"] for r in out)}
     return out, {"rows": versions, "renders": "python bench/best.py (docs/best.md)", "fp32_top1": fp32}
+
+
+def steps_part(control_full: Path, allow_mixed: bool = False) -> dict:
+    """The Evidence page's check of its verdicts at the paper's generation steps (key ``steps``): the control's
+    cells on the full profile's 500-step sets (``bench/reproduce.py --profile control-full``: as generated and
+    clamped after, with range jitter) and ``bench/zeroq_steps.py``'s replay of ZeroQ's and DSG's sets step by
+    step on one model."""
+    import zeroq_steps
+    from best import lines
+    from reproduce import PROFILES
+
+    replay = lines(zeroq_steps.ROWS)
+    provenance.check_versions([*lines(control_full), *replay], allow_mixed=allow_mixed)  # one code version
+    cells, _, versions = read_rows(control_full, allow_mixed)
+    return {"model": zeroq_steps.MODEL, "iterations": PROFILES["control-full"]["iterations"], "cells": cells,
+            "replay": zeroq_steps.replay_rows(replay), "command": command(),
+            "renders": "docs/pixel-range-full.md, docs/zeroq-steps.md",
+            "rows": {relative(control_full): versions, relative(zeroq_steps.ROWS): provenance.versions(replay)}}
+
+
+def relative(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def fp32_top1(model_name: str) -> float:
@@ -262,13 +287,16 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=ITERATIONS, help="a smaller number only for a smoke test")
     ap.add_argument("--parts", default="examples,variants,bundle",
                     help="examples and variants are kept in bench/cache/evidence/ (run them in parallel processes); "
-                         "bundle assembles them with the rows")
+                         "bundle assembles them with the rows; steps alone puts the 500-step check into the "
+                         "committed bundle (the bundle part includes it)")
     ap.add_argument("--recipes", type=Path, default=rows_file("recipes"),
                     help="bench/recipes.py's rows: `best` (its no-sda variant) and real data at the goal cells")
     ap.add_argument("--peers", type=Path, default=rows_file("peers"),
                     help="bench/peers.py's rows: MCT's generator at the same cells and seeds")
     ap.add_argument("--layer-jitter", type=Path, default=rows_file("layer-jitter"),
                     help="bench/layer_jitter.py's rows: resnet20's W3A3 AdaRound over a dense grid of range factors")
+    ap.add_argument("--control-full", type=Path, default=rows_file("control-full"),
+                    help="bench/reproduce.py --profile control-full's rows: the control on the full profile's sets")
     ap.add_argument("--work", type=Path, default=REPO / "bench/cache/evidence")
     ap.add_argument("--out", type=Path, default=DOCS / "data" / "evidence.json.gz")
     ap.add_argument("--allow-mixed", action="store_true",
@@ -288,6 +316,8 @@ def main() -> None:
         keep(args.work / f"variants-{'-'.join(ranges)}.json",
              variants(models[0], args.variant_seeds, ranges, cache, base))
     if "bundle" not in parts:
+        if "steps" in parts:
+            patch_bundle(args.out, "steps", steps_part(args.control_full, args.allow_mixed))
         return
     facts, grids, replays = json.loads((args.work / "examples.json").read_text())
     variant_rows, variant_grids = [], []
@@ -310,7 +340,8 @@ def main() -> None:
                        "variant_seeds": seeds, "goal": goal_meta},
               "models": facts, "cells": cells, "metrics": metrics, "examples": grids + variant_grids,
               "variants": variant_rows, "snapshots": replays, "goal": goal,
-              "jitter_grid": layer_jitter.bundle_part(best.lines(args.layer_jitter), args.allow_mixed)}
+              "jitter_grid": layer_jitter.bundle_part(best.lines(args.layer_jitter), args.allow_mixed),
+              "steps": steps_part(args.control_full, args.allow_mixed)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_bundle(args.out, bundle)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): {len(cells)} cells, {len(metrics)} metric rows, "

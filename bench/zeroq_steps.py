@@ -18,21 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from common import DOCS, Rows, header, patch_bundle, rows_file, write_doc
-from reproduce import PROFILES, row_key
+from common import Rows, header, rows_file, write_doc
+from reproduce import PROFILES
 
 from dsg_core.diagnostics import mean_offdiag_cosine
 from dsg_core.diagnostics.pixels import pixel_range_metrics
 from dsg_core.experiments import Plan, Resources, parse_bits, quantize_and_evaluate
-from dsg_core.experiments.goal import cell_name, width_name
+from dsg_core.experiments.goal import cell_name
 from dsg_core.generation import GenerationConfig
 from dsg_core.generation.generator import generate
-from dsg_core.provenance import check_versions, stamp, versions
+from dsg_core.provenance import check_versions, stamp
 from dsg_core.quant import QuantConfig
 
 MODEL = "resnet20_mnist"
@@ -41,8 +40,6 @@ EVERY = 50
 CELLS = (("4/4", "dsg-avg"), ("3/3", "minmax"))
 JITTER = (0.8, 1.0, 1.2)
 ROWS = rows_file("zeroq-steps")
-FULL = rows_file("full")
-PAGE_QUANTIZERS = ("minmax", "dsg-avg")  # the Evidence page's cells (W3A3 and W4A4 with each)
 
 
 def key(r: dict) -> str:
@@ -164,30 +161,13 @@ def _correlations(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bundle_part(rows: list[dict], full_rows: list[dict], allow_mixed: bool = False) -> dict:
-    """The dashboard's share (``docs/data/evidence.json.gz``, key ``steps``): the full profile's 500-step top-1
-    at the Evidence page's cells (every model, source and seed; with the range-jitter mean where this replay
-    measured it, on its model at its cells) and the replay's top-1 per step, so the page can say whether its
-    200-step verdicts hold at the paper's step count."""
-    full_rows = [r for r in full_rows if r["kind"] == "main" and r["quantizer"] in PAGE_QUANTIZERS]
-    check_versions(rows + full_rows, allow_mixed=allow_mixed)
-    last = PROFILES["full"]["iterations"]
-    jitter = {(r["source"], r["seed"], cell_name(bits, q)): r[cell_name(bits, q) + " jitter"]
-              for r in rows if r["step"] == last for bits, q in CELLS}
-    cells = []
-    for r in full_rows:
-        (w, a), = parse_bits(r["bits"])
-        name = cell_name(r["bits"], r["quantizer"])
-        cells.append({"model": r["model"], "source": r["source"], "pixel_range": r.get("pixel_range", "free"),
-                      "seed": r["seed"], "bits": width_name(w, a), "quantizer": r["quantizer"], "top1": r["top1"],
-                      "jitter_mean": jitter.get((r["source"], r["seed"], name)) if r["model"] == MODEL else None})
-    replay = [{"source": r["source"], "seed": r["seed"], "step": r["step"], "cell": cell_name(bits, q),
-               "top1": r[cell_name(bits, q)], "jitter_mean": r[cell_name(bits, q) + " jitter"],
-               "out_of_range": r["out_of_range_fraction"]} for r in rows for bits, q in CELLS]
-    return {"model": MODEL, "iterations": last, "recon_iters": PROFILES["full"]["recon_iters"],
-            "cells": cells, "replay": replay, "renders": "docs/zeroq-steps.md, docs/results-full.md",
-            "rows": {"bench/rows/zeroq-steps.jsonl": versions(rows), "bench/rows/full.jsonl": versions(full_rows)},
-            "command": "python bench/zeroq_steps.py --render-only --bundle"}
+def replay_rows(rows: list[dict]) -> list[dict]:
+    """The replay as the Evidence page reads it (``bench/evidence.py --parts steps``): one row per source, seed,
+    step and cell, with its top-1, range-jitter mean and share of pixels out of range."""
+    check_versions(rows)
+    return [{"source": r["source"], "seed": r["seed"], "step": r["step"], "cell": cell_name(bits, q),
+             "top1": r[cell_name(bits, q)], "jitter_mean": r[cell_name(bits, q) + " jitter"],
+             "out_of_range": r["out_of_range_fraction"]} for r in rows for bits, q in CELLS]
 
 
 def main() -> None:
@@ -195,16 +175,11 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9", help="comma-separated seeds")
     ap.add_argument("--every", type=int, default=EVERY, help="steps between snapshots")
     ap.add_argument("--render-only", action="store_true")
-    ap.add_argument("--bundle", nargs="?", const=DOCS / "data" / "evidence.json.gz", type=Path,
-                    help="also put the 500-step cells and the replay into this evidence bundle (default: the app's)")
     args = ap.parse_args()
     torch.manual_seed(0)
     if not args.render_only:
         run([int(s) for s in args.seeds.split(",")], args.every)
-    rows = Rows(ROWS, key).rows
-    write_doc("zeroq-steps.md", render(rows))
-    if args.bundle:
-        patch_bundle(args.bundle, "steps", bundle_part(rows, Rows(FULL, row_key).rows))
+    write_doc("zeroq-steps.md", render(Rows(ROWS, key).rows))
 
 
 if __name__ == "__main__":

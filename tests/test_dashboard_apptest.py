@@ -113,7 +113,7 @@ def test_the_app_opens_on_the_evidence_with_no_run(tmp_path, monkeypatch):
     assert "With the paper's 500 generation steps** (resnet20_mnist" in lesson, "the verdicts checked at 500 steps"
     assert any("Does it hold with the paper's 500 steps" in h.value for h in at.subheader)
     text = " ".join(m.value for m in at.markdown)
-    assert "**What the replay shows** (10 seeds, at step 200 and step 500 of the same runs" in text
+    assert "**What the replay shows** (10 seeds, steps 200 and 500 of one run of each set" in text
     specs = vega_specs(at)
     assert len(specs) >= 6  # the scatter, the spread, a chart per cell
     assert not plotly_specs(at), "the first page loads no Plotly (docs/dashboard-speed.md)"

@@ -309,10 +309,10 @@ def test_the_steps_lesson_says_which_verdicts_hold_at_the_papers_steps():
     far = [50.0, 60.0, 40.0, 55.0, 45.0]
     held = steps_lesson(steps_bundle(far, [52.0, 58.0, 44.0, 50.0, 47.0]), "m")
     assert "With the paper's 500 generation steps" in held and "range jitter not measured there" in held
-    assert "the as-generated verdicts above **hold** at W3A3 minmax" in held and "do not hold" not in held
+    assert "the measured verdicts above **hold** at W3A3 minmax as generated" in held and "do not hold" not in held
     gone = steps_lesson(steps_bundle(far, [97.0, 96.5, 97.5, 96.5, 96.0]), "m")
     assert "no measured verdict above to check" not in gone
-    assert "the as-generated verdicts above **do not hold** at W3A3 minmax" in gone
+    assert "the measured verdicts above **do not hold** at W3A3 minmax as generated" in gone
     reversed_ = steps_lesson(steps_bundle(far, [60.0, 50.0, 45.0, 55.0, 40.0], [99.0] * 5), "m")
     assert "do not hold" in reversed_ and "range jitter +" not in reversed_ and "range jitter -2.2" in reversed_
     tied = [97.0, 96.0, 98.0, 97.0, 96.0]
@@ -321,7 +321,8 @@ def test_the_steps_lesson_says_which_verdicts_hold_at_the_papers_steps():
         moved  # the page's jitter equals its top-1 here, so there is no lead under jitter at 200 to reverse
     b = steps_bundle(tied, tied, [99.9] * 5)
     b.cells.loc[b.cells.source == "zeroq", "jitter_mean"] = 90.0  # DSG ahead under jitter at 200 steps only
-    moved = "W3A3 minmax: under range jitter +6.8 at 200 steps → -3.1 at 500 (ZeroQ ahead under range jitter)"
+    moved = ("W3A3 minmax as generated: under range jitter +6.8 at 200 steps → -3.1 at 500 (ZeroQ ahead under range "
+             "jitter)")
     assert moved in steps_lesson(b, "m")
     b = steps_bundle(tied, [90.0] * 5, [99.9] * 5)  # and DSG ahead at the calibrated ranges at 500 steps
     b.cells.loc[b.cells.source == "zeroq", "jitter_mean"] = 90.0
@@ -353,41 +354,65 @@ def test_the_replay_takeaway_says_when_the_order_under_jitter_reverses():
 
 
 def test_the_committed_steps_part_is_the_render_of_the_committed_rows(bundle):
-    """docs/data/evidence.json.gz's `steps` is what bench/zeroq_steps.py makes of bench/rows/ (and its 500-step
-    verdicts at W3A3 min/max on resnet20 carry the replay's range jitter)."""
+    """docs/data/evidence.json.gz's `steps` is what bench/evidence.py --parts steps makes of bench/rows/: every page
+    cell at 500 steps, as generated and clamped after, 10 seeds, each with its range jitter."""
     import json
     import sys
     sys.path.insert(0, str(DOCS.parent / "bench"))
-    import zeroq_steps as Z
-    from common import Rows
-    from reproduce import row_key
+    import evidence as E
+    from common import rows_file
 
-    part = Z.bundle_part(Rows(Z.ROWS, Z.key).rows, Rows(Z.FULL, row_key).rows)
+    part = E.steps_part(rows_file("control-full"))
     for key in ("cells", "replay"):
         assert bundle.steps[key].equals(pd.DataFrame(json.loads(json.dumps(part[key])))), key
-    assert bundle.steps["rows"] == json.loads(json.dumps(part["rows"]))
+    assert bundle.steps["rows"] == json.loads(json.dumps(part["rows"])) and bundle.steps["iterations"] == 500
     from dashboard.views.evidence import steps_table
-    t = steps_table(bundle, Z.MODEL).set_index("cell")
-    assert t.loc["W3A3 minmax", "n_long"] == 10 and not pd.isna(t.loc["W3A3 minmax", "jitter_gap_long"])
+    for model in ("resnet20_mnist", "mobilenetv2_mnist"):
+        t = steps_table(bundle, model)
+        assert len(t) == 8 and set(t.pixels) == {"free", "clamp-after"}, model  # 4 cells x 2 pixel handlings
+        assert t.n_long.min() == 10 and not t.jitter_gap_long.isna().any(), model
+
+
+def test_the_500_step_control_ran_on_the_full_profiles_sets():
+    """bench/rows/control-full.jsonl: one code version with the full profile's rows, and where the machine cannot
+    change a set (Gaussian noise, real images) the very top-1 the full profile measured; generated sets are
+    redrawn on each machine (the rows' machine stamp), so theirs may differ."""
+    import json
+
+    def main(name):
+        rows = [json.loads(line) for line in (DOCS.parent / "bench" / "rows" / f"{name}.jsonl").read_text().splitlines()
+                if line.strip()]
+        return rows, {(r["model"], r["source"], r["seed"], r["bits"], r["quantizer"]): r["top1"] for r in rows
+                      if r["kind"] == "main" and r.get("pixel_range", "free") == "free"}
+    (control, ours), (full, theirs) = main("control-full"), main("full")
+    assert {r["source_hash"] for r in control} == {r["source_hash"] for r in full}
+    same = [k for k in ours if k[1] in ("gaussian", "real")]
+    assert len(same) == 2 * 2 * 10 * 4 and all(ours[k] == theirs[k] for k in same)
 
 
 def test_docs_results_quotes_the_pages_500_step_check(bundle):
-    """docs/results.md's paragraph on the page's 500-step check: its numbers are the bundle's."""
+    """docs/results.md's paragraph on the page's 500-step check: its numbers and its count of verdicts are the
+    bundle's."""
     from dashboard.views.evidence import steps_table
 
     text = " ".join((DOCS / "results.md").read_text().split())
-    r20 = steps_table(bundle, "resnet20_mnist").set_index("cell")
-    mnv2 = steps_table(bundle, "mobilenetv2_mnist").set_index("cell")
-    m = r20.loc["W3A3 minmax"]
-    said = f"W3A3 min/max (DSG ahead by {m.gap_long:.1f} ± {m.se_long:.1f} s.e., range jitter {m.jitter_gap_long:+.1f})"
-    assert said in text and m.effect_short
-    m = r20.loc["W4A4 minmax"]
-    assert f"W4A4 min/max (ZeroQ ahead by {-m.gap_long:.1f} ± {m.se_long:.1f})" in text and m.effect_short
-    m = mnv2.loc["W3A3 dsg-avg"]
-    assert f"W3A3 DSG-avg (DSG ahead by {m.gap_long:.1f} ± {m.se_long:.1f})" in text and m.effect_short
-    m = r20.loc["W4A4 dsg-avg"]
-    assert f"goes from {m.jitter_gap_short:+.1f} (the control) to {m.jitter_gap_long:.1f}" in text
-    assert not m.effect_short and sum(r20.effect_short) + sum(mnv2.effect_short) == 3, "three measured verdicts"
+    r20, mnv2 = (steps_table(bundle, m).set_index(["cell", "pixels"]) for m in ("resnet20_mnist", "mobilenetv2_mnist"))
+    m = r20.loc[("W3A3 minmax", "free")]
+    assert (f"W3A3 min/max as generated (DSG ahead by {m.gap_long:.1f} ± {m.se_long:.1f} s.e., range jitter "
+            f"{m.jitter_gap_long:+.1f})") in text and m.effect_short
+    m = r20.loc[("W4A4 minmax", "free")]
+    assert (f"W4A4 min/max as generated (ZeroQ ahead by {-m.gap_long:.1f} ± {m.se_long:.1f}, range jitter "
+            f"{m.jitter_gap_long:.1f})") in text and m.effect_short
+    m = mnv2.loc[("W3A3 dsg-avg", "clamp-after")]
+    assert (f"W3A3 DSG-avg clamped after (DSG ahead by {m.gap_long:.1f} ± {m.se_long:.1f}, range jitter "
+            f"{m.jitter_gap_long:+.1f})") in text and m.effect_short
+    m = mnv2.loc[("W3A3 dsg-avg", "free")]
+    said = f"calibrated lead ({m.gap_long:+.1f} ± {m.se_long:.1f}) but under range jitter only {m.jitter_gap_long:+.2f}"
+    assert said in text and m.effect_short and 0 < m.jitter_gap_long < 2
+    m = r20.loc[("W4A4 dsg-avg", "free")]
+    assert (f"DSG is ahead at the calibrated ranges ({m.gap_long:+.1f} ± {m.se_long:.1f}) while ZeroQ is under range "
+            f"jitter ({m.jitter_gap_long:.1f})") in text and not m.effect_short
+    assert sum(r20.effect_short) + sum(mnv2.effect_short) == 4, "four measured verdicts: three hold, one does not"
 
 
 def test_a_lead_left_by_one_in_range_handling_and_reversed_by_the_other_is_not_called_dsgs_own():

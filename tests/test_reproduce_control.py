@@ -1,5 +1,6 @@
 """The pixel-range control profile of bench/reproduce.py: task order, rows, and its statistics."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import reproduce as R  # noqa: E402 - bench/ is not a package: its path goes first
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class NoRows:
@@ -140,3 +143,22 @@ def test_the_reproduction_page_says_what_has_not_run():
     eps = dict(full[0], kind="epsilon", epsilon=0.5)
     assert "Not run yet" not in R.render(full + [eps], "quick", profile)
     assert R.render(full, "quick", profile).count("Not run yet on this code:** the epsilon ablation (") == 1
+
+
+def test_the_500_step_control_runs_on_the_full_profiles_sets_without_new_generation():
+    """control-full: the full profile's generation settings and set cache, its own rows, and only the pixel
+    handlings that need no new set (clamp-after is the free set clamped)."""
+    cf, full = R.PROFILES["control-full"], R.PROFILES["full"]
+    assert cf["sets"] == "full" and "cache" not in cf  # the full profile's sets, rows of its own
+    assert (cf["samples"], cf["iterations"]) == (full["samples"], full["iterations"])
+    assert cf["pixel_ranges"] == ["free", "clamp-after"] and cf["jitter"] == [0.8, 1.0, 1.2]
+    assert R.control_doc("control-full") == "pixel-range-full.md"
+    tasks = R.plan(cf, NoRows())
+    assert {t.pixel_range for t in tasks} == {"free", "clamp-after"} and len(tasks) == 2 * 10 * 7
+
+
+def test_the_500_step_control_page_is_the_render_of_its_rows():
+    rows = [json.loads(line) for line in (REPO / "bench" / "rows" / "control-full.jsonl").read_text().splitlines()
+            if line.strip()]
+    page = R.render_control(rows, "control-full", R.PROFILES["control-full"])
+    assert page.splitlines()[3:] == (REPO / "docs" / "pixel-range-full.md").read_text().splitlines()[3:]

@@ -57,3 +57,12 @@ def test_results_md_quotes_the_full_profiles_reconstruction_cells_as_rendered():
     table = A.against(rows_file("full"), rows_file("quick"), ["adaround", "brecq"])
     text = RESULTS.read_text()
     assert len(table) == 2 + 8 and all(line in text.splitlines() for line in table)
+
+
+def test_results_md_quotes_the_500_step_controls_machine_check_as_rendered():
+    """docs/results.md's table of the 500-step control against the full profile (another machine's draw of the
+    same sets) is `archived.py --against`'s output, line for line, and no cell moved beyond the seeds' spread."""
+    table = A.against(rows_file("control-full"), rows_file("full"), ["minmax", "dsg-avg"])
+    lines = [line.strip() for line in RESULTS.read_text().splitlines()]
+    assert len(table) == 2 + 8 and all(line in lines for line in table)
+    assert not any("**" in line for line in table[2:])

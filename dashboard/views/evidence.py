@@ -28,6 +28,7 @@ RANGE_WORDS = {"free": "as generated (free pixels, the paper)", "clamp-after": "
 SOURCES = ("dsg", "zeroq", "gaussian", "real")
 GOAL_CELLS = tuple((goal.width_name(w, a), q) for w, a, q in goal.GOAL_CELLS)  # issue 18's: ("W3A3", "minmax"), ...
 GOAL_SETS = {"best": "Best", "real": "Real", "mct": "MCT"}
+PIXELS = {"free": "as generated", "clamp-after": "clamped after", "clip": "clipped"}  # in a sentence
 POINTS = 2.0  # the smallest difference of top-1 worth naming (a measured effect also needs 2 s.e.)
 
 
@@ -65,24 +66,29 @@ def effects_of(frame: pd.DataFrame, model: str, cells: tuple = CELLS) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def signed(x: float) -> str:
+    """One decimal with its sign, and no "-0.0" for a value that rounds to zero."""
+    return f"{round(x, 1) + 0.0:+.1f}"
+
+
 def verdict(e: dict) -> str:
     """In words, with the standard error of the difference (s.e.) and the range-jitter difference."""
     who = "DSG ahead" if e["gap"] > 0 else "ZeroQ ahead"
     if e["effect"]:
-        jit = "not measured" if math.isnan(e["jitter_gap"]) else f"{e['jitter_gap']:+.1f}"
+        jit = "not measured" if math.isnan(e["jitter_gap"]) else signed(e["jitter_gap"])
         return f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e. (range jitter {jit})"
     if abs(e["gap"]) >= POINTS and abs(e["gap"]) >= 2 * e["se"]:  # a clear gap that range jitter does not keep
         why = ("the other way round: no stable winner" if e["jitter_gap"] * e["gap"] < 0
                and abs(e["jitter_gap"]) >= POINTS else "the grid's luck (the lead does not hold with the ranges moved)")
         return (f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e., but range jitter gives "
-                f"{e['jitter_gap']:+.1f}, {why}")
+                f"{signed(e['jitter_gap'])}, {why}")
     # a sizeable mean gap that the seeds' spread cannot separate from zero is not "no difference"
     none = ("not separable from seed noise" if abs(e["gap"]) >= POINTS else
             f"a difference under {POINTS:g} points" if abs(e["gap"]) >= 2 * e["se"] > 0 else "no measured difference")
-    said = f"{none} ({round(e['gap'], 1) + 0.0:+.1f} ± {e['se']:.1f} s.e.)"
+    said = f"{none} ({signed(e['gap'])} ± {e['se']:.1f} s.e.)"
     if abs(e["jitter_gap"]) >= 10:  # calibrated ranges agree, but the result hangs on the grid
-        return f"{said}, but range jitter gives {e['jitter_gap']:+.1f}: an unstable cell"
-    return said if math.isnan(e["jitter_gap"]) else f"{said[:-1]}; range jitter {e['jitter_gap']:+.1f})"
+        return f"{said}, but range jitter gives {signed(e['jitter_gap'])}: an unstable cell"
+    return said if math.isnan(e["jitter_gap"]) else f"{said[:-1]}; range jitter {signed(e['jitter_gap'])})"
 
 
 def lesson(eff: pd.DataFrame, model: str) -> str:
@@ -507,32 +513,36 @@ def jitter_lead(jit: float) -> int | None:
 
 
 def steps_table(b: Bundle, model: str) -> pd.DataFrame:
-    """Per page cell, pixels as generated: the page's effect (control, its steps) beside the full profile's at
-    the paper's generation steps (``b.steps``), columns suffixed ``_short`` and ``_long``; empty without both."""
+    """Per page cell and pixel handling that ran at both step counts: the page's effect (the control, its steps)
+    beside the one at the paper's generation steps (``b.steps``), columns suffixed ``_short`` and ``_long``;
+    empty without both."""
     long = b.steps.get("cells", pd.DataFrame())
     if long.empty or model not in set(long.model):
         return pd.DataFrame()
-    short, after = effects(b, model), effects_of(long, model)
-    short, after = (e[e.pixels == "free"].set_index("cell") for e in (short, after))
+    short, after = (e.set_index(["cell", "pixels"]) for e in (effects(b, model), effects_of(long, model)))
     return short.merge(after, left_index=True, right_index=True, suffixes=("_short", "_long")).reset_index()
 
 
 def steps_lesson(b: Bundle, model: str) -> str:
-    """Whether the page's measured verdicts (pixels as generated) hold at the paper's generation steps, and
-    which unmeasured cells move by more than POINTS, at the calibrated ranges or under range jitter."""
+    """Whether the page's measured verdicts hold at the paper's generation steps (for each pixel handling that
+    ran at both), and which unmeasured cells move by more than POINTS, calibrated or under range jitter."""
     t = b.memo(steps_table, model)
     if t.empty:
         return ""
     held, lost, moved = [], [], []
     steps, short, n = b.steps.get("iterations"), b.meta.get("iterations"), int(t.n_long.min())
     for r in t.to_dict("records"):
+        name = f"{r['cell']} {PIXELS[r['pixels']]}"
         jit = ("range jitter not measured there" if math.isnan(r["jitter_gap_long"])
                else f"range jitter {r['jitter_gap_long']:+.1f}")
-        said = f"{r['cell']} ({r['gap_long']:+.1f} ± {r['se_long']:.1f}, {jit})"
+        said = f"{name} ({r['gap_long']:+.1f} ± {r['se_long']:.1f}, {jit})"
         same = (lead(r["gap_long"], r["se_long"]) == lead(r["gap_short"], r["se_short"])
                 and jitter_lead(r["jitter_gap_long"]) in (None, jitter_lead(r["jitter_gap_short"])))
         if r["effect_short"]:
-            (held if same else lost).append(said)
+            if same:
+                held.append(said)
+            else:
+                lost.append(said[:-1] + ": " + why_lost(r) + ")")
             continue
         moves = []
         if lead(r["gap_long"], r["se_long"]) != lead(r["gap_short"], r["se_short"]) \
@@ -547,15 +557,28 @@ def steps_lesson(b: Bundle, model: str) -> str:
             moves.append(f"under range jitter {r['jitter_gap_short']:+.1f} at {short} steps → "
                          f"{r['jitter_gap_long']:+.1f} at {steps} ({who})")
         if moves:
-            moved.append(f"{r['cell']}: " + ", ".join(moves))
-    parts = [f"**With the paper's {steps} generation steps** ({model}, full profile, n = {n} seeds, DSG − ZeroQ; "
-             f"only pixels as generated ran at {steps} steps, not clip or clamp-after): "]
-    said = ([("the as-generated verdicts above **hold** at " + "; ".join(held))] if held else []) + \
-        ([("the as-generated verdicts above **do not hold** at " + "; ".join(lost))] if lost else [])
+            moved.append(f"{name}: " + ", ".join(moves))
+    ran = list(dict.fromkeys(t.pixels))
+    absent = [PIXELS[p] for p in dict.fromkeys(b.cells[b.cells.model == model].pixel_range) if p not in ran]
+    parts = [f"**With the paper's {steps} generation steps** ({model}, n = {n} seeds, DSG − ZeroQ, pixels "
+             + " and ".join(PIXELS[p] for p in ran)
+             + (f"; {' and '.join(absent)} did not run at {steps} steps" if absent else "") + "): "]
+    said = ([("the measured verdicts above **hold** at " + "; ".join(held))] if held else []) + \
+        ([("the measured verdicts above **do not hold** at " + "; ".join(lost))] if lost else [])
     parts.append(", and ".join(said) or "no measured verdict above to check")
     if moved:
         parts.append(". **Cells without a measured verdict that move:** " + "; ".join(moved))
     return "".join(parts) + "."
+
+
+def why_lost(r: dict) -> str:
+    """Which part of a measured verdict fails at the paper's steps: the calibrated lead, or its range jitter."""
+    before, after = lead(r["gap_short"], r["se_short"]), lead(r["gap_long"], r["se_long"])
+    if after != before:
+        return "the calibrated lead is gone" if not after else "the calibrated lead reverses"
+    j = jitter_lead(r["jitter_gap_long"])
+    return (f"under range jitter it keeps {r['jitter_gap_long']:+.2f}, less than {POINTS:g} points" if j == 0
+            else "range jitter reverses it")
 
 
 def steps_section(b: Bundle, model: str) -> None:
@@ -566,9 +589,10 @@ def steps_section(b: Bundle, model: str) -> None:
         return
     steps, short = b.steps["iterations"], b.meta.get("iterations")
     st.subheader(f"7 · Does it hold with the paper's {steps} steps? ({model})")
-    table = pd.DataFrame({"cell": t.cell,
-                          f"{short} steps (this page)": [verdict(_side(r, "short")) for r in t.to_dict("records")],
-                          f"{steps} steps (full profile)": [long_verdict(r, short) for r in t.to_dict("records")]})
+    rows = t.to_dict("records")
+    table = pd.DataFrame({"cell": [f"{r['cell']}, {PIXELS[r['pixels']]}" for r in rows],
+                          f"{short} steps (this page)": [verdict(_side(r, "short")) for r in rows],
+                          f"{steps} steps": [long_verdict(r, short) for r in rows]})
     st.table(table.set_index("cell"))
     if model == b.steps.get("model"):
         figs, words = b.memo(steps_replay, model)
@@ -579,14 +603,14 @@ def steps_section(b: Bundle, model: str) -> None:
             col.vega_lite_chart(spec=fig, key=f"ev_steps_{k}", width="stretch")
         st.markdown(words)
     else:
-        st.caption(f"The step-by-step replay ran on {b.steps.get('model')} only; here the full profile has no range "
-                   f"jitter, so its {steps}-step verdicts are at the calibrated ranges.")
-    st.caption(f"DSG minus ZeroQ with pixels as generated, mean ± standard error (s.e.) over seeds. {steps} steps: "
-               f"the full profile's sets (`bench/reproduce.py --profile full`: 64 images each, the same seeds and "
-               f"cells as above); their range jitter from `bench/zeroq_steps.py`, which replays those sets with a "
-               f"snapshot every 50 steps (seeds 0-4; seeds 5-9 at steps 200, 400 and 500). Put into the bundle by "
-               f"`{b.steps.get('command')}` (docs/zeroq-steps.md, docs/results.md). Three range factors are a coarse "
-               "test: a denser grid can move such a verdict (docs/layer-jitter.md).")
+        st.caption(f"The step-by-step replay (`bench/zeroq_steps.py`) ran on {b.steps.get('model')} only.")
+    st.caption(f"DSG minus ZeroQ, mean ± standard error (s.e.) over seeds. {steps} steps: the control's cells on the "
+               f"full profile's sets (`bench/reproduce.py --profile control-full`: 64 images each, the same seeds; "
+               f"clamped after is the same set clamped; clip would need new sets and did not run); the replay: "
+               f"`bench/zeroq_steps.py`, those sets with a snapshot every 50 steps (seeds 0-4; seeds 5-9 at steps "
+               f"200, 400 and 500). Put into the bundle by `{b.steps.get('command')}` (docs/pixel-range-full.md, "
+               "docs/zeroq-steps.md, docs/results.md). Three range factors are a coarse test: a denser grid can move "
+               "such a verdict (docs/layer-jitter.md).")
 
 
 def long_verdict(r: dict, short: int) -> str:
@@ -642,8 +666,10 @@ def steps_replay_takeaway(r: pd.DataFrame, short: int, steps: int) -> str:
             calibrated = lead(gaps[(steps, "top1")].mean(), gaps[(steps, "top1")].sem())
             flipped.append((cell, calibrated * after < 0))
     start = r[(r.step == 0) & r.seed.isin(seeds)].groupby(["cell", "source"]).top1.mean()
-    out = [f"**What the replay shows** ({len(seeds)} seeds, at step {short} and step {steps} of the same runs; the "
-           f"page's {short}-step sets above are a separate, earlier run, so their numbers differ a little):", *words,
+    out = [f"**What the replay shows** ({len(seeds)} seeds, steps {short} and {steps} of one run of each set; the "
+           f"table's {steps}-step sets and the page's {short}-step sets are other runs of the same configurations "
+           "(another machine, an earlier session: a generated set differs a little between machines), so their "
+           "numbers differ a little):", *words,
            "Step 0 is the starting noise (DSG's N(0,1) noise, ZeroQ's near-constant start as published): "
            + "; ".join(f"{cell}: " + ", ".join(f"{label(src)} {start[(cell, src)]:.1f}" for src in ("dsg", "zeroq"))
                        for cell in start.index.get_level_values("cell").unique())
