@@ -450,11 +450,7 @@ def render_control(rows: list[dict], profile_name: str, profile: dict, allow_mix
            "", f"The rows come from `python bench/reproduce.py --profile {profile_name}` (resumable; `--shard i/n` "
            f"splits it over processes): {len(main)} results and {len(met)} sets' metrics. What they mean: "
            "`docs/results.md`, first section.", "",
-           "Every synthetic set three ways: **as generated** (free, unbounded pixels: the paper and "
-           "`docs/results.md`), **clamped after** (the same set, every pixel clamped to the model's valid input "
-           "range `ModelSpec.valid_range`, no new generation) and **clipped every step** (generated with "
-           "`--pixel-range clip`: projected onto the range after every Adam step). Gaussian noise is not "
-           "optimized, so clipping it is clamping it: it has no separate clip row. Real images are in range.",
+           pixel_ways(profile["pixel_ranges"]),
            "",
            "Cells: top-1 % on the 1,000-image MNIST test split, mean ± std [min, max] over seeds (n seeds; a "
            f"cell with fewer says its own n). **Jitter mean**: top-1 averaged over every calibrated activation "
@@ -472,6 +468,25 @@ def render_control(rows: list[dict], profile_name: str, profile: dict, allow_mix
         if len(mm):
             out += control_metric_section(model_name, mm, dm, profile["sources"])
     return "\n".join(out) + "\n"
+
+
+PIXEL_WAYS = {"free": "**as generated** (free, unbounded pixels: the paper and `docs/results.md`)",
+              "clamp-after": "**clamped after** (the same set, every pixel clamped to the model's valid input range "
+                             "`ModelSpec.valid_range`, no new generation)",
+              "clip": "**clipped every step** (generated with `--pixel-range clip`: projected onto the range after "
+                      "every Adam step)"}
+
+
+def pixel_ways(ranges: list[str]) -> str:
+    """The page's sentence on how the synthetic sets were handled: the profile's pixel ranges, and what it lacks."""
+    ways = [PIXEL_WAYS[r] for r in ranges]
+    said = f"Every synthetic set {len(ways)} ways: " + ", ".join(ways[:-1]) + (" and " if len(ways) > 1 else "") \
+        + ways[-1] + "."
+    if "clip" in ranges:
+        said += " Gaussian noise is not optimized, so clipping it is clamping it: it has no separate clip row."
+    else:
+        said += " Clipping every step needs a new generation of every set; this profile did not run it."
+    return said + " Real images are in range."
 
 
 def control_model_section(model_name: str, dm: pd.DataFrame, profile: dict) -> list[str]:

@@ -125,8 +125,8 @@ def factor_lines(df: pd.DataFrame, title: str, marked: list[float], height: int 
 def step_lines(df: pd.DataFrame, title: str, note: str = "", height: int = 400):
     """Top-1 (``df``: set, seed, step, ranges, value) along the generation steps, one cell per chart (a chart
     per cell fits the page's width at any size, where facets have a fixed one): a line through each set's
-    mean (solid for the first ``ranges`` value, e.g. the calibrated ranges, dashed for the other) and the
-    seeds' min-max of the solid line as a faint band, so a mean that only one seed moves reads as such.
+    mean (solid for the first ``ranges`` value, e.g. the calibrated ranges, dashed for the other) and each
+    seed's solid line thin, so a mean over seeds that split into two camps reads as such.
     ``note`` goes under the title."""
     stats = df.groupby(["set", "ranges", "step"], sort=False).value.agg(
         mean="mean", lo="min", hi="max", n="count").reset_index()
@@ -138,14 +138,15 @@ def step_lines(df: pd.DataFrame, title: str, note: str = "", height: int = 400):
     tip = ["set:N", "ranges:N", "step:Q", alt.Tooltip("mean:Q", format=".1f"), alt.Tooltip("lo:Q", format=".1f"),
            alt.Tooltip("hi:Q", format=".1f"), alt.Tooltip("n:Q", title="seeds")]
     y = alt.Scale(domain=[0, 101], nice=False)
-    band = alt.Chart().transform_filter(alt.datum.ranges == kinds[0]).mark_area(opacity=0.15).encode(
-        x=x, y=alt.Y("lo:Q", title="top-1 (%)", scale=y), y2="hi:Q", color=colour)  # one band: the solid line's
-    line = alt.Chart().mark_line(point=True, strokeWidth=2.5).encode(
+    seeds = alt.Chart(df[df["ranges"] == kinds[0]]).mark_line(strokeWidth=1, opacity=0.35).encode(
+        x=x, y=alt.Y("value:Q", title="top-1 (%)", scale=y), color=colour, detail="seed:N",
+        tooltip=["set:N", "seed:O", "step:Q", alt.Tooltip("value:Q", title="top-1", format=".1f")])
+    line = alt.Chart(stats).mark_line(point=True, strokeWidth=2.5).encode(
         x=x, y=alt.Y("mean:Q", title="top-1 (%)", scale=y), color=colour,
         strokeDash=dash, tooltip=tip)
-    chart = alt.layer(band, line, data=stats).properties(height=height)
+    chart = alt.layer(seeds, line).properties(height=height)
     # one short line: Streamlit fits title, legend and plot into ``height``, so every title line costs plot
-    subtitle = " · ".join(f"{'solid' if i == 0 else 'dashed'}: {k}" + (" (band: min-max)" if i == 0 else "")
+    subtitle = " · ".join(f"{'solid' if i == 0 else 'dashed'}: {k}" + (" (thin: each seed)" if i == 0 else "")
                           for i, k in enumerate(kinds)) + (f" · {note}" if note else "")
     return chart.properties(title=alt.TitleParams(title, subtitle=subtitle, subtitleFontSize=12)).configure_legend(
         orient="bottom")

@@ -119,7 +119,7 @@ def lesson(eff: pd.DataFrame, model: str) -> str:
             pr, left = max(kept.items(), key=lambda kv: kv[1])
             shares.append(max(0.0, 1 - left / g))
             verdict = (f"**a smaller lead survives {pr}: {100 * shares[-1]:.0f}% of it was pixel range**"
-                       + (" (the larger of the leads left)" if len(after) > 1 else ""))
+                       + (" (of the leads left in range, the larger)" if len(after) > 1 else ""))
         else:
             shares.append(1.0)
             verdict = "**all of it was pixel range**"
@@ -534,15 +534,16 @@ def steps_lesson(b: Bundle, model: str) -> str:
     for r in t.to_dict("records"):
         name = f"{r['cell']} {PIXELS[r['pixels']]}"
         jit = ("range jitter not measured there" if math.isnan(r["jitter_gap_long"])
-               else f"range jitter {r['jitter_gap_long']:+.1f}")
-        said = f"{name} ({r['gap_long']:+.1f} ± {r['se_long']:.1f}, {jit})"
+               else f"range jitter {signed(r['jitter_gap_long'])}")
+        span = b.memo(zeroq_span, model, r["cell"], r["pixels"])
         same = (lead(r["gap_long"], r["se_long"]) == lead(r["gap_short"], r["se_short"])
                 and jitter_lead(r["jitter_gap_long"]) in (None, jitter_lead(r["jitter_gap_short"])))
         if r["effect_short"]:
             if same:
-                held.append(said)
+                held.append(f"{name} ({signed(r['gap_long'])} ± {r['se_long']:.1f}, {jit}{span})")
             else:
-                lost.append(said[:-1] + ": " + why_lost(r) + ")")
+                lost.append(f"{name} ({signed(r['gap_long'])} ± {r['se_long']:.1f} calibrated; {why_lost(r, short)}"
+                            f"{span})")
             continue
         moves = []
         if lead(r["gap_long"], r["se_long"]) != lead(r["gap_short"], r["se_short"]) \
@@ -564,21 +565,33 @@ def steps_lesson(b: Bundle, model: str) -> str:
              + " and ".join(PIXELS[p] for p in ran)
              + (f"; {' and '.join(absent)} did not run at {steps} steps" if absent else "") + "): "]
     said = ([("the measured verdicts above **hold** at " + "; ".join(held))] if held else []) + \
-        ([("the measured verdicts above **do not hold** at " + "; ".join(lost))] if lost else [])
+        ([("**no longer a measured verdict** at " + "; ".join(lost))] if lost else [])
     parts.append(", and ".join(said) or "no measured verdict above to check")
     if moved:
         parts.append(". **Cells without a measured verdict that move:** " + "; ".join(moved))
     return "".join(parts) + "."
 
 
-def why_lost(r: dict) -> str:
-    """Which part of a measured verdict fails at the paper's steps: the calibrated lead, or its range jitter."""
+def why_lost(r: dict, short: int) -> str:
+    """Which part of a measured verdict fails at the paper's steps: the calibrated lead, or its range jitter
+    (with two decimals: a value just under the bar must not print as the bar)."""
     before, after = lead(r["gap_short"], r["se_short"]), lead(r["gap_long"], r["se_long"])
     if after != before:
         return "the calibrated lead is gone" if not after else "the calibrated lead reverses"
-    j = jitter_lead(r["jitter_gap_long"])
-    return (f"under range jitter it keeps {r['jitter_gap_long']:+.2f}, less than {POINTS:g} points" if j == 0
-            else "range jitter reverses it")
+    was = f"{r['jitter_gap_short']:+.2f} at {short} steps"
+    if jitter_lead(r["jitter_gap_long"]) == 0:
+        return f"under range jitter {r['jitter_gap_long']:+.2f} ({was}), below the {POINTS:g}-point bar"
+    return f"range jitter reverses it ({r['jitter_gap_long']:+.2f}; {was})"
+
+
+def zeroq_span(b: Bundle, model: str, cell: str, pixels: str) -> str:
+    """"; ZeroQ's seeds span a-b" where they spread over more than 20 points at the paper's steps: a mean
+    over a cell that is a coin toss per seed is not a typical run."""
+    c = b.steps["cells"]
+    bits, q = cell.split(" ")
+    v = c[(c.model == model) & (c.source == "zeroq") & (c.bits == bits) & (c.quantizer == q)
+          & (c.pixel_range == pixels)].top1
+    return f"; ZeroQ's seeds span {v.min():.1f}-{v.max():.1f}" if len(v) and v.max() - v.min() > 20 else ""
 
 
 def steps_section(b: Bundle, model: str) -> None:
@@ -664,12 +677,14 @@ def steps_replay_takeaway(r: pd.DataFrame, short: int, steps: int) -> str:
         before, after = (jitter_lead(gaps[(k, "jitter_mean")].mean()) for k in (short, steps))
         if before * (after or 0) < 0:
             calibrated = lead(gaps[(steps, "top1")].mean(), gaps[(steps, "top1")].sem())
-            flipped.append((cell, calibrated * after < 0))
+            who = {1: "DSG", -1: "ZeroQ"}
+            flipped.append((cell, f"{who[calibrated]} is ahead at the calibrated ranges and {who[after]} under range "
+                                  "jitter" if calibrated * after < 0 else ""))
     start = r[(r.step == 0) & r.seed.isin(seeds)].groupby(["cell", "source"]).top1.mean()
     out = [f"**What the replay shows** ({len(seeds)} seeds, steps {short} and {steps} of one run of each set; the "
            f"table's {steps}-step sets and the page's {short}-step sets are other runs of the same configurations "
-           "(another machine, an earlier session: a generated set differs a little between machines), so their "
-           "numbers differ a little):", *words,
+           "(another machine, an earlier session: a generated set is another draw on another machine), so their "
+           "numbers differ, by several points where ZeroQ's seeds swing):", *words,
            "Step 0 is the starting noise (DSG's N(0,1) noise, ZeroQ's near-constant start as published): "
            + "; ".join(f"{cell}: " + ", ".join(f"{label(src)} {start[(cell, src)]:.1f}" for src in ("dsg", "zeroq"))
                        for cell in start.index.get_level_values("cell").unique())
@@ -682,9 +697,9 @@ def steps_replay_takeaway(r: pd.DataFrame, short: int, steps: int) -> str:
         f"{label(src)} {px[(src, short)]:.1f}% → {px[(src, steps)]:.1f}%" for src in ("zeroq", "dsg")) + ").")
     verdicts = []
     for cell, split in flipped:
-        verdicts.append(f"**A {short}-step verdict does not settle {cell}: with {steps} steps the order under range "
-                        "jitter reverses" + (", and the calibrated ranges put the other method ahead: no stable winner "
-                                             "there, the step count and the ranges pick it.**" if split else ".**"))
+        verdicts.append(f"**At {cell} the order under range jitter reverses between {short} and {steps} steps"
+                        + (f"; at {steps} steps {split} — no stable order: the step count and the ranges pick the "
+                           "winner.**" if split else ".**"))
     if not flipped:
         verdicts.append(f"**The order under range jitter is the same at {short} and {steps} steps at every replayed "
                         "cell.**")
@@ -714,7 +729,7 @@ def _still_moving(r: pd.DataFrame, short: int, steps: int) -> str:
 
 def _seed_range(v: pd.Series) -> str:
     """The seeds' range where it is wider than 20 points (a mean of such seeds is not a typical run)."""
-    return f" (seeds from {v.min():.1f} to {v.max():.1f})" if v.max() - v.min() > 20 else ""
+    return f" (its seeds from {v.min():.1f} to {v.max():.1f} at the last step)" if v.max() - v.min() > 20 else ""
 
 
 def _moved(at: dict, value: str, src: str) -> str:
