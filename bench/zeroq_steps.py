@@ -163,8 +163,8 @@ def _correlations(df: pd.DataFrame) -> str:
 
 def replay_rows(rows: list[dict]) -> list[dict]:
     """The replay as the Evidence page reads it (``bench/evidence.py --parts steps``): one row per source, seed,
-    step and cell, with its top-1, range-jitter mean and share of pixels out of range."""
-    check_versions(rows)
+    step and cell, with its top-1, range-jitter mean and share of pixels out of range (the caller checks the
+    rows' code versions, with the rows it sits beside)."""
     return [{"source": r["source"], "seed": r["seed"], "step": r["step"], "cell": cell_name(bits, q),
              "top1": r[cell_name(bits, q)], "jitter_mean": r[cell_name(bits, q) + " jitter"],
              "out_of_range": r["out_of_range_fraction"]} for r in rows for bits, q in CELLS]
