@@ -33,7 +33,7 @@ from common import DOCS, machine, patch_bundle, rows_file, write_bundle
 from dsg_core import provenance
 from dsg_core.diagnostics import REAL
 from dsg_core.diagnostics import views as dv
-from dsg_core.errors import DSGError
+from dsg_core.errors import DataError, DSGError
 from dsg_core.experiments import Plan, RunResult, SetCache, run
 from dsg_core.generation import GenerationConfig
 from dsg_core.models import get_spec
@@ -125,6 +125,10 @@ def steps_part(control_full: Path, allow_mixed: bool = False) -> dict:
     from best import lines
     from reproduce import PROFILES
 
+    for path, made_by in ((control_full, "bench/reproduce.py --profile control-full"),
+                          (zeroq_steps.ROWS, "bench/zeroq_steps.py")):
+        if not path.is_file():
+            raise DataError(f"no rows at {path}: they come from `python {made_by}`")
     replay = lines(zeroq_steps.ROWS)
     provenance.check_versions([*lines(control_full), *replay], allow_mixed=allow_mixed)  # one code version
     cells, _, versions = read_rows(control_full, allow_mixed)

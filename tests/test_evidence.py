@@ -440,3 +440,13 @@ def test_an_untested_calibrated_lead_at_the_papers_steps_is_not_read_as_a_win():
     assert long_verdict({**r, "jitter_gap_short": 0.5}, 200).endswith("range jitter removed this cell's lead (+0.5)")
     kept = long_verdict({**r, "jitter_gap_short": 6.0}, 200)
     assert kept == "DSG ahead by 4.2 ± 0.2 s.e. (range jitter not measured)"
+
+
+def test_the_steps_part_names_the_command_behind_missing_rows(tmp_path):
+    import sys
+    sys.path.insert(0, str(DOCS.parent / "bench"))
+    import evidence as E
+
+    from dsg_core.errors import DataError
+    with pytest.raises(DataError, match="profile control-full"):
+        E.steps_part(tmp_path / "none.jsonl")

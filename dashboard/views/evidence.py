@@ -609,9 +609,10 @@ def steps_section(b: Bundle, model: str) -> None:
     st.table(table.set_index("cell"))
     if model == b.steps.get("model"):
         figs, words = b.memo(steps_replay, model)
-        st.markdown(f"**Top-1 along the generation steps, pixels as generated** — lines: the mean of the seeds with a "
-                    f"snapshot every 50 steps (the text below uses all seeds, at steps {short} and {steps}); range "
-                    "jitter: every activation range scaled by 0.8, 1.0 and 1.2, top-1 averaged.")
+        st.markdown(f"**Top-1 along the generation steps, pixels as generated** — thick lines: the mean of the "
+                    f"seeds with a snapshot every 50 steps, thin lines: each of them (the text below uses all seeds, "
+                    f"at steps {short} and {steps}); range jitter: every activation range scaled by 0.8, 1.0 and "
+                    "1.2, top-1 averaged.")
         for col, (k, fig) in zip(st.columns(len(figs)), enumerate(figs)):
             col.vega_lite_chart(spec=fig, key=f"ev_steps_{k}", width="stretch")
         st.markdown(words)
@@ -642,17 +643,16 @@ def _side(r: dict, which: str) -> dict:
 
 
 def steps_replay(b: Bundle, model: str) -> tuple[list[dict], str]:
-    """The replay's charts, one per cell (mean and min-max over the seeds with every snapshot), and what it
-    shows in words, computed from the seeds with a snapshot at the page's step count and at the last."""
+    """The replay's charts, one per cell (the mean over the seeds with every snapshot, and each of them), and
+    what it shows in words, computed from the seeds with a snapshot at the page's step count and at the last."""
     r = b.steps["replay"].assign(set=lambda d: d.source.map(label))
     every = r.groupby("seed").step.nunique()
     dense = r[r.seed.isin(every[every == every.max()].index)]
     long = dense.melt(id_vars=["set", "seed", "step", "cell"], value_vars=["top1", "jitter_mean"],
                       var_name="ranges", value_name="value")
-    long["ranges"] = long.ranges.map({"top1": "calibrated", "jitter_mean": "range jitter (mean of 0.8/1.0/1.2)"})
+    long["ranges"] = long.ranges.map({"top1": "calibrated", "jitter_mean": "range jitter"})
     some = sorted(dense.seed.unique())
     short, steps = int(b.meta.get("iterations") or 200), int(b.steps["iterations"])
-    long["ranges"] = long.ranges.str.replace(" (mean of 0.8/1.0/1.2)", "")
     figs = [vega.spec(vega.step_lines(g, f"{model}, {cell} (seeds {some[0]}-{some[-1]})"))
             for cell, g in long.groupby("cell")]  # the order of the words below
     return figs, steps_replay_takeaway(r, short, steps)
