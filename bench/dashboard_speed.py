@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python bench/dashboard_speed.py            # default settings, writes docs/dashboard-speed.md
     python bench/dashboard_speed.py --params samples=8 iterations=5    # other settings (not written to docs)
+    python bench/dashboard_speed.py --first-page 4    # only the first page, 4 loads in fresh tabs (printed)
 
 (a) starts ``streamlit run`` and measures both the seconds until its health check answers and from
 then until the page's script has finished (``data-test-script-state=notRunning``).
@@ -46,6 +47,25 @@ def screenshots(page, shots: Path) -> None:
         b.open_page(page, title)
         page.wait_for_timeout(1500)  # let Plotly finish drawing
         page.screenshot(path=str(shots / f"{i:02d}_{b.PAGES[title] or 'evidence'}.png"))
+
+
+def first_page(loads: int) -> list[tuple[float, float, int]]:
+    """(seconds to the fifth chart, as ``measure`` times the first page; seconds to the last chart; charts) for
+    each load of the first page in a fresh tab of one server: a change to that page, compared before and after
+    on one machine."""
+    out = []
+    with tempfile.TemporaryDirectory() as runs, b.server(runs) as (url, _, _):
+        for _ in range(loads):
+            with b.browser_page() as page:
+                t0 = time.perf_counter()
+                page.goto(url)
+                b.wait_idle(page, 120)
+                page.locator(b.CHART).nth(4).wait_for(timeout=120_000)
+                fifth = time.perf_counter() - t0
+                n = page.locator(b.CHART).count()
+                page.locator(b.CHART).nth(n - 1).wait_for(timeout=120_000)
+                out.append((fifth, time.perf_counter() - t0, n))
+    return out
 
 
 def measure(params: dict, shots: Path) -> dict:
@@ -115,7 +135,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", nargs="*", default=[], help="URL settings, e.g. samples=8 iterations=5")
     ap.add_argument("--out", default=str(b.REPO / "docs" / "dashboard-speed.md"))
+    ap.add_argument("--first-page", type=int, default=0, metavar="LOADS",
+                    help="only time the first page over this many loads (no Run; nothing written)")
     args = ap.parse_args()
+    if args.first_page:
+        for fifth, last, n in first_page(args.first_page):
+            print(f"first page: {fifth:.2f} s to the fifth chart, {last:.2f} s to the last of {n}")
+        return
     params = dict(p.split("=", 1) for p in args.params)
     where = machine()  # load average before we add our own
     res = measure(params, b.REPO / "docs" / "screenshots" if not params else b.REPO / "artifacts" / "screenshots")

@@ -137,6 +137,9 @@ def test_inside_dsg_shows_the_small_multiples_and_the_replay_from_the_bundle(tmp
     assert any("DSG variants" in t for t in got), got
     assert any("Watch it happen" in t for t in got), got
     assert any("adaround ranges" in t for t in got), "what reconstruction changes, from the bundle's AdaRound cells"
+    steps = [s for s in vega_specs(at) if "(seeds 0-4)" in vega_title(s)]
+    assert len(steps) == 2, "top-1 along the 500 generation steps, one chart per replayed cell"
+    assert pd.concat(steps[0]["datasets"].values()).seed.nunique() == 5, "every seed a thin line"
     text = " ".join(m.value for m in at.markdown)
     assert "with AdaRound (n = " in text and "reconstruction removes it" in text, text[-600:]
     replay = next(s for s in vega_specs(at) if "Watch it happen" in vega_title(s))
