@@ -36,9 +36,9 @@ class Bundle:
     # model, set, seed, bits, quantizer, top1, jitter_mean, held_out (empty in a bundle made before it)
     jitter_grid: dict = field(default_factory=dict)  # bench/layer_jitter.py: model, cell, goal_factors, grid (set,
     # seed, factor, top1 with every activation range scaled by factor), finding (markdown lines); empty before it
-    steps: dict = field(default_factory=dict)  # bench/zeroq_steps.py: model (the replayed one), iterations (500),
-    # cells (the full profile's top-1 at the page's cells: a frame like ``cells``, jitter_mean where measured),
-    # replay (source, seed, step, cell, top1, jitter_mean, out_of_range per snapshot), rows, command; empty before it
+    steps: dict = field(default_factory=dict)  # bench/evidence.py --parts steps: model (the replayed one), iterations
+    # (500), cells (bench/reproduce.py --profile control-full: a frame like ``cells`` at the paper's steps), replay
+    # (bench/zeroq_steps.py: source, seed, step, cell, top1, jitter_mean, out_of_range per snapshot), rows, command
     # what the page derives from the bundle (figures, verdicts), made once per process: the bundle is
     # loaded once, so every visitor after the first (and the first, after ``dashboard.serve`` warmed it)
     # gets ready figures instead of rebuilding a dozen charts

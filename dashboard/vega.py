@@ -122,12 +122,11 @@ def factor_lines(df: pd.DataFrame, title: str, marked: list[float], height: int 
     return _finish(alt.layer(rules, dots, line), title, height)
 
 
-def step_lines(df: pd.DataFrame, title: str, note: str = "", height: int = 400):
+def step_lines(df: pd.DataFrame, title: str, height: int = 400):
     """Top-1 (``df``: set, seed, step, ranges, value) along the generation steps, one cell per chart (a chart
     per cell fits the page's width at any size, where facets have a fixed one): a line through each set's
     mean (solid for the first ``ranges`` value, e.g. the calibrated ranges, dashed for the other) and each
-    seed's solid line thin, so a mean over seeds that split into two camps reads as such.
-    ``note`` goes under the title."""
+    seed's solid line thin, so a mean over seeds that split into two camps reads as such."""
     stats = df.groupby(["set", "ranges", "step"], sort=False).value.agg(
         mean="mean", lo="min", hi="max", n="count").reset_index()
     colour = alt.Color("set:N", scale=_colour(stats["set"]), legend=alt.Legend(title=None, symbolOpacity=1))
@@ -144,12 +143,10 @@ def step_lines(df: pd.DataFrame, title: str, note: str = "", height: int = 400):
     line = alt.Chart(stats).mark_line(point=True, strokeWidth=2.5).encode(
         x=x, y=alt.Y("mean:Q", title="top-1 (%)", scale=y), color=colour,
         strokeDash=dash, tooltip=tip)
-    chart = alt.layer(seeds, line).properties(height=height)
     # one short line: Streamlit fits title, legend and plot into ``height``, so every title line costs plot
     subtitle = " · ".join(f"{'solid' if i == 0 else 'dashed'}: {k}" + (" (thin: each seed)" if i == 0 else "")
-                          for i, k in enumerate(kinds)) + (f" · {note}" if note else "")
-    return chart.properties(title=alt.TitleParams(title, subtitle=subtitle, subtitleFontSize=12)).configure_legend(
-        orient="bottom")
+                          for i, k in enumerate(kinds))
+    return _finish(alt.layer(seeds, line), alt.TitleParams(title, subtitle=subtitle, subtitleFontSize=12), height)
 
 
 def level_ticks(levels: pd.Series, x: str, order: list[str], name: str):

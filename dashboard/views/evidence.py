@@ -28,11 +28,22 @@ RANGE_WORDS = {"free": "as generated (free pixels, the paper)", "clamp-after": "
 SOURCES = ("dsg", "zeroq", "gaussian", "real")
 GOAL_CELLS = tuple((goal.width_name(w, a), q) for w, a, q in goal.GOAL_CELLS)  # issue 18's: ("W3A3", "minmax"), ...
 GOAL_SETS = {"best": "Best", "real": "Real", "mct": "MCT"}
+LEADER = {1: "DSG", -1: "ZeroQ"}  # who a lead (``lead``, ``jitter_lead``) names
 PIXELS = {"free": "as generated", "clamp-after": "clamped after", "clip": "clipped"}  # in a sentence
 POINTS = 2.0  # the smallest difference of top-1 worth naming (a measured effect also needs 2 s.e.)
 
 
 # ------------------------------------------------------------------------------------------ lessons
+def lead(gap_points: float, se: float) -> int:
+    """Who is ahead at the calibrated ranges: +1 DSG, -1 ZeroQ, 0 neither (under POINTS or 2 s.e.)."""
+    return int(math.copysign(1, gap_points)) if abs(gap_points) >= POINTS and abs(gap_points) >= 2 * se else 0
+
+
+def jitter_lead(jit: float) -> int | None:
+    """Who is ahead under range jitter (by at least POINTS), None where it was not measured."""
+    return None if math.isnan(jit) else int(math.copysign(1, jit)) if abs(jit) >= POINTS else 0
+
+
 def effect(cells: pd.DataFrame, model: str, bits: str, q: str, pr: str) -> dict | None:
     """DSG minus ZeroQ at one cell: the gap, its standard error, the range-jitter gap, and whether it
     is a measured effect (>= 2 points, >= 2 standard errors, same sign under range jitter)."""
@@ -43,7 +54,7 @@ def effect(cells: pd.DataFrame, model: str, bits: str, q: str, pr: str) -> dict 
         return None
     diff, jit, n = g
     se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-    ok = abs(diff) >= POINTS and abs(diff) >= 2 * se and (math.isnan(jit) or (jit * diff > 0 and abs(jit) >= POINTS))
+    ok = lead(diff, se) != 0 and jitter_lead(jit) in (None, lead(diff, se))
     return {"gap": diff, "se": se, "jitter_gap": jit, "n": n, "effect": bool(ok)}
 
 
@@ -77,9 +88,9 @@ def verdict(e: dict) -> str:
     if e["effect"]:
         jit = "not measured" if math.isnan(e["jitter_gap"]) else signed(e["jitter_gap"])
         return f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e. (range jitter {jit})"
-    if abs(e["gap"]) >= POINTS and abs(e["gap"]) >= 2 * e["se"]:  # a clear gap that range jitter does not keep
-        why = ("the other way round: no stable winner" if e["jitter_gap"] * e["gap"] < 0
-               and abs(e["jitter_gap"]) >= POINTS else "the grid's luck (the lead does not hold with the ranges moved)")
+    if lead(e["gap"], e["se"]):  # a clear gap that range jitter does not keep
+        why = ("the other way round: no stable winner" if jitter_lead(e["jitter_gap"]) == -lead(e["gap"], e["se"])
+               else "the grid's luck (the lead does not hold with the ranges moved)")
         return (f"{who} by {abs(e['gap']):.1f} ± {e['se']:.1f} s.e., but range jitter gives "
                 f"{signed(e['jitter_gap'])}, {why}")
     # a sizeable mean gap that the seeds' spread cannot separate from zero is not "no difference"
@@ -110,7 +121,7 @@ def lesson(eff: pd.DataFrame, model: str) -> str:
     shares, reversed_any = [], False
     for c, g, se in zip(wins.cell, wins.gap, wins.se):
         after = {pr: cells.loc[(c, pr)] for pr in ("clip", "clamp-after") if (c, pr) in cells.index}
-        words = ", ".join(f"{round(v['gap'], 1) + 0.0:+.1f} ± {v['se']:.1f} with {pr}"
+        words = ", ".join(f"{signed(v['gap'])} ± {v['se']:.1f} with {pr}"
                           + ("" if v["effect"] or abs(v["gap"]) < POINTS else " (not kept under range jitter)")
                           for pr, v in after.items())
         kept = {pr: v["gap"] for pr, v in after.items() if v["effect"] and v["gap"] > 0}
@@ -502,16 +513,6 @@ def nowhere_section(b: Bundle) -> None:
 
 
 # ------------------------------------------------------------------------------------------ more steps
-def lead(gap_points: float, se: float) -> int:
-    """Who is ahead at the calibrated ranges: +1 DSG, -1 ZeroQ, 0 neither (under POINTS or 2 s.e.)."""
-    return int(math.copysign(1, gap_points)) if abs(gap_points) >= POINTS and abs(gap_points) >= 2 * se else 0
-
-
-def jitter_lead(jit: float) -> int | None:
-    """Who is ahead under range jitter (by at least POINTS), None where it was not measured."""
-    return None if math.isnan(jit) else int(math.copysign(1, jit)) if abs(jit) >= POINTS else 0
-
-
 def steps_table(b: Bundle, model: str) -> pd.DataFrame:
     """Per page cell and pixel handling that ran at both step counts: the page's effect (the control, its steps)
     beside the one at the paper's generation steps (``b.steps``), columns suffixed ``_short`` and ``_long``;
@@ -552,9 +553,8 @@ def steps_lesson(b: Bundle, model: str) -> str:
         a, z = jitter_lead(r["jitter_gap_short"]), jitter_lead(r["jitter_gap_long"])
         if a and z and a != z:
             calibrated = lead(r["gap_long"], r["se_long"])
-            who = ("no stable order: " + ("DSG" if calibrated > 0 else "ZeroQ") + " ahead at the calibrated ranges, "
-                   + ("ZeroQ" if z < 0 else "DSG") + " under range jitter") if calibrated == -z else \
-                f"{'DSG' if z > 0 else 'ZeroQ'} ahead under range jitter"
+            who = (f"no stable order: {LEADER[calibrated]} ahead at the calibrated ranges, {LEADER[z]} under range "
+                   "jitter") if calibrated == -z else f"{LEADER[z]} ahead under range jitter"
             moves.append(f"under range jitter {r['jitter_gap_short']:+.1f} at {short} steps → "
                          f"{r['jitter_gap_long']:+.1f} at {steps} ({who})")
         if moves:
@@ -609,8 +609,8 @@ def steps_section(b: Bundle, model: str) -> None:
     st.table(table.set_index("cell"))
     if model == b.steps.get("model"):
         st.markdown(b.memo(steps_replay, model)[1])
-        st.caption("Every seed's top-1 along the 500 steps is drawn on the next page, More evidence (two more charts "
-                   "here would push this page past its 5-second budget: docs/dashboard-speed.md).")
+        st.caption(f"Every seed's top-1 along the {steps} steps is drawn on the next page, More evidence (two more "
+                   "charts here would push this page past its 5-second budget: docs/dashboard-speed.md).")
     else:
         st.caption(f"The step-by-step replay (`bench/zeroq_steps.py`) ran on {b.steps.get('model')} only.")
     st.caption(f"DSG minus ZeroQ, mean ± standard error (s.e.) over seeds. {steps} steps: the control's cells on the "
@@ -655,8 +655,7 @@ def steps_replay(b: Bundle, model: str) -> tuple[list[dict], str]:
     """The replay's charts, one per cell (the mean over the seeds with every snapshot, and each of them), and
     what it shows in words, computed from the seeds with a snapshot at the page's step count and at the last."""
     r = b.steps["replay"].assign(set=lambda d: d.source.map(label))
-    every = r.groupby("seed").step.nunique()
-    dense = r[r.seed.isin(every[every == every.max()].index)]
+    dense = r[r.seed.isin(dense_seeds(r))]
     long = dense.melt(id_vars=["set", "seed", "step", "cell"], value_vars=["top1", "jitter_mean"],
                       var_name="ranges", value_name="value")
     long["ranges"] = long.ranges.map({"top1": "calibrated", "jitter_mean": "range jitter"})
@@ -686,9 +685,8 @@ def steps_replay_takeaway(r: pd.DataFrame, short: int, steps: int) -> str:
         before, after = (jitter_lead(gaps[(k, "jitter_mean")].mean()) for k in (short, steps))
         if before * (after or 0) < 0:
             calibrated = lead(gaps[(steps, "top1")].mean(), gaps[(steps, "top1")].sem())
-            who = {1: "DSG", -1: "ZeroQ"}
-            flipped.append((cell, f"{who[calibrated]} is ahead at the calibrated ranges and {who[after]} under range "
-                                  "jitter" if calibrated * after < 0 else ""))
+            flipped.append((cell, f"{LEADER[calibrated]} is ahead at the calibrated ranges and {LEADER[after]} under "
+                                  "range jitter" if calibrated * after < 0 else ""))
     start = r[(r.step == 0) & r.seed.isin(seeds)].groupby(["cell", "source"]).top1.mean()
     out = [f"**What the replay shows** ({len(seeds)} seeds, steps {short} and {steps} of one run of each set; the "
            f"table's {steps}-step sets and the page's {short}-step sets are other runs of the same configurations "
@@ -715,15 +713,20 @@ def steps_replay_takeaway(r: pd.DataFrame, short: int, steps: int) -> str:
     return out[0] + "".join(f"\n- {w}" for w in out[1:]) + "\n\n" + " ".join(verdicts)
 
 
+def dense_seeds(r: pd.DataFrame) -> list[int]:
+    """The replay's seeds with a snapshot at every step it took (seeds 0-4; the others only at a few)."""
+    every = r.groupby("seed").step.nunique()
+    return list(every[every == every.max()].index)
+
+
 def _still_moving(r: pd.DataFrame, short: int, steps: int) -> str:
     """The largest move of one seed's calibrated top-1 between consecutive snapshots after ``short`` steps, per
     set, over the seeds with every snapshot (so each move spans one interval): a set still moving at the last
     step is read wherever the step count stops it."""
-    every = r.groupby("seed").step.nunique()
-    after = r[(r.step >= short) & r.seed.isin(every[every == every.max()].index)].sort_values("step")
-    jumps = after.assign(jump=after.groupby(["source", "cell", "seed"]).top1.diff().abs(),
-                         before=after.groupby(["source", "cell", "seed"]).top1.shift(),
-                         since=after.groupby(["source", "cell", "seed"]).step.shift()).dropna(subset=["jump"])
+    after = r[(r.step >= short) & r.seed.isin(dense_seeds(r))].sort_values("step")
+    by = after.groupby(["source", "cell", "seed"])
+    jumps = after.assign(jump=by.top1.diff().abs(), before=by.top1.shift(), since=by.step.shift()).dropna(
+        subset=["jump"])
     words = []
     for src in ("zeroq", "dsg"):
         j = jumps[jumps.source == src]
