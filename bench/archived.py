@@ -2,7 +2,8 @@
 
     python bench/archived.py --profile quick --archived docs/results-quick-2026-11-26.md
     python bench/archived.py --profile full --against quick --quantizers adaround,brecq   # two profiles
-    python bench/archived.py --profile control-full --against full --quantizers minmax,dsg-avg
+    python bench/archived.py --profile control-full --against full --quantizers minmax,dsg-avg \
+        --sources gaussian,zeroq,dsg,real   # the same seeds on two machines
 
 The 2026-11-26 pages were rendered from rows that are no longer on this machine and predate the
 provenance stamps, so the only record of them is their markdown. This reads its tables (mean ± std
@@ -68,14 +69,14 @@ def moved(old: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     return both, both[both.change.abs() > limit]
 
 
-def against(rows: Path, other: Path, quantizers: list[str]) -> list[str]:
-    """A markdown table of every ``quantizers`` cell two profiles' rows share, one line per model, width
-    and quantizer, one column per source: "this (n) / other (n)" means, and the change where it exceeds
-    the larger seed spread (and 1 point), as ``moved`` counts it."""
+def against(rows: Path, other: Path, quantizers: list[str], sources: list[str] | None = None) -> list[str]:
+    """A markdown table of every ``quantizers`` cell two profiles' rows share (of ``sources``, default all), one
+    line per model, width and quantizer, one column per source: "this (n) / other (n)" means, and the change
+    where it exceeds the larger seed spread (and 1 point), as ``moved`` counts it."""
     both, _ = moved(rerun_cells(other), rerun_cells(rows))  # "archived" = the other profile
     both = both[both.quantizer.isin(quantizers)].sort_values(["model", "bits", "quantizer"],
                                                              ascending=[False, False, True])
-    sources = [s for s in REPRODUCTION if s in set(both.source)]
+    sources = [s for s in REPRODUCTION if s in set(both.source) and (sources is None or s in sources)]
     out = ["| model, cell | " + " | ".join(sources) + " |", "|---" * (len(sources) + 1) + "|"]
     for (model, bits, q), g in both.groupby(["model", "bits", "quantizer"], sort=False):
         cells = []
@@ -99,13 +100,15 @@ def main() -> None:
     ap.add_argument("--archived", type=Path, help="an archived page of the profile")
     ap.add_argument("--against", help="instead, another profile's rows (e.g. quick)")
     ap.add_argument("--quantizers", default="adaround,brecq", help="with --against: the quantizers to show")
+    ap.add_argument("--sources", help="with --against: the sources to show (default: every one both profiles have)")
     args = ap.parse_args()
     rows = rows_file(args.profile)
     if args.against:
         for path in (rows, rows_file(args.against)):
             if not path.is_file():
                 raise SystemExit(f"no rows for that profile: {path}")
-        print("\n".join(against(rows, rows_file(args.against), args.quantizers.split(","))))
+        sources = args.sources.split(",") if args.sources else None
+        print("\n".join(against(rows, rows_file(args.against), args.quantizers.split(","), sources)))
         return
     if args.archived is None:
         raise SystemExit("give --archived PAGE or --against PROFILE")

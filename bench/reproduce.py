@@ -107,8 +107,10 @@ PROFILES = {
                         samples=64, iterations=200, recon_iters=100, epsilons=[], rendered_by="bench/best.py"),
     # the pixel-range control at the full profile's 500 generation steps, on the full profile's own sets
     # (``sets``: its set cache; rows of its own): what the 200-step control found, checked where the paper
-    # generates (the Evidence page's section 7). Clamping after generation needs no new set; clip would.
-    "control-full": dict(models=["resnet20_mnist", "mobilenetv2_mnist"], sources=["gaussian", "zeroq", "dsg", "real"],
+    # generates (the Evidence page's section 7), and DSG's parts one at a time (the paper's ablation, with
+    # range jitter). Clamping after generation needs no new set; clip would.
+    "control-full": dict(models=["resnet20_mnist", "mobilenetv2_mnist"],
+                         sources=["gaussian", "zeroq", "sda", "lse", "sci", "sda+lse", "dsg", "real"],
                          sets="full", seeds=10, wave=5, bits=["3/3", "4/4"], quantizers=["minmax", "dsg-avg"],
                          cells=[["3/3", "minmax"], ["3/3", "dsg-avg"], ["4/4", "dsg-avg"], ["4/4", "minmax"]],
                          pixel_ranges=["free", "clamp-after"], jitter=[0.8, 1.0, 1.2],
@@ -340,6 +342,11 @@ def render(rows: list[dict], profile_name: str, profile: dict, allow_mixed: bool
                 "(`\"device\": \"cuda\"` in the rows; see `docs/gpu.md`), the rest on the CPU: both are draws of "
                 "the same method, not bit-identical for a seed.", ""]
     out += coverage(df, profile, profile_name)
+    machines = machine_section(main)
+    if machines:
+        out += [f"The results come from {main.machine.nunique()} machines (each row's `machine` stamp): a generated "
+                "set is another draw of the same configuration on each, while Gaussian noise and real images are the "
+                "same. Which machine computed what: the last section.", ""]
     for model_name, dm in main.groupby("model"):
         out += [f"## {model_name} (FP32 {dm.fp32_top1.iloc[0]:.2f}%)", ""]
         for qz, dq in dm.groupby("quantizer", sort=False):
@@ -358,16 +365,30 @@ def render(rows: list[dict], profile_name: str, profile: dict, allow_mixed: bool
         out += [f"## Epsilon ablation (dsg, W{DEFAULT_BITS.replace('/', 'A')}, {DEFAULT_QUANTIZER})", "",
                 "| model | epsilon | top-1 |", "|---|---|---|"]
         for (model_name, e), g in eps.groupby(["model", "epsilon"]):
-            out.append(f"| {model_name} | {e} | {fmt(g.top1)} |")
+            out.append(f"| {model_name} | {e} | {fmt(g.top1, for_model(profile, model_name)['seeds'])} |")
         out.append("")
     met = df[(df.kind == "metrics") & df.epsilon.isna()] if "kind" in df else df.iloc[:0]
     if len(met):  # the profile's seeds only: sources with extra seeds (where results swing) must not weigh more
         met = met[[seed < for_model(profile, m)["seeds"] for seed, m in zip(met.seed, met.model)]]
         out += metric_section(met.drop(columns=["top1"], errors="ignore"), main)
+    out += machines
     out += ["## The paper's numbers, for orientation (ImageNet top-1 %, journal Table 3)", "",
             "| model | W/A | real | ZeroQ | DSG1 | DSG2 |", "|---|---|---|---|---|---|"]
     out += [f"| {m} | {b} | {r} | {z} | {d1} | {d2} |" for m, b, r, z, d1, d2 in PAPER_TABLE3]
     return "\n".join(out) + "\n"
+
+
+def machine_section(main: pd.DataFrame) -> list[str]:
+    """Which machine computed which results, when a profile's rows come from several: a generated set differs
+    between machines (``dsg_core/provenance.py``), so a comparison is cleanest within one machine."""
+    if main.get("machine", pd.Series(dtype=object)).nunique() < 2:
+        return []
+    out = ["## Which machine computed what", "", "| machine | model | source | quantizers | seeds | results |",
+           "|---|---|---|---|---|---|"]
+    for (machine, model_name, source), g in main.groupby(["machine", "model", "source"], sort=False):
+        quantizers = ", ".join(dict.fromkeys(g.quantizer))
+        out.append(f"| {machine} | {model_name} | {source} | {quantizers} | {fmt_seeds(g.seed)} | {len(g)} |")
+    return out + [""]
 
 
 def coverage(df: pd.DataFrame, profile: dict, name: str) -> list[str]:
@@ -384,8 +405,14 @@ def coverage(df: pd.DataFrame, profile: dict, name: str) -> list[str]:
              "models": absent("model", profile["models"]), "sources": absent("source", profile["sources"]),
              "widths": absent("bits", profile["bits"] + profile.get("recon_bits", []))}
     parts = [f"{what} {', '.join(f'`{v}`' for v in values)}" for what, values in named.items() if values]
-    if eps_wanted and not ("kind" in df and (df.kind == "epsilon").any()):
+    eps = df[df.kind == "epsilon"] if "kind" in df else df.iloc[:0]
+    if eps_wanted and not len(eps):
         parts.append("the epsilon ablation")
+    for m in profile["models"] if len(eps) else ():  # a part of the ablation ran: which seeds did not
+        p = for_model(profile, m)
+        seeds = set(range(p["seeds"])) - set(eps[eps.model == m].seed) if p["epsilons"] else set()
+        if seeds:
+            parts.append(f"the epsilon ablation's seeds {fmt_seeds(pd.Series(sorted(seeds)))} on `{m}`")
     if not parts:
         return []
     said = "; ".join(parts)
@@ -480,8 +507,8 @@ PIXEL_WAYS = {"free": "**as generated** (free, unbounded pixels: the paper and `
 def pixel_ways(ranges: list[str]) -> str:
     """The page's sentence on how the synthetic sets were handled: the profile's pixel ranges, and what it lacks."""
     ways = [PIXEL_WAYS[r] for r in ranges]
-    said = f"Every synthetic set {len(ways)} ways: " + ", ".join(ways[:-1]) + (" and " if len(ways) > 1 else "") \
-        + ways[-1] + "."
+    count = ("one way", "two ways", "three ways")[len(ways) - 1]
+    said = f"Every synthetic set {count}: " + ", ".join(ways[:-1]) + (" and " if len(ways) > 1 else "") + ways[-1] + "."
     if "clip" in ranges:
         said += " Gaussian noise is not optimized, so clipping it is clamping it: it has no separate clip row."
     else:
@@ -674,24 +701,34 @@ def md_table(df: pd.DataFrame) -> str:
 
 
 def restrict(profile: dict, models: str | None = None, sources: str | None = None, bits: str | None = None,
-             quantizers: str | None = None) -> dict:
-    """The profile on some of its models, bit-widths or quantizers, or on some sources without the
-    epsilon ablation: a part of a long protocol that fits the time at hand."""
+             quantizers: str | None = None, pixel_ranges: str | None = None, only_epsilons: bool = False) -> dict:
+    """The profile on some of its models, bit-widths, quantizers or pixel handlings, on some sources
+    without the epsilon ablation, or on the epsilon ablation alone: a part of a long protocol that fits
+    the time at hand."""
     recon_q = profile.get("recon_quantizers", [])
+    ranges = profile.get("pixel_ranges", ["free"])
     for given, known in ((models, profile["models"]), (sources, profile["sources"]),
-                         (bits, profile["bits"]), (quantizers, profile["quantizers"] + recon_q)):
+                         (bits, profile["bits"]), (quantizers, profile["quantizers"] + recon_q),
+                         (pixel_ranges, ranges)):
         unknown = set(given.split(",")) - set(known) if given else set()
         if unknown:
             raise SystemExit(f"not in the profile: {', '.join(sorted(unknown))} (it has {', '.join(known)})")
     only = lambda names, given: [s for s in names if s in given.split(",")] if given else names
     profile = {**profile, "models": only(profile["models"], models), "bits": only(profile["bits"], bits),
                "quantizers": only(profile["quantizers"], quantizers)}
+    if pixel_ranges and "pixel_ranges" in profile:  # a profile without them generates as the paper does
+        profile["pixel_ranges"] = only(ranges, pixel_ranges)
     if "recon_bits" in profile:
         profile.update(recon_bits=only(profile["recon_bits"], bits), recon_quantizers=only(recon_q, quantizers))
     if sources:
         profile = {**profile, "sources": only(profile["sources"], sources),
                    "overrides": {m: {**o, "sources": only(o.get("sources", profile["sources"]), sources)}
                                  for m, o in profile.get("overrides", {}).items()}}
+    if only_epsilons:  # no source's own cells: the ablation's tasks are DSG's at each epsilon
+        if sources:
+            raise SystemExit("--only-epsilons runs DSG's sets at each epsilon: give no --sources")
+        return {**profile, "sources": [], "overrides": {m: {**o, "sources": []}
+                                                         for m, o in profile.get("overrides", {}).items()}}
     if sources or DEFAULT_BITS not in profile["bits"] or DEFAULT_QUANTIZER not in profile["quantizers"]:
         profile = {**profile, "epsilons": [],  # the ablation runs at the default cell, on DSG's own sets
                    "overrides": {m: {**o, "epsilons": []} for m, o in profile.get("overrides", {}).items()}}
@@ -710,6 +747,8 @@ def main() -> None:
     p.add_argument("--out", default=None, help="markdown file under docs/ (default results-<profile>.md)")
     p.add_argument("--bits", help="comma-separated W/A widths of the profile to run, e.g. 4/4,3/3")
     p.add_argument("--quantizers", help="comma-separated quantizers of the profile to run, e.g. minmax,dsg-avg")
+    p.add_argument("--only-epsilons", action="store_true", help="run the epsilon ablation only (DSG at each epsilon)")
+    p.add_argument("--pixel-ranges", help="comma-separated pixel handlings of the profile to run, e.g. free")
     p.add_argument("--device", default="cpu", help="cpu or cuda: where sets are generated and quantized")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th task from the i-th (parallel processes)")
     p.add_argument("--list", action="store_true", help="print the tasks still to run and stop")
@@ -724,7 +763,8 @@ def main() -> None:
     if not args.render_only:
         i, n = (int(v) for v in args.shard.split("/"))
         only = [int(v) for v in args.only_seeds.split(",")] if args.only_seeds else None
-        sub = restrict(profile, args.models, args.sources, args.bits, args.quantizers)
+        sub = restrict(profile, args.models, args.sources, args.bits, args.quantizers, args.pixel_ranges,
+                       args.only_epsilons)
         if not 0 <= i < n:
             raise SystemExit(f"--shard {args.shard}: need 0 <= i < n")
         tasks = [t for t in plan(sub, rows, only) if in_shard(t, i, n) and not done(t, rows)]

@@ -379,18 +379,21 @@ def test_the_committed_steps_part_is_the_render_of_the_committed_rows(bundle):
 def test_the_500_step_control_ran_on_the_full_profiles_sets():
     """bench/rows/control-full.jsonl: one code version with the full profile's rows, and where the machine cannot
     change a set (Gaussian noise, real images) the very top-1 the full profile measured; generated sets are
-    redrawn on each machine (the rows' machine stamp), so theirs may differ."""
+    redrawn on each machine (the rows' machine stamp), so theirs may differ, while one machine gives DSG's
+    parts (SDA, LSE, SCI, SDA+LSE: both profiles' rows from the same cached sets) the very same top-1."""
     import json
 
     def main(name):
         rows = [json.loads(line) for line in (DOCS.parent / "bench" / "rows" / f"{name}.jsonl").read_text().splitlines()
                 if line.strip()]
-        return rows, {(r["model"], r["source"], r["seed"], r["bits"], r["quantizer"]): r["top1"] for r in rows
-                      if r["kind"] == "main" and r.get("pixel_range", "free") == "free"}
+        return rows, {(r["model"], r["source"], r["seed"], r["bits"], r["quantizer"]): (r["top1"], r["machine"])
+                      for r in rows if r["kind"] == "main" and r.get("pixel_range", "free") == "free"}
     (control, ours), (full, theirs) = main("control-full"), main("full")
     assert {r["source_hash"] for r in control} == {r["source_hash"] for r in full}
     same = [k for k in ours if k[1] in ("gaussian", "real")]
-    assert len(same) == 2 * 2 * 10 * 4 and all(ours[k] == theirs[k] for k in same)
+    assert len(same) == 2 * 2 * 10 * 4 and all(ours[k][0] == theirs[k][0] for k in same)
+    parts = [k for k in ours if k[1] in ("sda", "lse", "sci", "sda+lse")]
+    assert len(parts) == 4 * 2 * 10 * 4 and all(ours[k] == theirs[k] for k in parts)  # top-1 and machine
 
 
 def test_docs_results_quotes_the_pages_500_step_check(bundle):

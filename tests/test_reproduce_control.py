@@ -140,8 +140,10 @@ def test_the_reproduction_page_says_what_has_not_run():
     full = [dict(r, quantizer=q, model=m, source=s, bits=b) for r in rows[:1]
             for q in ("adaround", "brecq", "minmax", "dsg-avg") for m in profile["models"]
             for s in profile["sources"] for b in profile["bits"]]
-    eps = dict(full[0], kind="epsilon", epsilon=0.5)
-    assert "Not run yet" not in R.render(full + [eps], "quick", profile)
+    eps = [dict(full[0], kind="epsilon", epsilon=0.5, seed=seed) for seed in range(profile["seeds"])]
+    assert "Not run yet" not in R.render(full + eps, "quick", profile)  # mobilenetv2_mnist has no ablation
+    assert ("**Not run yet on this code:** the epsilon ablation's seeds 1-4 on `resnet20_mnist` ("
+            in R.render(full + eps[:1], "quick", profile))
     assert R.render(full, "quick", profile).count("Not run yet on this code:** the epsilon ablation (") == 1
 
 
@@ -154,7 +156,20 @@ def test_the_500_step_control_runs_on_the_full_profiles_sets_without_new_generat
     assert cf["pixel_ranges"] == ["free", "clamp-after"] and cf["jitter"] == [0.8, 1.0, 1.2]
     assert R.control_doc("control-full") == "pixel-range-full.md"
     tasks = R.plan(cf, NoRows())
-    assert {t.pixel_range for t in tasks} == {"free", "clamp-after"} and len(tasks) == 2 * 10 * 7
+    per_seed = 7 * 2 + 1  # seven synthetic sources as generated and clamped after; real images as they are
+    assert {t.pixel_range for t in tasks} == {"free", "clamp-after"} and len(tasks) == 2 * 10 * per_seed
+    assert {"sda", "lse", "sci", "sda+lse"} <= set(cf["sources"])  # DSG's parts one at a time, with jitter
+
+
+def test_a_run_can_take_some_pixel_handlings_only():
+    """--pixel-ranges free: the part of the control that the time at hand allows; an unknown handling is named."""
+    cf = R.PROFILES["control-full"]
+    tasks = R.plan(R.restrict(cf, sources="sda,lse", pixel_ranges="free"), NoRows())
+    assert {t.pixel_range for t in tasks} == {"free"} and {t.source for t in tasks} == {"sda", "lse"}
+    assert len(tasks) == 2 * 10 * 2
+    with pytest.raises(SystemExit, match="clip"):
+        R.restrict(cf, pixel_ranges="clip")
+    assert "pixel_ranges" not in R.restrict(R.PROFILES["full"], pixel_ranges="free")  # the paper's protocol as is
 
 
 def test_the_500_step_control_page_is_the_render_of_its_rows():
@@ -162,3 +177,35 @@ def test_the_500_step_control_page_is_the_render_of_its_rows():
             if line.strip()]
     page = R.render_control(rows, "control-full", R.PROFILES["control-full"])
     assert page.splitlines()[3:] == (REPO / "docs" / "pixel-range-full.md").read_text().splitlines()[3:]
+
+
+def test_a_page_names_the_pixel_handlings_its_profile_ran():
+    """The intro counts and names the handlings in words, and says when clip did not run."""
+    assert R.pixel_ways(["free", "clamp-after", "clip"]).startswith("Every synthetic set three ways:")
+    two = R.pixel_ways(R.PROFILES["control-full"]["pixel_ranges"])
+    assert two.startswith("Every synthetic set two ways:") and "did not run it" in two
+    unseen = (REPO / "docs" / "pixel-range-unseen.md").read_text()
+    assert R.pixel_ways(R.PROFILES["unseen"]["pixel_ranges"]) in unseen.splitlines()
+
+
+def test_a_page_of_rows_from_several_machines_says_which_machine_computed_what():
+    """The full profile's rows come from two machines (tests/test_results_quick.py checks its page is their render)."""
+    rows = [json.loads(line) for line in (REPO / "bench" / "rows" / "full.jsonl").read_text().splitlines()
+            if line.strip()]
+    page = R.render(rows, "full", R.PROFILES["full"])
+    assert "## Which machine computed what" in page and "The results come from 2 machines" in page
+    main = pd.DataFrame([r for r in rows if r["kind"] == "main"])
+    table = [line for line in R.machine_section(main) if line.startswith("| ") and not line.startswith("| machine")]
+    assert sum(int(line.rsplit("|", 2)[1]) for line in table) == len(main)  # every result, once
+    assert R.machine_section(main[main.machine == main.machine.iloc[0]]) == []  # one machine: nothing to say
+
+
+def test_a_run_can_take_the_epsilon_ablation_alone():
+    """--only-epsilons: DSG's sets at each epsilon of the profile, at the default cell, and nothing else."""
+    full = R.PROFILES["full"]
+    tasks = R.plan(R.restrict(full, only_epsilons=True), NoRows())
+    assert len(tasks) == 2 * 10 * len(full["epsilons"])
+    assert {(t.source, t.combos) for t in tasks} == {("dsg", ((R.DEFAULT_BITS, R.DEFAULT_QUANTIZER),))}
+    assert {t.epsilon for t in tasks} == set(full["epsilons"])
+    with pytest.raises(SystemExit, match="no --sources"):
+        R.restrict(full, sources="dsg", only_epsilons=True)
