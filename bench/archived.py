@@ -108,6 +108,9 @@ def main() -> None:
             if not path.is_file():
                 raise SystemExit(f"no rows for that profile: {path}")
         sources = args.sources.split(",") if args.sources else None
+        if sources and set(sources) - set(REPRODUCTION):
+            raise SystemExit(f"not a source of the reproduction: {', '.join(sorted(set(sources) - set(REPRODUCTION)))} "
+                             f"(they are {', '.join(REPRODUCTION)})")
         print("\n".join(against(rows, rows_file(args.against), args.quantizers.split(","), sources)))
         return
     if args.archived is None:

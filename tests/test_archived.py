@@ -43,3 +43,16 @@ def test_a_cell_moved_only_beyond_the_larger_seed_spread_and_one_point():
                         for s, mu, sd in (("a", 95.0, 0.2), ("b", 70.0, 1.0), ("c", 90.8, 0.1))])
     both, out = A.moved(old, new)
     assert len(both) == 3 and out.source.tolist() == ["a"]  # b within its old spread, c under a point
+
+
+def test_against_shows_the_sources_asked_for_and_names_an_unknown_one(monkeypatch, capsys):
+    """--sources keeps a two-profile table to some columns; a name that is no source is refused, not an empty table."""
+    import pytest
+    from common import rows_file
+
+    table = A.against(rows_file("control-full"), rows_file("full"), ["minmax"], ["zeroq"])
+    assert table[0] == "| model, cell | zeroq |" and len(table) == 2 + 4  # two models, W4A4 and W3A3
+    monkeypatch.setattr(sys, "argv", ["archived.py", "--profile", "control-full", "--against", "full",
+                                      "--sources", "zeroq,nope"])
+    with pytest.raises(SystemExit, match="not a source of the reproduction: nope"):
+        A.main()
