@@ -110,8 +110,7 @@ def goal_rows(recipes_rows: Path, peers_rows: Path) -> tuple[list[dict], dict]:
                         "held_out": r["model"] in recipes.HELD_OUT})
     used = ((recipes_rows, [r for r in best.lines(recipes_rows) if r.get("variant") in ("no-sda", "real")]),
             (peers_rows, [r for r in best.lines(peers_rows) if r.get("source") == "mct"]))
-    versions = {str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path): provenance.versions(rows)
-                for path, rows in used}
+    versions = {relative(path): provenance.versions(rows) for path, rows in used}
     fp32 = {m: fp32_top1(m) for m in dict.fromkeys(r["model"] for r in out)}
     return out, {"rows": versions, "renders": "python bench/best.py (docs/best.md)", "fp32_top1": fp32}
 
@@ -139,6 +138,7 @@ def steps_part(control_full: Path, allow_mixed: bool = False) -> dict:
 
 
 def relative(path: Path) -> str:
+    """A rows file as the bundle names it: relative to the repository when it is in it."""
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
@@ -337,7 +337,7 @@ def main() -> None:
     import best
     import layer_jitter
     bundle = {"meta": {**code_version(), "row_versions": versions, "command": command(), "parts": parts_made,
-                       "rows": str(args.rows.relative_to(REPO)) if args.rows.is_relative_to(REPO) else str(args.rows),
+                       "rows": relative(args.rows),
                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        "machine": machine(), "samples": SAMPLES, "iterations": args.iterations,
                        "seeds": int(max((c["seed"] for c in cells), default=-1)) + 1,

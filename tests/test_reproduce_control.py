@@ -172,9 +172,14 @@ def test_a_run_can_take_some_pixel_handlings_only():
     assert "pixel_ranges" not in R.restrict(R.PROFILES["full"], pixel_ranges="free")  # the paper's protocol as is
 
 
-def test_the_500_step_control_page_is_the_render_of_its_rows():
-    rows = [json.loads(line) for line in (REPO / "bench" / "rows" / "control-full.jsonl").read_text().splitlines()
+def committed_rows(name: str) -> list[dict]:
+    """bench/rows/<name>.jsonl as written, every line."""
+    return [json.loads(line) for line in (REPO / "bench" / "rows" / f"{name}.jsonl").read_text().splitlines()
             if line.strip()]
+
+
+def test_the_500_step_control_page_is_the_render_of_its_rows():
+    rows = committed_rows("control-full")
     page = R.render_control(rows, "control-full", R.PROFILES["control-full"])
     assert page.splitlines()[3:] == (REPO / "docs" / "pixel-range-full.md").read_text().splitlines()[3:]
 
@@ -190,9 +195,8 @@ def test_a_page_names_the_pixel_handlings_its_profile_ran():
 
 def test_a_page_of_rows_from_several_machines_says_which_machine_computed_what():
     """The full profile's rows come from two machines (tests/test_results_quick.py checks its page is their render)."""
-    rows = [json.loads(line) for line in (REPO / "bench" / "rows" / "full.jsonl").read_text().splitlines()
-            if line.strip()]
-    page = R.render(rows, "full", R.PROFILES["full"])
+    rows = committed_rows("full")
+    page = (REPO / "docs" / "results-full.md").read_text()
     assert "## Which machine computed what" in page and "The results come from 2 machines" in page
     main = pd.DataFrame([r for r in rows if r["kind"] == "main"])
     table = [line for line in R.machine_section(main) if line.startswith("| ") and not line.startswith("| machine")]
